@@ -155,6 +155,13 @@ IrValue *ir_op_add_result(IrModule *m, IrOp *op, IrDType dt, IrShape shape) {
   op->out = out;
   return v;
 }
+int ir_op_add_operand(IrModule *m, IrOp *op, IrValue *v) {
+  IrValue **in = ARENA_ARRAY(m->arena, IrValue *, op->nin + 1);
+  if (op->nin) memcpy(in, op->in, sizeof(IrValue *) * (size_t)op->nin);
+  in[op->nin] = v;
+  op->in = in;
+  return op->nin++;
+}
 IrBlock *ir_op_add_region(IrModule *m, IrOp *op) {
   IrBlock *b = ir_block_new(m, op);
   IrBlock **r = ARENA_ARRAY(m->arena, IrBlock *, op->nregions + 1);

@@ -270,6 +270,9 @@ void ir_block_set_yields(IrModule *m, IrBlock *b, int n, IrValue **vals);
 /* Appends a new op at the end of block b. Operands are copied. */
 IrOp *ir_op_new(IrModule *m, IrBlock *b, IrOpKind kind, int nin, IrValue *const *in, SrcLoc loc);
 IrValue *ir_op_add_result(IrModule *m, IrOp *op, IrDType dt, IrShape shape);
+/* Appends an operand (mixture/skip ops discover their captures while their
+ * region is being built). Returns the operand number. */
+int ir_op_add_operand(IrModule *m, IrOp *op, IrValue *v);
 IrBlock *ir_op_add_region(IrModule *m, IrOp *op);
 void ir_op_set_int(IrModule *m, IrOp *op, const char *key, int64_t v);
 void ir_op_set_float(IrModule *m, IrOp *op, const char *key, double v);

@@ -1,0 +1,302 @@
+/* driver.c — runs the pipeline, in order, for each command:
+ *
+ *   compile:  source → frontend (parse, sema, lower) → verify → [passes] → backend
+ *   run:      source → frontend → verify → interpreter or compiled code
+ *   init:     source → frontend → deterministic random weights
+ *
+ * A file ending in `.ir` skips the front end: it is graph IR text (what
+ * --dump-ir prints), which lets tests target the IR directly. */
+#include "driver.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ast.h"
+#include "diag.h"
+#include "frontend.h"
+#include "interp.h"
+#include "ir.h"
+#include "tensor.h"
+#include "util.h"
+
+#if defined(GAT_HAVE_CODEGEN) && __has_include("backend.h")
+#include "backend.h"
+#define GAT_BACKEND 1
+#else
+#define GAT_BACKEND 0
+#endif
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* Source → verified graph IR, or NULL after reporting errors. */
+static IrModule *load_module(Arena *a, const DriverOptions *o) {
+  size_t len;
+  char *text = read_file(o->input, &len);
+  if (!text) {
+    diag_plain_error("cannot read '%s': %s", o->input, strerror(errno));
+    return NULL;
+  }
+  if (strlen(text) != len) {
+    diag_plain_error("'%s' contains a NUL byte; it is not a text file", o->input);
+    free(text);
+    return NULL;
+  }
+  IrModule *m = NULL;
+  if (ends_with(o->input, ".ir")) {
+    m = ir_parse(a, o->input, text);
+    if (m && o->max_seq > 0) m->max_T = o->max_seq;
+  } else if (o->dump_ast) {
+    AstFile *f = parse_source(a, o->input, text);
+    if (f && diag_error_count() == 0) ast_dump(stdout, f);
+    free(text);
+    return NULL;
+  } else {
+    FrontendOptions fo = {o->model, o->max_seq};
+    m = frontend_compile(a, o->input, text, &fo);
+  }
+  free(text);
+  if (!m || diag_error_count() > 0) return NULL;
+  if (o->verify) {
+    char err[2048];
+    if (ir_verify(m, err, sizeof err) != 0) {
+      fprintf(stderr, "gattnc: internal error: the IR of '%s' does not verify:\n%s\n", o->input, err);
+      return NULL;
+    }
+  }
+  return m;
+}
+
+/* ---- run: chunking inputs along T for --step ---------------------------- */
+
+static int t_axis(IrShape s) {
+  for (int i = 0; i < s.rank; i++)
+    if (s.dims[i] == IR_DIM_T) return i;
+  return -1;
+}
+
+static size_t elem_size(IrDType dt) {
+  (void)dt;
+  return 4; /* f32 and i32 */
+}
+
+/* Copies rows [t0, t0 + n) of tensor src along `axis` into a new tensor of dst. */
+static void slice_axis(TensorSet *dst, const Tensor *src, int axis, int64_t t0, int64_t n) {
+  int64_t dims[IR_MAX_RANK];
+  for (int i = 0; i < src->rank; i++) dims[i] = src->dims[i];
+  dims[axis] = n;
+  Tensor *t = tensorset_add(dst, src->name, src->dtype, src->rank, dims);
+  int64_t outer = 1, inner = 1;
+  for (int i = 0; i < axis; i++) outer *= src->dims[i];
+  for (int i = axis + 1; i < src->rank; i++) inner *= src->dims[i];
+  size_t es = elem_size(src->dtype);
+  for (int64_t o = 0; o < outer; o++)
+    memcpy((char *)t->data + (size_t)(o * n * inner) * es,
+           (const char *)src->data + (size_t)((o * src->dims[axis] + t0) * inner) * es,
+           (size_t)(n * inner) * es);
+}
+
+static void copy_tensor(TensorSet *dst, const Tensor *src) {
+  Tensor *t = tensorset_add(dst, src->name, src->dtype, src->rank, src->dims);
+  memcpy(t->data, src->data, (size_t)tensor_numel(src) * elem_size(src->dtype));
+}
+
+/* Appends chunk (same shape as acc except along axis) to acc, in place. */
+static void append_axis(Tensor *acc, const Tensor *chunk, int axis) {
+  int64_t outer = 1, inner = 1;
+  for (int i = 0; i < axis; i++) outer *= acc->dims[i];
+  for (int i = axis + 1; i < acc->rank; i++) inner *= acc->dims[i];
+  int64_t na = acc->dims[axis], nc = chunk->dims[axis], nn = na + nc;
+  size_t es = elem_size(acc->dtype);
+  char *data = xmalloc((size_t)(outer * nn * inner) * es + 1);
+  for (int64_t o = 0; o < outer; o++) {
+    memcpy(data + (size_t)(o * nn * inner) * es, (char *)acc->data + (size_t)(o * na * inner) * es,
+           (size_t)(na * inner) * es);
+    memcpy(data + (size_t)((o * nn + na) * inner) * es, (char *)chunk->data + (size_t)(o * nc * inner) * es,
+           (size_t)(nc * inner) * es);
+  }
+  free(acc->data);
+  acc->data = data;
+  acc->dims[axis] = nn;
+}
+
+static int cmd_run(const IrModule *m, const DriverOptions *o) {
+  char err[1024];
+  TensorSet weights = {0}, inputs = {0}, outputs = {0};
+  int status = 1;
+  if (!o->inputs || !o->output) {
+    diag_plain_error("run needs --inputs IN.safetensors and -o OUT.safetensors");
+    return 2;
+  }
+  if (o->weights) {
+    if (safetensors_read(o->weights, &weights, err, sizeof err) != 0) {
+      diag_plain_error("%s: %s", o->weights, err);
+      goto done;
+    }
+  } else {
+    weights_init(m, o->seed, &weights);
+  }
+  if (safetensors_read(o->inputs, &inputs, err, sizeof err) != 0) {
+    diag_plain_error("%s: %s", o->inputs, err);
+    goto done;
+  }
+  /* The sequence length of this run: the T extent of the first input that has one. */
+  int64_t T = -1;
+  for (int i = 0; i < m->inputs.len; i++) {
+    const IrIO *io = m->inputs.data[i];
+    const Tensor *t = tensorset_find(&inputs, io->name);
+    int ax = t_axis(io->shape);
+    if (t && ax >= 0 && ax < t->rank) {
+      T = t->dims[ax];
+      break;
+    }
+  }
+  if (!o->interp) {
+#if GAT_BACKEND
+    if (run_compiled(m, &weights, &inputs, (int)o->step, &outputs, err, sizeof err) != 0) {
+      diag_plain_error("%s", err);
+      goto done;
+    }
+    goto write;
+#else
+    diag_plain_error("this gattnc was built without the C backend; use --interp");
+    goto done;
+#endif
+  }
+  InterpSession *s = interp_new(m, &weights, err, sizeof err);
+  if (!s) {
+    diag_plain_error("%s", err);
+    goto done;
+  }
+  int64_t step = o->step > 0 && T > 0 ? o->step : (T > 0 ? T : 1);
+  int64_t t0 = 0;
+  do {
+    TensorSet chunk = {0}, out = {0};
+    int64_t n = T > 0 ? (T - t0 < step ? T - t0 : step) : 0;
+    for (int i = 0; i < inputs.n; i++) {
+      const Tensor *src = &inputs.t[i];
+      const IrIO *io = NULL;
+      for (int j = 0; j < m->inputs.len; j++)
+        if (!strcmp(((IrIO *)m->inputs.data[j])->name, src->name)) io = m->inputs.data[j];
+      int ax = io ? t_axis(io->shape) : -1;
+      if (T > 0 && ax >= 0 && ax < src->rank && src->dims[ax] == T)
+        slice_axis(&chunk, src, ax, t0, n);
+      else
+        copy_tensor(&chunk, src);
+    }
+    int rc = interp_forward(s, &chunk, &out, err, sizeof err);
+    tensorset_free(&chunk);
+    if (rc != 0) {
+      tensorset_free(&out);
+      interp_free(s);
+      diag_plain_error("%s", err);
+      goto done;
+    }
+    if (t0 == 0) {
+      outputs = out;
+    } else {
+      for (int i = 0; i < out.n; i++) {
+        Tensor *acc = tensorset_find(&outputs, out.t[i].name);
+        const IrIO *io = NULL;
+        for (int j = 0; j < m->outputs.len; j++)
+          if (!strcmp(((IrIO *)m->outputs.data[j])->name, out.t[i].name)) io = m->outputs.data[j];
+        int ax = io ? t_axis(io->shape) : -1;
+        if (acc && ax >= 0) append_axis(acc, &out.t[i], ax);
+        else if (acc) {
+          /* no T axis: the last call's value wins */
+          void *tmp = acc->data;
+          acc->data = out.t[i].data;
+          out.t[i].data = tmp;
+        }
+      }
+      tensorset_free(&out);
+    }
+    t0 += n;
+  } while (T > 0 && t0 < T);
+  interp_free(s);
+#if GAT_BACKEND
+write:
+#endif
+  if (safetensors_write(o->output, &outputs, err, sizeof err) != 0) {
+    diag_plain_error("%s: %s", o->output, err);
+    goto done;
+  }
+  status = 0;
+done:
+  tensorset_free(&weights);
+  tensorset_free(&inputs);
+  tensorset_free(&outputs);
+  return status;
+}
+
+static int cmd_init(const IrModule *m, const DriverOptions *o) {
+  char err[1024];
+  if (!o->output) {
+    diag_plain_error("init needs -o W.safetensors");
+    return 2;
+  }
+  TensorSet w = {0};
+  weights_init(m, o->seed, &w);
+  int rc = safetensors_write(o->output, &w, err, sizeof err);
+  tensorset_free(&w);
+  if (rc != 0) {
+    diag_plain_error("%s: %s", o->output, err);
+    return 1;
+  }
+  return 0;
+}
+
+static char *default_c_name(const char *input) {
+  const char *base = strrchr(input, '/');
+  base = base ? base + 1 : input;
+  const char *dot = strrchr(base, '.');
+  size_t n = dot ? (size_t)(dot - base) : strlen(base);
+  char *out = xmalloc(n + 3);
+  memcpy(out, base, n);
+  memcpy(out + n, ".c", 3);
+  return out;
+}
+
+static int cmd_compile(const IrModule *m, const DriverOptions *o) {
+  if (o->dump_ir) {
+    ir_print(stdout, m);
+    return 0;
+  }
+#if GAT_BACKEND
+  char err[1024];
+  char *def = o->output ? NULL : default_c_name(o->input);
+  int rc = backend_emit_c(m, o->output ? o->output : def, err, sizeof err);
+  free(def);
+  if (rc != 0) {
+    diag_plain_error("%s", err);
+    return 1;
+  }
+  return 0;
+#else
+  (void)default_c_name;
+  diag_plain_error("this gattnc was built without the C backend (try --dump-ir)");
+  return 1;
+#endif
+}
+
+int driver_main(const DriverOptions *o) {
+  Arena arena;
+  arena_init(&arena);
+  IrModule *m = load_module(&arena, o);
+  int status;
+  if (!m) {
+    status = diag_error_count() > 0 ? 1 : (o->dump_ast ? 0 : 1);
+  } else if (o->command == DRIVER_RUN) {
+    status = cmd_run(m, o);
+  } else if (o->command == DRIVER_INIT) {
+    status = cmd_init(m, o);
+  } else {
+    status = cmd_compile(m, o);
+  }
+  arena_free(&arena);
+  diag_reset();
+  return status;
+}

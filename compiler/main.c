@@ -1,0 +1,136 @@
+/* main.c — the gattnc command line. Parses options into a DriverOptions and
+ * hands over to driver.c, which runs the pipeline in order. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "driver.h"
+
+static void usage(FILE *f) {
+  fputs(
+      "usage: gattnc FILE.gat [-o NAME.c] [options]     compile a model to C (NAME.c + NAME.h)\n"
+      "       gattnc FILE.gat --dump-ir                 print the graph IR\n"
+      "       gattnc run FILE --interp --weights W.safetensors --inputs IN.safetensors -o OUT.safetensors\n"
+      "       gattnc run FILE --weights W --inputs IN -o OUT   (compiled C, through libffi)\n"
+      "       gattnc init FILE -o W.safetensors [--seed N]\n"
+      "\n"
+      "FILE is a .gat model, or graph IR text (.ir) as printed by --dump-ir.\n"
+      "options:\n"
+      "  -o PATH            output file\n"
+      "  --dump-ast         print the syntax tree and stop\n"
+      "  --dump-ir          print the graph IR and stop\n"
+      "  --model NAME       which model of the file to compile (default: the last one)\n"
+      "  --max-seq N        the largest T the compiled model accepts (overrides `max T = N`)\n"
+      "  --interp           (run) use the reference interpreter\n"
+      "  --weights PATH     (run) weights; default: `gattnc init` weights with --seed\n"
+      "  --inputs PATH      (run) inputs, one tensor per model input\n"
+      "  --step K           (run) feed the inputs K tokens per call (1 = decode token by token);\n"
+      "                     outputs are concatenated along T\n"
+      "  --seed N           (init, run) seed of the random weights (default 0)\n"
+      "  --no-verify        skip the IR verifier\n"
+      "  -O0 -O1 -O2        optimisation level (default -O2)\n"
+      "  --version, --help\n",
+      f);
+}
+
+static int need_arg(int argc, char **argv, int i) {
+  if (i + 1 >= argc) {
+    fprintf(stderr, "gattnc: error: option '%s' needs a value\n", argv[i]);
+    return 0;
+  }
+  return 1;
+}
+
+static int parse_int(const char *opt, const char *s, long long *out) {
+  char *end;
+  long long v = strtoll(s, &end, 10);
+  if (!*s || *end) {
+    fprintf(stderr, "gattnc: error: option '%s' expects an integer, got '%s'\n", opt, s);
+    return 0;
+  }
+  *out = v;
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  DriverOptions o;
+  memset(&o, 0, sizeof o);
+  o.opt_level = 2;
+  o.verify = 1;
+  int i = 1;
+  if (argc > 1 && strcmp(argv[1], "run") == 0) {
+    o.command = DRIVER_RUN;
+    i = 2;
+  } else if (argc > 1 && strcmp(argv[1], "init") == 0) {
+    o.command = DRIVER_INIT;
+    i = 2;
+  } else {
+    o.command = DRIVER_COMPILE;
+  }
+  for (; i < argc; i++) {
+    const char *a = argv[i];
+    long long v;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      usage(stdout);
+      return 0;
+    } else if (!strcmp(a, "--version")) {
+      printf("gattnc 0.1.0\n");
+      return 0;
+    } else if (!strcmp(a, "-o")) {
+      if (!need_arg(argc, argv, i)) return 2;
+      o.output = argv[++i];
+    } else if (!strcmp(a, "--dump-ast")) {
+      o.dump_ast = 1;
+    } else if (!strcmp(a, "--dump-ir")) {
+      o.dump_ir = 1;
+    } else if (!strcmp(a, "--model")) {
+      if (!need_arg(argc, argv, i)) return 2;
+      o.model = argv[++i];
+    } else if (!strcmp(a, "--max-seq")) {
+      if (!need_arg(argc, argv, i) || !parse_int(a, argv[i + 1], &v)) return 2;
+      if (v < 1) {
+        fprintf(stderr, "gattnc: error: --max-seq must be at least 1\n");
+        return 2;
+      }
+      o.max_seq = v;
+      i++;
+    } else if (!strcmp(a, "--interp")) {
+      o.interp = 1;
+    } else if (!strcmp(a, "--weights")) {
+      if (!need_arg(argc, argv, i)) return 2;
+      o.weights = argv[++i];
+    } else if (!strcmp(a, "--inputs")) {
+      if (!need_arg(argc, argv, i)) return 2;
+      o.inputs = argv[++i];
+    } else if (!strcmp(a, "--step")) {
+      if (!need_arg(argc, argv, i) || !parse_int(a, argv[i + 1], &v)) return 2;
+      if (v < 0) {
+        fprintf(stderr, "gattnc: error: --step must not be negative\n");
+        return 2;
+      }
+      o.step = v;
+      i++;
+    } else if (!strcmp(a, "--seed")) {
+      if (!need_arg(argc, argv, i) || !parse_int(a, argv[i + 1], &v)) return 2;
+      o.seed = (uint64_t)v;
+      i++;
+    } else if (!strcmp(a, "--no-verify")) {
+      o.verify = 0;
+    } else if (!strcmp(a, "-O0") || !strcmp(a, "-O1") || !strcmp(a, "-O2")) {
+      o.opt_level = a[2] - '0';
+    } else if (a[0] == '-' && a[1]) {
+      fprintf(stderr, "gattnc: error: unknown option '%s' (see gattnc --help)\n", a);
+      return 2;
+    } else if (!o.input) {
+      o.input = a;
+    } else {
+      fprintf(stderr, "gattnc: error: more than one input file ('%s' and '%s')\n", o.input, a);
+      return 2;
+    }
+  }
+  if (!o.input) {
+    usage(stderr);
+    return 2;
+  }
+  return driver_main(&o);
+}

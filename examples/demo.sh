@@ -1,0 +1,24 @@
+#!/bin/bash
+# The flagship example (`make demo`): compile a small gated language model,
+# give it deterministic random weights, and run it through the reference
+# interpreter twice — all 32 tokens in one call (prefill) and one token per
+# call (decode) — to show that both give the same logits.
+set -euo pipefail
+GATTNC=${1:-build/gattnc}
+cd "$(dirname "$0")/.."
+OUT=out/demo
+mkdir -p $OUT
+MODEL=examples/hybrid.gat
+echo "== $MODEL: graph IR (first lines)"
+$GATTNC $MODEL --dump-ir > $OUT/hybrid.ir
+head -n 20 $OUT/hybrid.ir
+echo "... ($(wc -l < $OUT/hybrid.ir) lines in $OUT/hybrid.ir)"
+echo "== random weights (gattnc init --seed 1)"
+$GATTNC init $MODEL -o $OUT/weights.safetensors --seed 1
+ls -l $OUT/weights.safetensors
+python3 examples/make_tokens.py $OUT/tokens.safetensors tokens 32 256 7
+echo "== prefill: 32 tokens in one call"
+$GATTNC run $MODEL --interp --weights $OUT/weights.safetensors --inputs $OUT/tokens.safetensors -o $OUT/prefill.safetensors
+echo "== decode: 32 calls of one token"
+$GATTNC run $MODEL --interp --weights $OUT/weights.safetensors --inputs $OUT/tokens.safetensors -o $OUT/decode.safetensors --step 1
+python3 examples/compare.py $OUT/prefill.safetensors $OUT/decode.safetensors
