@@ -176,7 +176,20 @@ typedef struct AstFile {
  * nothing could be built. */
 AstFile *parse_source(Arena *a, const char *display_name, const char *text);
 
-/* A readable, deterministic dump of the tree (S-expressions), for tests. */
+/* A readable, deterministic dump of the tree (S-expressions), for tests.
+ * The format is documented at the top of compiler/ast.c. */
 void ast_dump(FILE *out, const AstFile *f);
+void ast_dump_expr(FILE *out, const AstExpr *e);
+void ast_dump_stmt(FILE *out, const AstStmt *s);
+
+/* Node constructors (compiler/ast.c): zeroed, arena-allocated nodes with the
+ * kind and location set. The parser builds every node through these; later
+ * stages may use them to synthesize nodes. */
+AstExpr *ast_expr_new(Arena *a, AstExprKind kind, SrcLoc loc);
+AstExpr *ast_expr_binary(Arena *a, AstBinOp op, AstExpr *lhs, AstExpr *rhs, SrcLoc loc);
+AstExpr *ast_expr_unary(Arena *a, AstUnOp op, AstExpr *operand, SrcLoc loc);
+AstStmt *ast_stmt_new(Arena *a, AstStmtKind kind, SrcLoc loc);
+AstType *ast_type_new(Arena *a, AstTypeKind kind, SrcLoc loc);
+AstDecl *ast_decl_new(Arena *a, AstDeclKind kind, SrcLoc loc);
 
 #endif
