@@ -311,3 +311,23 @@ void ir_type_str(char *buf, size_t n, IrDType dt, IrShape s) {
   }
   if (used < n) snprintf(buf + used, n - used, "]");
 }
+
+/* Modules live in their arena, but op lists and module tables are heap
+ * PtrVecs; tests that build many modules under LeakSanitizer release them
+ * here before dropping the arena. The module must not be used afterwards. */
+static void block_release(IrBlock *b) {
+  if (!b) return;
+  for (int i = 0; i < b->ops.len; i++) {
+    IrOp *op = b->ops.data[i];
+    for (int r = 0; r < op->nregions; r++) block_release(op->regions[r]);
+  }
+  ptrvec_free(&b->ops);
+}
+void ir_module_release(IrModule *m) {
+  if (!m) return;
+  block_release(m->body);
+  ptrvec_free(&m->params);
+  ptrvec_free(&m->inputs);
+  ptrvec_free(&m->outputs);
+  ptrvec_free(&m->states);
+}

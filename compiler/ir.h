@@ -178,6 +178,8 @@ typedef enum IrOpKind {
   IR_OP_LINEAR,    /* x[..., IN], w[OUT, IN] (, b[OUT]) -> x w^T + b : [..., OUT] */
   IR_OP_INDEX,     /* generic index-notation op: expr (see above) */
   /* reductions and normalisations */
+  /* Axis attributes (reduce, softmax, concat, split, slice) may be negative:
+     -1 is the last axis, as in PyTorch. */
   IR_OP_REDUCE,    /* attr kind (sum|max|min|mean), attr axes (ints); axes removed */
   IR_OP_SOFTMAX,   /* attr axis */
   IR_OP_RMS_NORM,  /* x (, w) over the last axis: x / sqrt(mean(x^2) + eps) * w; attrs eps, plus_one (w -> 1+w) */
@@ -193,7 +195,7 @@ typedef enum IrOpKind {
   IR_OP_SPLIT,     /* attr axis, attr sizes (ints); one result per size */
   IR_OP_SLICE,     /* attr axis, start, stop: x[..., start:stop, ...] */
   /* sequence ops with persistent state */
-  IR_OP_ROPE,      /* x[T, H, D] rotated at positions pos0 + t; attrs base (float), dims (rotated
+  IR_OP_ROPE,      /* x[T, ..., D] rotated at positions pos0 + t; attrs base (float, default 10000), dims (rotated
                       leading features, even, <= D), rotate_half layout (non-interleaved) */
   IR_OP_CONV1D,    /* causal depthwise conv: x[T, C], w[C, 1, W] (, b[C]); attr act ("none"|"silu"),
                       attr state (slot of the [W-1, C] tail of previous inputs) */
@@ -203,8 +205,8 @@ typedef enum IrOpKind {
                       window (0 = unlimited: key j visible iff i - window < j), state_k, state_v
                       (and state_kb when biased): KV cache slots [max_T, Hkv, d] (and [max_T, H]).
                       Query head h uses KV head h / (H / Hkv). */
-  IR_OP_SCAN,      /* region 0: args (t: i32[], s_0 .. s_{n-1}) ; yields (s_0' .. s_{n-1}', emit).
-                      Result: emit stacked over t: [T] ++ emit.shape. attr states (ints): the state
+  IR_OP_SCAN,      /* region 0: args (t: i32[], s_0 .. s_{n-1}) ; yields (s_0' .. s_{n-1}', emit_0 ..).
+                      One result per emitted value, stacked over t: [T] ++ emit.shape. attr states (ints): the state
                       slot of each s_i; states start from their slot and are written back at the end. */
   IR_OP_MIXTURE,   /* operands (idx i32[T, K], w f32[T, K], x_1 .. x_n [T, ...]); attr experts = E;
                       E regions, each with args (x_1' .. x_n') of shape [T', ...] (the rows routed to
@@ -257,6 +259,9 @@ typedef struct IrModule {
 
 /* ---- construction (ir.c) ------------------------------------------------ */
 IrModule *ir_module_new(Arena *a, const char *name, int64_t max_T);
+/* Frees the heap vectors (op lists, module tables) of m; its arena memory stays
+ * with the arena. For tests and long-running tools; m is dead afterwards. */
+void ir_module_release(IrModule *m);
 IrParam *ir_module_add_param(IrModule *m, const char *name, IrDType dt, IrShape shape, IrInit init, SrcLoc loc);
 IrParam *ir_module_find_param(const IrModule *m, const char *name);
 IrIO *ir_module_add_input(IrModule *m, const char *name, IrDType dt, IrShape shape);
@@ -308,6 +313,16 @@ char *ir_print_to_string(const IrModule *m); /* heap string; caller frees */
 /* Parses the text form; errors go through diag with locations in `display_name`.
  * Returns NULL on error. */
 IrModule *ir_parse(Arena *a, const char *display_name, const char *text);
+/* One op's line (no regions: " { ... }" stands for them), values numbered as
+ * in ir_print of the whole module; for messages. Heap string; caller frees. */
+char *ir_op_to_string(const IrModule *m, const IrOp *op);
+/* An index expression in its S-expression form; heap string, caller frees. */
+char *ir_expr_to_string(const IrExpr *e);
+/* Parses an index expression's S-expression form (as in the `expr` attribute)
+ * into m's arena; lowering may build index ops from text this way. Returns
+ * NULL on error and writes the message, prefixed with the 0-based character
+ * offset ("at 12: ..."), into err; *err_offset (may be NULL) gets the offset. */
+IrExpr *ir_expr_parse(IrModule *m, const char *text, char *err, size_t errlen, int *err_offset);
 
 /* ---- verification (ir_verify.c) ----------------------------------------- */
 /* Checks SSA dominance, operand/result counts, dtypes and shapes of every op,
