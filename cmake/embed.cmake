@@ -1,13 +1,30 @@
-# Turns a text file into a C string constant (gat_std_source) without needing
-# xxd: bytes are written as hex escapes, 32 per line.
-file(READ "${IN}" HEX HEX)
-string(LENGTH "${HEX}" N)
-set(BODY "")
-set(I 0)
-while(I LESS N)
-  string(SUBSTRING "${HEX}" ${I} 64 CHUNK)
-  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "\\\\x\\1" CHUNK "${CHUNK}")
-  string(APPEND BODY "  \"${CHUNK}\"\n")
-  math(EXPR I "${I} + 64")
-endwhile()
-file(WRITE "${OUT}" "/* generated from std.gat by cmake/embed.cmake; do not edit */\nconst char gat_std_source[] =\n${BODY}  \"\";\n")
+# Embeds the standard library (every compiler/std/*.gat, in name order) into
+# the compiler as C strings, without needing xxd: bytes are written as hex
+# escapes, 32 per line. Produces gat_std_files[] = {name, text} (NULL-terminated).
+# Inputs: DIR (the std folder), OUT (the .c file to write).
+file(GLOB STD_FILES "${DIR}/*.gat")
+list(SORT STD_FILES)
+set(C "/* generated from the .gat files of compiler/std by cmake/embed.cmake; do not edit */\n")
+string(APPEND C "#include <stddef.h>\n#include \"frontend.h\"\n")
+set(TABLE "")
+set(K 0)
+foreach(F ${STD_FILES})
+  get_filename_component(NAME "${F}" NAME)
+  file(READ "${F}" HEX HEX)
+  string(LENGTH "${HEX}" N)
+  string(APPEND C "static const char std_${K}[] =\n")
+  set(I 0)
+  while(I LESS N)
+    string(SUBSTRING "${HEX}" ${I} 64 CHUNK)
+    string(REGEX REPLACE "([0-9a-f][0-9a-f])" "\\\\x\\1" CHUNK "${CHUNK}")
+    string(APPEND C "  \"${CHUNK}\"\n")
+    math(EXPR I "${I} + 64")
+  endwhile()
+  string(APPEND C "  \"\";\n")
+  string(APPEND TABLE "  {\"${NAME}\", std_${K}},\n")
+  math(EXPR K "${K} + 1")
+endforeach()
+string(APPEND C "const GatStdFile gat_std_files[] = {\n${TABLE}  {NULL, NULL},\n};\n")
+file(WRITE "${OUT}.tmp" "${C}")
+# only touch the output when it changed, so the compiler is not rebuilt needlessly
+execute_process(COMMAND ${CMAKE_COMMAND} -E copy_if_different "${OUT}.tmp" "${OUT}")

@@ -12,8 +12,14 @@ typedef struct FrontendOptions {
   int64_t max_seq;        /* > 0 overrides the file's `max T = N`; default 2048 when neither is given */
 } FrontendOptions;
 
-/* The text of compiler/std/std.gat, embedded at build time. */
-extern const char gat_std_source[];
+/* The standard library: every .gat file of compiler/std, embedded at build time
+ * (cmake/embed.cmake), in name order; the table ends with {NULL, NULL}.
+ * `import std` imports all of them. */
+typedef struct GatStdFile {
+  const char *name; /* e.g. "std.gat" */
+  const char *text;
+} GatStdFile;
+extern const GatStdFile gat_std_files[];
 
 /* Parses and lowers the file at `path` (its text already read). Returns NULL
  * if any error was reported. The module lives in arena `a`. */
