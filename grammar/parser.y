@@ -707,7 +707,14 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, Pars
     words[nw++] = token_text(k);
   }
   StrBuf sb = {0};
-  sb_printf(&sb, "unexpected %s", token_text(yypcontext_token(ctx)));
+  yysymbol_kind_t got = yypcontext_token(ctx);
+  /* '@' after an operand that is not a call: say what scopes attach to. */
+  if (has_star && !strcmp(yysymbol_name(got), "'@'")) {
+    sb_append(&sb, "a scope '@ \"...\"' can only follow a call, such as linear(x, 64) @ \"q_proj\"");
+    nw = 0;
+  } else {
+    sb_printf(&sb, "unexpected %s", token_text(got));
+  }
   if (nw > 0 && nw <= MAX_LISTED) {
     sb_append(&sb, ", expected ");
     for (int i = 0; i < nw; i++) {
