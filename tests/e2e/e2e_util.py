@@ -1,0 +1,115 @@
+"""Helpers for the end-to-end tests: safetensors I/O with torch tensors,
+running gattnc, and comparing with a stated tolerance.
+
+The tests build a small `.gat` model, give it `gattnc init` weights, run the
+reference interpreter (prefill and token-by-token), and compare with a
+PyTorch implementation written from the math in float64."""
+import argparse
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import torch
+
+DT = {"F32": (torch.float32, 4), "I32": (torch.int32, 4), "F64": (torch.float64, 8), "I64": (torch.int64, 8)}
+
+
+def read_st(path):
+    with open(path, "rb") as f:
+        buf = f.read()
+    (n,) = struct.unpack("<Q", buf[:8])
+    hdr = json.loads(buf[8:8 + n])
+    out = {}
+    for name, e in hdr.items():
+        if name == "__metadata__":
+            continue
+        b, end = e["data_offsets"]
+        dtype, _ = DT[e["dtype"]]
+        raw = bytearray(buf[8 + n + b:8 + n + end])
+        t = torch.frombuffer(raw, dtype=dtype) if raw else torch.zeros(0, dtype=dtype)
+        out[name] = t.reshape(e["shape"]).clone()
+    return out
+
+
+def write_st(path, tensors):
+    hdr, blobs, off = {}, [], 0
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        code = {torch.float32: "F32", torch.int32: "I32"}[t.dtype]
+        data = t.numpy().tobytes()
+        hdr[name] = {"dtype": code, "shape": list(t.shape), "data_offsets": [off, off + len(data)]}
+        blobs.append(data)
+        off += len(data)
+    h = json.dumps(hdr, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+class Case:
+    """One model under test: writes the .gat file, weights and inputs into workdir."""
+
+    def __init__(self, args, name, source, init_seed=3):
+        self.gattnc, self.dir, self.name = args.gattnc, args.workdir, name
+        os.makedirs(self.dir, exist_ok=True)
+        self.src = os.path.join(self.dir, name + ".gat")
+        with open(self.src, "w") as f:
+            f.write(source)
+        self.wpath = os.path.join(self.dir, name + ".weights.safetensors")
+        self.gattnc_run("init", self.src, "-o", self.wpath, "--seed", str(init_seed))
+        self.weights = {k: v.double() for k, v in read_st(self.wpath).items()}
+
+    def gattnc_run(self, *argv):
+        p = subprocess.run([self.gattnc, *argv], capture_output=True, text=True, timeout=300)
+        if p.returncode != 0:
+            print("gattnc", *argv, "failed:\n", p.stdout, p.stderr)
+            sys.exit(1)
+        return p
+
+    def run(self, inputs, step=0, tag="out", compiled=False):
+        """Runs the model: the interpreter, or (compiled=True) the generated C
+        built into a shared object and called through libffi. step=K feeds the
+        inputs K tokens per call."""
+        tag = tag + (".c" if compiled else "")
+        ipath = os.path.join(self.dir, f"{self.name}.{tag}.in.safetensors")
+        opath = os.path.join(self.dir, f"{self.name}.{tag}.safetensors")
+        write_st(ipath, inputs)
+        argv = ["run", self.src, "--weights", self.wpath, "--inputs", ipath, "-o", opath]
+        if not compiled:
+            argv.append("--interp")
+        if step:
+            argv += ["--step", str(step)]
+        self.gattnc_run(*argv)
+        return {k: v.double() for k, v in read_st(opath).items()}
+
+
+def check(label, got, want, rtol):
+    """Max relative error, normalised by the reference's largest magnitude."""
+    err = (got.double() - want.double()).abs().max().item()
+    scale = max(want.abs().max().item(), 1e-30)
+    rel = err / scale
+    status = "ok" if rel <= rtol else "FAIL"
+    print(f"{status}: {label}: max |err| = {err:.3g}, max |err| / max |ref| = {rel:.3g} (tolerance {rtol:g})")
+    return rel <= rtol
+
+
+def parse_args():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gattnc", required=True)
+    ap.add_argument("--workdir", required=True)
+    return ap.parse_args()
+
+
+def perturb(weights, seed=1, scale=0.1):
+    """Adds noise to every weight, so weights that init to constants (norm
+    weights = 1, biases) still matter in a comparison."""
+    g = torch.Generator().manual_seed(seed)
+    return {k: v + scale * torch.randn(v.shape, generator=g, dtype=torch.float64) for k, v in weights.items()}
+
+
+def set_weights(case, weights):
+    """Replaces a Case's weights (file and dict) with `weights` (float64 dict)."""
+    write_st(case.wpath, {k: v.float() for k, v in weights.items()})
+    case.weights = {k: v.float().double() for k, v in weights.items()}
