@@ -1,6 +1,7 @@
 /* driver.c — runs the pipeline, in order, for each command:
  *
  *   compile:  source → frontend (parse, sema, lower) → verify → [passes] → backend
+ *             (--dump-loops prints the loop IR; --embed-weights adds NAME_weights.c)
  *   run:      source → frontend → verify → interpreter or compiled code
  *   init:     source → frontend → deterministic random weights
  *
@@ -267,8 +268,34 @@ static int cmd_compile(const IrModule *m, const DriverOptions *o) {
   }
 #if GAT_BACKEND
   char err[1024];
+  if (o->dump_loops) {
+    if (backend_dump_loops(stdout, m, err, sizeof err) != 0) {
+      diag_plain_error("%s", err);
+      return 1;
+    }
+    return 0;
+  }
   char *def = o->output ? NULL : default_c_name(o->input);
-  int rc = backend_emit_c(m, o->output ? o->output : def, err, sizeof err);
+  int rc;
+  if (o->embed_weights) {
+    TensorSet w = {0};
+    if (safetensors_read(o->embed_weights, &w, err, sizeof err) != 0) {
+      free(def);
+      diag_plain_error("%s: %s", o->embed_weights, err);
+      return 1;
+    }
+    const char *wname = strrchr(o->embed_weights, '/');
+    rc = backend_emit_c_embedded(m, o->output ? o->output : def, &w, wname ? wname + 1 : o->embed_weights, err,
+                                 sizeof err);
+    tensorset_free(&w);
+    if (rc != 0) {
+      free(def);
+      diag_plain_error("%s: %s", o->embed_weights, err);
+      return 1;
+    }
+  } else {
+    rc = backend_emit_c(m, o->output ? o->output : def, err, sizeof err);
+  }
   free(def);
   if (rc != 0) {
     diag_plain_error("%s", err);

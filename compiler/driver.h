@@ -18,6 +18,8 @@ typedef struct DriverOptions {
   uint64_t seed;
   int opt_level;
   int dump_ast, dump_ir, interp, verify;
+  int dump_loops;             /* --dump-loops: print the loop IR and stop */
+  const char *embed_weights;  /* --embed-weights W: also write NAME_weights.c */
 } DriverOptions;
 
 /* Returns the process exit status: 0 ok, 1 errors in the input, 2 usage. */

@@ -9,7 +9,8 @@
 static void usage(FILE *f) {
   fputs(
       "usage: gattnc FILE.gat [-o NAME.c] [options]     compile a model to C (NAME.c + NAME.h)\n"
-      "       gattnc FILE.gat --dump-ir                 print the graph IR\n"
+      "       gattnc FILE.gat -o NAME.c --embed-weights W.safetensors   ... + NAME_weights.c\n"
+      "       gattnc FILE.gat --dump-ir | --dump-loops  print the graph IR / the loop IR\n"
       "       gattnc run FILE --interp --weights W.safetensors --inputs IN.safetensors -o OUT.safetensors\n"
       "       gattnc run FILE --weights W --inputs IN -o OUT   (compiled C, through libffi)\n"
       "       gattnc init FILE -o W.safetensors [--seed N]\n"
@@ -19,6 +20,9 @@ static void usage(FILE *f) {
       "  -o PATH            output file\n"
       "  --dump-ast         print the syntax tree and stop\n"
       "  --dump-ir          print the graph IR and stop\n"
+      "  --dump-loops       print the loop IR (what the C backend emits from) and stop\n"
+      "  --embed-weights W  also write NAME_weights.c: the weights W.safetensors as constant\n"
+      "                     arrays, bound by NAME_init_embedded (no file system needed)\n"
       "  --model NAME       which model of the file to compile (default: the last one)\n"
       "  --max-seq N        the largest T the compiled model accepts (overrides `max T = N`)\n"
       "  --interp           (run) use the reference interpreter\n"
@@ -83,6 +87,11 @@ int main(int argc, char **argv) {
       o.dump_ast = 1;
     } else if (!strcmp(a, "--dump-ir")) {
       o.dump_ir = 1;
+    } else if (!strcmp(a, "--dump-loops")) {
+      o.dump_loops = 1;
+    } else if (!strcmp(a, "--embed-weights")) {
+      if (!need_arg(argc, argv, i)) return 2;
+      o.embed_weights = argv[++i];
     } else if (!strcmp(a, "--model")) {
       if (!need_arg(argc, argv, i)) return 2;
       o.model = argv[++i];

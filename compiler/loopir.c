@@ -1,0 +1,73 @@
+/* loopir.c — constructing loop IR modules and laying out the arena. Every
+ * object lives in the module's arena; buffer and kernel lists are PtrVecs. */
+#include "loopir.h"
+
+LoopModule *loop_module_new(Arena *a, const char *name, int64_t max_T) {
+  LoopModule *m = ARENA_NEW(a, LoopModule);
+  m->arena = a;
+  m->name = arena_strdup(a, name);
+  m->max_T = max_T;
+  m->ntvars = 1;
+  return m;
+}
+
+int64_t loop_shape_numel_max(IrShape s, int64_t max_T) { return ir_shape_numel(s, max_T); }
+
+LoopBuf *loop_buf_new(LoopModule *m, LoopBufKind kind, IrDType dt, IrShape shape, int tvar,
+                      const char *name) {
+  LoopBuf *b = ARENA_NEW(m->arena, LoopBuf);
+  b->id = m->bufs.len;
+  b->kind = kind;
+  b->dtype = dt;
+  b->shape = shape;
+  b->tvar = tvar;
+  b->offset = -1;
+  b->bytes = 4 * loop_shape_numel_max(shape, m->max_T);
+  b->name = name ? arena_strdup(m->arena, name) : NULL;
+  ptrvec_push(&m->bufs, b);
+  return b;
+}
+
+LoopBuf *loop_buf(const LoopModule *m, int id) {
+  GAT_ASSERT(id >= 0 && id < m->bufs.len);
+  return m->bufs.data[id];
+}
+
+LoopKernel *loop_kernel_new(LoopModule *m, LoopKernelKind kind) {
+  LoopKernel *k = ARENA_NEW(m->arena, LoopKernel);
+  k->kind = kind;
+  k->id = m->nkernels++;
+  k->out = -1;
+  for (int i = 0; i < LOOP_MAX_ARGS; i++) k->args[i] = -1;
+  return k;
+}
+
+LoopRegion *loop_region_new(LoopModule *m, int tvar) {
+  LoopRegion *r = ARENA_NEW(m->arena, LoopRegion);
+  r->tvar = tvar;
+  return r;
+}
+
+LoopExpr *loop_expr_new(LoopModule *m, LoopExprKind kind, IrDType dt) {
+  LoopExpr *e = ARENA_NEW(m->arena, LoopExpr);
+  e->kind = kind;
+  e->dtype = dt;
+  e->buf = -1;
+  return e;
+}
+
+static int64_t align64(int64_t x) { return (x + 63) & ~(int64_t)63; }
+
+void loop_module_layout(LoopModule *m) {
+  int64_t off = 0;
+  for (int pass = 0; pass < 2; pass++) {
+    for (int i = 0; i < m->bufs.len; i++) {
+      LoopBuf *b = m->bufs.data[i];
+      if (b->kind != (pass == 0 ? LB_STATE : LB_SCRATCH)) continue;
+      b->offset = off;
+      off = align64(off + (b->bytes > 0 ? b->bytes : 4));
+    }
+    if (pass == 0) m->state_bytes = off;
+  }
+  m->arena_bytes = off > 0 ? off : 64;
+}

@@ -1,0 +1,672 @@
+/* loopir_lower.c — graph IR → loop IR, one kernel per op (-O0 semantics).
+ *
+ * Every SSA value gets its own buffer (scratch in the arena, or the caller's
+ * pointer for params and inputs); nothing aliases, so later passes (fusion,
+ * memory planning) start from the simplest correct program. Elementwise
+ * ops, index ops, reductions, contractions and data movement become LK_LOOP
+ * nests whose loads follow numpy broadcasting; row-wise ops with their own
+ * numerics (softmax, norms, RoPE, conv, attention, top-k, gather) become
+ * calls into the runtime. Regions: scan = a loop over t around the region's
+ * kernels with the state slots bound to the region arguments; mixture = per
+ * expert gather → region → weighted scatter-add (only experts with tokens);
+ * skip = gather kept rows → region → scatter over a copy of `prev`. */
+#include <math.h>
+#include <string.h>
+
+#include "loopir.h"
+
+typedef struct Lower {
+  LoopModule *m;
+  const IrModule *im;
+  int *vbuf;      /* IrValue id -> buffer id */
+  int *state_buf; /* state slot -> buffer id */
+  char *err;
+  size_t errlen;
+  int failed;
+} Lower;
+
+static void lower_fail(Lower *L, const IrOp *op, const char *msg) {
+  if (L->failed) return;
+  L->failed = 1;
+  snprintf(L->err, L->errlen, "%s:%d: cannot lower %s: %s",
+           op->loc.file ? diag_file_name(op->loc.file) : "<ir>", op->loc.line, ir_op_name(op->kind), msg);
+}
+
+static int buf_of(Lower *L, const IrValue *v) {
+  GAT_ASSERT(v->id >= 0 && v->id < L->im->next_value_id);
+  GAT_ASSERT(L->vbuf[v->id] >= 0);
+  return L->vbuf[v->id];
+}
+
+static int new_value_buf(Lower *L, const IrValue *v, int tvar) {
+  char name[32];
+  snprintf(name, sizeof name, "%%%d", v->id);
+  LoopBuf *b = loop_buf_new(L->m, LB_SCRATCH, v->dtype, v->shape, tvar, name);
+  L->vbuf[v->id] = b->id;
+  return b->id;
+}
+
+static LoopKernel *kernel_for(Lower *L, const IrOp *op, LoopKernelKind kind, int tvar, PtrVec *into) {
+  LoopKernel *k = loop_kernel_new(L->m, kind);
+  k->origin = op->origin;
+  k->file = op->loc.file ? diag_file_name(op->loc.file) : NULL;
+  k->line = op->loc.line;
+  k->col = op->loc.col;
+  k->opname = ir_op_name(op->kind);
+  k->tvar = tvar;
+  if (op->nout > 0) {
+    char ty[128];
+    ir_type_str(ty, sizeof ty, op->out[0]->dtype, op->out[0]->shape);
+    k->what = arena_strdup(L->m->arena, ty);
+  }
+  ptrvec_push(into, k);
+  return k;
+}
+
+static LoopSize size_k(int64_t k) {
+  LoopSize s = {k, 0, 0};
+  return s;
+}
+/* product of dims [from, to) of a shape, T counted symbolically */
+static LoopSize size_dims(IrShape s, int from, int to, int tvar) {
+  LoopSize r = {1, 0, tvar};
+  for (int i = from; i < to; i++) {
+    if (s.dims[i] == IR_DIM_T)
+      r.tpow++;
+    else
+      r.k *= s.dims[i];
+  }
+  return r;
+}
+
+static LoopExpr *expr_load(Lower *L, int buf, int nidx) {
+  LoopExpr *e = loop_expr_new(L->m, LX_LOAD, loop_buf(L->m, buf)->dtype);
+  e->buf = buf;
+  e->nidx = nidx;
+  e->idx = ARENA_ARRAY(L->m->arena, LoopIndex, nidx ? nidx : 1);
+  for (int i = 0; i < nidx; i++) e->idx[i].dyn_buf = -1;
+  return e;
+}
+static void idx_var(LoopIndex *ix, int var, int64_t c) {
+  ix->c = c;
+  ix->nterms = 1;
+  ix->var[0] = var;
+  ix->coef[0] = 1;
+}
+
+/* Load of `buf` broadcast into a domain of rank r (numpy, right-aligned). */
+static LoopExpr *load_bcast(Lower *L, int buf, int r, const int64_t *ext) {
+  IrShape s = loop_buf(L->m, buf)->shape;
+  LoopExpr *e = expr_load(L, buf, s.rank);
+  for (int d = 0; d < s.rank; d++) {
+    int od = d + r - s.rank;
+    if (s.dims[d] == 1 && ext[od] != 1)
+      e->idx[d].c = 0;
+    else
+      idx_var(&e->idx[d], od, 0);
+  }
+  return e;
+}
+
+static LoopKernel *loop_kernel(Lower *L, const IrOp *op, int tvar, PtrVec *into, int out,
+                               LoopExpr *body) {
+  LoopKernel *k = kernel_for(L, op, LK_LOOP, tvar, into);
+  IrShape s = loop_buf(L->m, out)->shape;
+  k->out = out;
+  k->rank = s.rank;
+  for (int i = 0; i < s.rank; i++) k->ext[i] = s.dims[i];
+  k->body = body;
+  return k;
+}
+
+static LoopExpr *expr_bin(Lower *L, IrFn fn, IrDType dt, LoopExpr *a, LoopExpr *b) {
+  LoopExpr *e = loop_expr_new(L->m, LX_BINARY, dt);
+  e->fn = fn;
+  e->a = a;
+  e->b = b;
+  return e;
+}
+
+/* Converts an index-op body; operands map to buffers, dyn operands too. */
+static LoopExpr *conv_index_expr(Lower *L, const IrOp *op, const IrExpr *x, IrDType dt) {
+  LoopExpr *e;
+  switch (x->kind) {
+  case IR_EX_CONST:
+    e = loop_expr_new(L->m, LX_CONST, dt);
+    e->f = x->fval;
+    return e;
+  case IR_EX_LOAD: {
+    int buf = buf_of(L, op->in[x->operand]);
+    e = expr_load(L, buf, x->nidx);
+    for (int i = 0; i < x->nidx; i++) {
+      const IrAffine *a = &x->idx[i];
+      LoopIndex *ix = &e->idx[i];
+      ix->c = a->c;
+      ix->nterms = a->nterms;
+      for (int k = 0; k < a->nterms; k++) {
+        ix->var[k] = a->var[k];
+        ix->coef[k] = a->coef[k];
+      }
+      ix->dyn_buf = a->dyn >= 0 ? buf_of(L, op->in[a->dyn]) : -1;
+      ix->dyn_coef = a->dyn_coef;
+    }
+    return e;
+  }
+  case IR_EX_VAR:
+    e = loop_expr_new(L->m, LX_VAR, dt);
+    e->var = x->var;
+    return e;
+  case IR_EX_UNARY:
+    e = loop_expr_new(L->m, LX_UNARY, dt);
+    e->fn = x->fn;
+    e->a = conv_index_expr(L, op, x->a, dt);
+    return e;
+  case IR_EX_BINARY:
+    return expr_bin(L, x->fn, dt, conv_index_expr(L, op, x->a, dt), conv_index_expr(L, op, x->b, dt));
+  case IR_EX_SELECT:
+    e = loop_expr_new(L->m, LX_SELECT, dt);
+    e->a = conv_index_expr(L, op, x->a, dt);
+    e->b = conv_index_expr(L, op, x->b, dt);
+    e->c = conv_index_expr(L, op, x->c, dt);
+    return e;
+  case IR_EX_REDUCE:
+    e = loop_expr_new(L->m, LX_REDUCE, dt);
+    e->red = x->reduce;
+    e->var = x->var;
+    e->extent = x->extent;
+    e->a = conv_index_expr(L, op, x->a, dt);
+    return e;
+  }
+  gat_unreachable();
+}
+
+static LoopExpr *expr_reduce(Lower *L, IrReduceKind k, int var, int64_t ext, IrDType dt, LoopExpr *body) {
+  LoopExpr *e = loop_expr_new(L->m, LX_REDUCE, dt);
+  e->red = k;
+  e->var = var;
+  e->extent = ext;
+  e->a = body;
+  return e;
+}
+
+static void lower_block(Lower *L, const IrBlock *b, PtrVec *into, int tvar);
+
+/* Region arguments of mixture/skip: one buffer per arg with the region's tvar. */
+static LoopRegion *lower_region(Lower *L, const IrBlock *r, int tvar, int bind_args) {
+  LoopRegion *reg = loop_region_new(L->m, tvar);
+  reg->nargs = r->nargs;
+  reg->args = ARENA_ARRAY(L->m->arena, int, r->nargs ? r->nargs : 1);
+  for (int i = 0; i < r->nargs; i++) {
+    if (bind_args) new_value_buf(L, r->args[i], tvar);
+    reg->args[i] = buf_of(L, r->args[i]);
+  }
+  lower_block(L, r, &reg->kernels, tvar);
+  reg->nyield = r->nyield;
+  reg->yields = ARENA_ARRAY(L->m->arena, int, r->nyield ? r->nyield : 1);
+  for (int i = 0; i < r->nyield; i++) reg->yields[i] = buf_of(L, r->yields[i]);
+  return reg;
+}
+
+static int io_index(const PtrVec *v, const char *name) {
+  for (int i = 0; i < v->len; i++)
+    if (strcmp(((IrIO *)v->data[i])->name, name) == 0) return i;
+  return -1;
+}
+
+static void lower_op(Lower *L, const IrOp *op, PtrVec *into, int tvar) {
+  LoopModule *m = L->m;
+  const IrValue *r0 = op->nout > 0 ? op->out[0] : NULL;
+  int out = -1;
+  switch (op->kind) {
+  case IR_OP_INPUT: {
+    int i = io_index(&L->im->inputs, ir_op_str(op, "name", ""));
+    if (i < 0) return lower_fail(L, op, "unknown input");
+    LoopBuf *b = loop_buf_new(m, LB_INPUT, r0->dtype, r0->shape, tvar, ir_op_str(op, "name", ""));
+    b->index = i;
+    L->vbuf[r0->id] = b->id;
+    return;
+  }
+  case IR_OP_PARAM: {
+    const char *name = ir_op_str(op, "name", "");
+    int i;
+    for (i = 0; i < L->im->params.len; i++)
+      if (strcmp(((IrParam *)L->im->params.data[i])->name, name) == 0) break;
+    if (i == L->im->params.len) return lower_fail(L, op, "unknown parameter");
+    LoopBuf *b = loop_buf_new(m, LB_PARAM, r0->dtype, r0->shape, tvar, name);
+    b->index = i;
+    L->vbuf[r0->id] = b->id;
+    return;
+  }
+  case IR_OP_OUTPUT: {
+    const char *name = ir_op_str(op, "name", "");
+    int i = io_index(&L->im->outputs, name);
+    if (i < 0) return lower_fail(L, op, "unknown output");
+    const IrValue *v = op->in[0];
+    LoopBuf *b = loop_buf_new(m, LB_OUTPUT, v->dtype, v->shape, tvar, name);
+    b->index = i;
+    LoopKernel *k = kernel_for(L, op, LK_COPY, tvar, into);
+    k->args[0] = buf_of(L, v);
+    k->out = b->id;
+    k->sizes[0] = size_dims(v->shape, 0, v->shape.rank, tvar);
+    k->nsizes = 1;
+    return;
+  }
+  default:
+    break;
+  }
+  /* every other op computes its results into fresh scratch buffers */
+  if (op->kind != IR_OP_SCAN)
+    for (int i = 0; i < op->nout; i++) {
+      int b = new_value_buf(L, op->out[i], tvar);
+      if (i == 0) out = b;
+    }
+  int r = r0 ? r0->shape.rank : 0;
+  const int64_t *ext = r0 ? r0->shape.dims : NULL;
+  IrDType dt = r0 ? r0->dtype : IR_F32;
+  switch (op->kind) {
+  case IR_OP_CONST: {
+    LoopExpr *e = loop_expr_new(m, LX_CONST, dt);
+    e->f = ir_op_float(op, "value", 0);
+    loop_kernel(L, op, tvar, into, out, e);
+    return;
+  }
+  case IR_OP_POSITION: {
+    LoopExpr *v = loop_expr_new(m, LX_VAR, IR_I32);
+    v->var = 0;
+    loop_kernel(L, op, tvar, into, out, expr_bin(L, IR_FN_ADD, IR_I32, loop_expr_new(m, LX_POS0, IR_I32), v));
+    return;
+  }
+  case IR_OP_UNARY: {
+    LoopExpr *e = loop_expr_new(m, LX_UNARY, op->in[0]->dtype);
+    e->fn = (IrFn)ir_op_int(op, "fn", 0);
+    if (ir_op_attr(op, "fn") && ir_op_attr(op, "fn")->kind == IR_ATTR_STR) e->fn = (IrFn)ir_fn_from_name(ir_op_str(op, "fn", ""));
+    e->a = load_bcast(L, buf_of(L, op->in[0]), r, ext);
+    loop_kernel(L, op, tvar, into, out, e);
+    return;
+  }
+  case IR_OP_BINARY: {
+    IrFn fn = (IrFn)ir_op_int(op, "fn", 0);
+    if (ir_op_attr(op, "fn") && ir_op_attr(op, "fn")->kind == IR_ATTR_STR) fn = (IrFn)ir_fn_from_name(ir_op_str(op, "fn", ""));
+    loop_kernel(L, op, tvar, into, out,
+                expr_bin(L, fn, op->in[0]->dtype, load_bcast(L, buf_of(L, op->in[0]), r, ext),
+                         load_bcast(L, buf_of(L, op->in[1]), r, ext)));
+    return;
+  }
+  case IR_OP_SELECT: {
+    LoopExpr *e = loop_expr_new(m, LX_SELECT, dt);
+    e->a = load_bcast(L, buf_of(L, op->in[0]), r, ext);
+    e->b = load_bcast(L, buf_of(L, op->in[1]), r, ext);
+    e->c = load_bcast(L, buf_of(L, op->in[2]), r, ext);
+    loop_kernel(L, op, tvar, into, out, e);
+    return;
+  }
+  case IR_OP_CAST:
+    loop_kernel(L, op, tvar, into, out, load_bcast(L, buf_of(L, op->in[0]), r, ext));
+    return;
+  case IR_OP_MATMUL: {
+    /* out[..., i, j] = sum_k a[..., i, k] * b[..., k, j]; reduction var = r */
+    const IrValue *a = op->in[0], *b = op->in[1];
+    int kv = r;
+    int64_t K = a->shape.dims[a->shape.rank - 1];
+    LoopExpr *la = expr_load(L, buf_of(L, a), a->shape.rank), *lb = expr_load(L, buf_of(L, b), b->shape.rank);
+    for (int d = 0; d < a->shape.rank - 2; d++) {
+      int od = d + (r - 2) - (a->shape.rank - 2);
+      if (a->shape.dims[d] == 1 && ext[od] != 1) la->idx[d].c = 0; else idx_var(&la->idx[d], od, 0);
+    }
+    for (int d = 0; d < b->shape.rank - 2; d++) {
+      int od = d + (r - 2) - (b->shape.rank - 2);
+      if (b->shape.dims[d] == 1 && ext[od] != 1) lb->idx[d].c = 0; else idx_var(&lb->idx[d], od, 0);
+    }
+    idx_var(&la->idx[a->shape.rank - 2], r - 2, 0);
+    idx_var(&la->idx[a->shape.rank - 1], kv, 0);
+    idx_var(&lb->idx[b->shape.rank - 2], kv, 0);
+    idx_var(&lb->idx[b->shape.rank - 1], r - 1, 0);
+    loop_kernel(L, op, tvar, into, out, expr_reduce(L, IR_RED_SUM, kv, K, dt, expr_bin(L, IR_FN_MUL, dt, la, lb)));
+    return;
+  }
+  case IR_OP_LINEAR: {
+    const IrValue *x = op->in[0], *w = op->in[1];
+    int kv = r;
+    int64_t IN = w->shape.dims[1];
+    LoopExpr *lx = expr_load(L, buf_of(L, x), x->shape.rank), *lw = expr_load(L, buf_of(L, w), 2);
+    for (int d = 0; d < x->shape.rank - 1; d++) idx_var(&lx->idx[d], d, 0);
+    idx_var(&lx->idx[x->shape.rank - 1], kv, 0);
+    idx_var(&lw->idx[0], r - 1, 0);
+    idx_var(&lw->idx[1], kv, 0);
+    LoopExpr *e = expr_reduce(L, IR_RED_SUM, kv, IN, dt, expr_bin(L, IR_FN_MUL, dt, lx, lw));
+    if (op->nin > 2) {
+      LoopExpr *lb = expr_load(L, buf_of(L, op->in[2]), 1);
+      idx_var(&lb->idx[0], r - 1, 0);
+      e = expr_bin(L, IR_FN_ADD, dt, e, lb);
+    }
+    loop_kernel(L, op, tvar, into, out, e);
+    return;
+  }
+  case IR_OP_INDEX:
+    if (!op->expr) return lower_fail(L, op, "index op without a body");
+    loop_kernel(L, op, tvar, into, out, conv_index_expr(L, op, op->expr, dt));
+    return;
+  case IR_OP_REDUCE: {
+    const IrValue *x = op->in[0];
+    const IrAttr *axes = ir_op_attr(op, "axes");
+    IrReduceKind kind = (IrReduceKind)ir_op_int(op, "kind", 0);
+    const char *ks = ir_op_str(op, "kind", NULL);
+    if (ks) kind = !strcmp(ks, "sum") ? IR_RED_SUM : !strcmp(ks, "max") ? IR_RED_MAX : !strcmp(ks, "min") ? IR_RED_MIN : IR_RED_MEAN;
+    int is_red[IR_MAX_RANK] = {0}, var_of[IR_MAX_RANK];
+    for (int i = 0; axes && i < axes->n; i++) {
+      int64_t ax = axes->ints[i] < 0 ? axes->ints[i] + x->shape.rank : axes->ints[i];
+      if (ax < 0 || ax >= x->shape.rank) return lower_fail(L, op, "axis out of range");
+      is_red[ax] = 1;
+    }
+    int ov = 0, rv = r;
+    for (int d = 0; d < x->shape.rank; d++) var_of[d] = is_red[d] ? rv++ : ov++;
+    LoopExpr *e = expr_load(L, buf_of(L, x), x->shape.rank);
+    for (int d = 0; d < x->shape.rank; d++) idx_var(&e->idx[d], var_of[d], 0);
+    /* one nested reduction per axis, innermost = last axis */
+    for (int d = x->shape.rank - 1; d >= 0; d--)
+      if (is_red[d]) e = expr_reduce(L, kind, var_of[d], x->shape.dims[d], dt, e);
+    loop_kernel(L, op, tvar, into, out, e);
+    return;
+  }
+  case IR_OP_SOFTMAX: {
+    const IrValue *x = op->in[0];
+    int64_t ax = ir_op_int(op, "axis", -1);
+    if (ax < 0) ax += x->shape.rank;
+    LoopKernel *k = kernel_for(L, op, LK_CALL, tvar, into);
+    k->call = LC_SOFTMAX;
+    k->out = out;
+    k->args[0] = buf_of(L, x);
+    k->nargs = 1;
+    k->sizes[0] = size_dims(x->shape, 0, (int)ax, tvar);
+    k->sizes[1] = size_dims(x->shape, (int)ax, (int)ax + 1, tvar);
+    k->sizes[2] = size_dims(x->shape, (int)ax + 1, x->shape.rank, tvar);
+    k->nsizes = 3;
+    return;
+  }
+  case IR_OP_RMS_NORM:
+  case IR_OP_LAYER_NORM:
+  case IR_OP_L2_NORM: {
+    const IrValue *x = op->in[0];
+    LoopKernel *k = kernel_for(L, op, LK_CALL, tvar, into);
+    k->call = op->kind == IR_OP_RMS_NORM ? LC_RMS_NORM : op->kind == IR_OP_LAYER_NORM ? LC_LAYER_NORM : LC_L2_NORM;
+    k->out = out;
+    k->nargs = 3;
+    for (int i = 0; i < op->nin && i < 3; i++) k->args[i] = buf_of(L, op->in[i]);
+    k->sizes[0] = size_dims(x->shape, 0, x->shape.rank - 1, tvar);
+    k->sizes[1] = size_dims(x->shape, x->shape.rank - 1, x->shape.rank, tvar);
+    k->nsizes = 2;
+    k->reals[0] = ir_op_float(op, "eps", op->kind == IR_OP_L2_NORM ? 1e-6 : 1e-5);
+    k->reals[1] = (double)ir_op_int(op, "plus_one", 0);
+    return;
+  }
+  case IR_OP_GATHER: {
+    const IrValue *t = op->in[0], *ix = op->in[1];
+    LoopKernel *k = kernel_for(L, op, LK_CALL, tvar, into);
+    k->call = LC_GATHER;
+    k->out = out;
+    k->args[0] = buf_of(L, t);
+    k->args[1] = buf_of(L, ix);
+    k->nargs = 2;
+    k->sizes[0] = size_dims(ix->shape, 0, ix->shape.rank, tvar);
+    k->sizes[1] = size_dims(t->shape, 0, 1, tvar);
+    k->sizes[2] = size_dims(t->shape, 1, t->shape.rank, tvar);
+    k->nsizes = 3;
+    return;
+  }
+  case IR_OP_TOPK: {
+    const IrValue *x = op->in[0];
+    LoopKernel *k = kernel_for(L, op, LK_CALL, tvar, into);
+    k->call = LC_TOPK;
+    k->out = out;
+    k->args[0] = buf_of(L, x);
+    k->args[1] = buf_of(L, op->out[1]);
+    k->nargs = 2;
+    k->sizes[0] = size_dims(x->shape, 0, x->shape.rank - 1, tvar);
+    k->sizes[1] = size_dims(x->shape, x->shape.rank - 1, x->shape.rank, tvar);
+    k->sizes[2] = size_k(ir_op_int(op, "k", 1));
+    k->nsizes = 3;
+    return;
+  }
+  case IR_OP_RESHAPE: {
+    LoopKernel *k = kernel_for(L, op, LK_COPY, tvar, into);
+    k->args[0] = buf_of(L, op->in[0]);
+    k->out = out;
+    k->sizes[0] = size_dims(r0->shape, 0, r, tvar);
+    k->nsizes = 1;
+    return;
+  }
+  case IR_OP_TRANSPOSE: {
+    const IrAttr *perm = ir_op_attr(op, "perm");
+    const IrValue *x = op->in[0];
+    if (!perm || perm->n != r) return lower_fail(L, op, "bad perm");
+    LoopExpr *e = expr_load(L, buf_of(L, x), x->shape.rank);
+    for (int i = 0; i < r; i++) idx_var(&e->idx[perm->ints[i]], i, 0);
+    loop_kernel(L, op, tvar, into, out, e);
+    return;
+  }
+  case IR_OP_CONCAT: {
+    int64_t ax = ir_op_int(op, "axis", 0), off = 0;
+    if (ax < 0) ax += r;
+    for (int i = 0; i < op->nin; i++) {
+      const IrValue *x = op->in[i];
+      LoopExpr *e = expr_load(L, buf_of(L, x), x->shape.rank);
+      for (int d = 0; d < r; d++) idx_var(&e->idx[d], d, 0);
+      LoopKernel *k = kernel_for(L, op, LK_LOOP, tvar, into);
+      k->out = out;
+      k->rank = r;
+      for (int d = 0; d < r; d++) k->ext[d] = x->shape.dims[d];
+      k->out_off[ax] = off;
+      k->body = e;
+      if (x->shape.dims[ax] == IR_DIM_T) return lower_fail(L, op, "concat along T");
+      off += x->shape.dims[ax];
+    }
+    return;
+  }
+  case IR_OP_SPLIT:
+  case IR_OP_SLICE: {
+    int64_t ax = ir_op_int(op, "axis", 0), start = ir_op_int(op, "start", 0);
+    if (ax < 0) ax += r;
+    const IrValue *x = op->in[0];
+    for (int i = 0; i < op->nout; i++) {
+      LoopExpr *e = expr_load(L, buf_of(L, x), x->shape.rank);
+      for (int d = 0; d < r; d++) idx_var(&e->idx[d], d, d == ax ? start : 0);
+      loop_kernel(L, op, tvar, into, buf_of(L, op->out[i]), e);
+      if (op->out[i]->shape.dims[ax] == IR_DIM_T && op->nout > 1) return lower_fail(L, op, "split along T");
+      start += op->out[i]->shape.dims[ax];
+    }
+    return;
+  }
+  case IR_OP_ROPE: {
+    const IrValue *x = op->in[0];
+    LoopKernel *k = kernel_for(L, op, LK_CALL, tvar, into);
+    k->call = LC_ROPE;
+    k->out = out;
+    k->args[0] = buf_of(L, x);
+    k->nargs = 1;
+    for (int d = 0; d < 3; d++) k->sizes[d] = size_dims(x->shape, d, d + 1, tvar);
+    k->sizes[3] = size_k(ir_op_int(op, "dims", x->shape.dims[2]));
+    k->nsizes = 4;
+    k->reals[0] = ir_op_float(op, "base", 10000.0);
+    return;
+  }
+  case IR_OP_CONV1D: {
+    const IrValue *x = op->in[0], *w = op->in[1];
+    int64_t slot = ir_op_int(op, "state", -1);
+    if (slot < 0 || slot >= L->im->states.len) return lower_fail(L, op, "bad state slot");
+    LoopKernel *k = kernel_for(L, op, LK_CALL, tvar, into);
+    k->call = LC_CONV1D;
+    k->out = out;
+    k->args[0] = buf_of(L, x);
+    k->args[1] = buf_of(L, w);
+    k->args[2] = op->nin > 2 ? buf_of(L, op->in[2]) : -1;
+    k->args[3] = L->state_buf[slot];
+    k->nargs = 4;
+    k->sizes[0] = size_dims(x->shape, 0, 1, tvar);
+    k->sizes[1] = size_k(x->shape.dims[1]);
+    k->sizes[2] = size_k(w->shape.dims[2]);
+    k->nsizes = 3;
+    k->reals[0] = strcmp(ir_op_str(op, "act", "none"), "silu") == 0 ? 1 : 0;
+    return;
+  }
+  case IR_OP_ATTENTION: {
+    const IrValue *q = op->in[0], *kk = op->in[1], *v = op->in[2];
+    int64_t sk = ir_op_int(op, "state_k", -1), sv = ir_op_int(op, "state_v", -1),
+            skb = ir_op_int(op, "state_kb", -1);
+    if (sk < 0 || sv < 0 || sk >= L->im->states.len || sv >= L->im->states.len) return lower_fail(L, op, "bad KV state slots");
+    if (op->nin > 3 && (skb < 0 || skb >= L->im->states.len)) return lower_fail(L, op, "bad kb state slot");
+    LoopBuf *scratch = loop_buf_new(m, LB_SCRATCH, IR_F32, ir_shape_scalar(), tvar, "scores");
+    scratch->is_f64 = 1;
+    scratch->bytes = 8 * (m->max_T > 0 ? m->max_T : 1);
+    LoopKernel *k = kernel_for(L, op, LK_CALL, tvar, into);
+    k->call = LC_ATTENTION;
+    k->out = out;
+    k->args[0] = buf_of(L, q);
+    k->args[1] = buf_of(L, kk);
+    k->args[2] = buf_of(L, v);
+    k->args[3] = op->nin > 3 ? buf_of(L, op->in[3]) : -1;
+    k->args[4] = op->nin > 4 ? buf_of(L, op->in[4]) : -1;
+    k->args[5] = L->state_buf[sk];
+    k->args[6] = L->state_buf[sv];
+    k->args[7] = op->nin > 3 ? L->state_buf[skb] : -1;
+    k->args[8] = scratch->id;
+    k->nargs = 9;
+    k->sizes[0] = size_dims(q->shape, 0, 1, tvar);
+    k->sizes[1] = size_k(q->shape.dims[1]);
+    k->sizes[2] = size_k(kk->shape.dims[1]);
+    k->sizes[3] = size_k(q->shape.dims[2]);
+    k->sizes[4] = size_k(v->shape.dims[2]);
+    k->sizes[5] = size_k(ir_op_int(op, "window", 0));
+    k->nsizes = 6;
+    k->reals[0] = ir_op_float(op, "scale", 1.0 / sqrt((double)q->shape.dims[2]));
+    return;
+  }
+  case IR_OP_SCAN: {
+    const IrAttr *st = ir_op_attr(op, "states");
+    const IrBlock *reg = op->nregions ? op->regions[0] : NULL;
+    int n = st ? st->n : 0;
+    if (!reg || reg->nargs != n + 1 || reg->nyield != n + op->nout || op->nout < 1)
+      return lower_fail(L, op, "bad scan region");
+    int *res = ARENA_ARRAY(m->arena, int, op->nout);
+    for (int i = 0; i < op->nout; i++) res[i] = new_value_buf(L, op->out[i], tvar);
+    out = res[0];
+    LoopKernel *k = kernel_for(L, op, LK_SCAN, tvar, into);
+    LoopBuf *tb = loop_buf_new(m, LB_SCRATCH, IR_I32, ir_shape_scalar(), tvar, "t");
+    L->vbuf[reg->args[0]->id] = tb->id;
+    k->nstates = n;
+    k->state_bufs = ARENA_ARRAY(m->arena, int, n ? n : 1);
+    for (int i = 0; i < n; i++) {
+      if (st->ints[i] < 0 || st->ints[i] >= L->im->states.len) return lower_fail(L, op, "bad state slot");
+      k->state_bufs[i] = L->state_buf[st->ints[i]];
+      L->vbuf[reg->args[i + 1]->id] = k->state_bufs[i];
+    }
+    k->args[0] = tb->id;
+    k->out = out;
+    k->nxs = op->nout; /* the stacked results, one per emitted value */
+    k->xs = res;
+    k->nregions = 1;
+    k->regions = ARENA_ARRAY(m->arena, LoopRegion *, 1);
+    k->regions[0] = lower_region(L, reg, tvar, 0);
+    /* s_i' may be s_j's old buffer (a swap): all new values must be read
+     * before any state is overwritten, so such values go through a copy. */
+    k->state_tmp = ARENA_ARRAY(m->arena, int, n ? n : 1);
+    for (int i = 0; i < n; i++) {
+      k->state_tmp[i] = -1;
+      for (int j = 0; j < n; j++)
+        if (j != i && k->regions[0]->yields[i] == k->state_bufs[j]) {
+          const LoopBuf *sb = loop_buf(m, k->state_bufs[i]);
+          k->state_tmp[i] = loop_buf_new(m, LB_SCRATCH, sb->dtype, sb->shape, sb->tvar, "state_swap")->id;
+          break;
+        }
+    }
+    return;
+  }
+  case IR_OP_MIXTURE:
+  case IR_OP_SKIP: {
+    int mix = op->kind == IR_OP_MIXTURE;
+    int nfixed = 2;
+    if (op->nregions < 1) return lower_fail(L, op, "no regions");
+    LoopKernel *k = kernel_for(L, op, mix ? LK_MIXTURE : LK_SKIP, tvar, into);
+    LoopBuf *rows = loop_buf_new(m, LB_SCRATCH, IR_I32, ir_shape(1, (int64_t[]){IR_DIM_T}), tvar, "rows");
+    k->args[0] = buf_of(L, op->in[0]);
+    k->args[1] = buf_of(L, op->in[1]);
+    k->args[2] = rows->id;
+    if (mix) {
+      LoopBuf *acc = loop_buf_new(m, LB_SCRATCH, IR_F32, op->out[0]->shape, tvar, "mix_acc");
+      acc->is_f64 = 1;
+      acc->bytes *= 2;
+      k->args[3] = acc->id;
+    }
+    k->out = out;
+    if (mix) k->sizes[0] = size_k(op->in[0]->shape.dims[1]);
+    k->nxs = op->nin - nfixed;
+    k->xs = ARENA_ARRAY(m->arena, int, k->nxs ? k->nxs : 1);
+    for (int i = 0; i < k->nxs; i++) k->xs[i] = buf_of(L, op->in[nfixed + i]);
+    k->nregions = op->nregions;
+    k->regions = ARENA_ARRAY(m->arena, LoopRegion *, op->nregions);
+    for (int e = 0; e < op->nregions; e++) {
+      if (op->regions[e]->nargs != k->nxs || op->regions[e]->nyield != 1)
+        return lower_fail(L, op, "region signature does not match the operands");
+      k->regions[e] = lower_region(L, op->regions[e], m->ntvars++, 1);
+    }
+    return;
+  }
+  default:
+    return lower_fail(L, op, "op kind not supported by the loop IR");
+  }
+}
+
+static void lower_block(Lower *L, const IrBlock *b, PtrVec *into, int tvar) {
+  for (int i = 0; i < b->ops.len && !L->failed; i++) lower_op(L, b->ops.data[i], into, tvar);
+}
+
+static LoopTensorInfo *copy_io(Arena *a, const PtrVec *v) {
+  LoopTensorInfo *t = ARENA_ARRAY(a, LoopTensorInfo, v->len ? v->len : 1);
+  for (int i = 0; i < v->len; i++) {
+    const IrIO *io = v->data[i];
+    t[i].name = arena_strdup(a, io->name);
+    t[i].dtype = io->dtype;
+    t[i].shape = io->shape;
+  }
+  return t;
+}
+
+LoopModule *loop_lower(Arena *a, const IrModule *im, const char *c_name, char *err, size_t errlen) {
+  Lower L;
+  memset(&L, 0, sizeof L);
+  L.m = loop_module_new(a, c_name, im->max_T);
+  L.im = im;
+  L.err = err;
+  L.errlen = errlen;
+  L.vbuf = ARENA_ARRAY(a, int, im->next_value_id + 1);
+  for (int i = 0; i <= im->next_value_id; i++) L.vbuf[i] = -1;
+  LoopModule *m = L.m;
+  m->nparams = im->params.len;
+  m->params = ARENA_ARRAY(a, LoopTensorInfo, m->nparams ? m->nparams : 1);
+  for (int i = 0; i < m->nparams; i++) {
+    const IrParam *p = im->params.data[i];
+    m->params[i].name = arena_strdup(a, p->name);
+    m->params[i].dtype = p->dtype;
+    m->params[i].shape = p->shape;
+  }
+  m->ninputs = im->inputs.len;
+  m->inputs = copy_io(a, &im->inputs);
+  m->noutputs = im->outputs.len;
+  m->outputs = copy_io(a, &im->outputs);
+  m->nstates = im->states.len;
+  m->states = ARENA_ARRAY(a, LoopTensorInfo, m->nstates ? m->nstates : 1);
+  L.state_buf = ARENA_ARRAY(a, int, m->nstates ? m->nstates : 1);
+  for (int i = 0; i < m->nstates; i++) {
+    const IrState *s = im->states.data[i];
+    m->states[i].name = arena_strdup(a, s->name);
+    m->states[i].dtype = s->dtype;
+    m->states[i].shape = s->shape;
+    m->states[i].init = s->init;
+    LoopBuf *b = loop_buf_new(m, LB_STATE, s->dtype, s->shape, 0, s->name);
+    b->index = i;
+    L.state_buf[i] = b->id;
+  }
+  lower_block(&L, im->body, &m->kernels, 0);
+  if (L.failed) return NULL;
+  loop_module_layout(m);
+  return m;
+}

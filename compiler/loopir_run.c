@@ -1,0 +1,285 @@
+/* loopir_run.c — run_compiled (backend.h): the compiled path of `gattnc run`
+ * and of the backend tests. The module is emitted as C into a temporary
+ * directory, compiled with the system compiler into a shared object together
+ * with the runtime sources, loaded with dlopen, and its typed forward entry
+ * point is called through libffi with the signature the module declares
+ * (inputs, T, outputs in m->inputs / m->outputs order). Weights travel as an
+ * in-memory safetensors blob, so the compiled model's own binding checks
+ * (missing, unexpected, dtype, shape) are what the user sees.
+ * Set GAT_KEEP_TMP=1 to keep the temporary directory for inspection. Under
+ * a sanitizer build the model is compiled with the sanitizers as well. */
+#include <dlfcn.h>
+#include <ffi.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "emit_c.h"
+
+#ifndef GAT_RUNTIME_DIR
+#define GAT_RUNTIME_DIR "runtime"
+#endif
+
+#define RUN_NAME "gatm"
+
+/* A host built with AddressSanitizer (cmake -DGAT_SANITIZE=ON) compiles the
+ * model with the same sanitizers, so the generated code is checked too. The
+ * shared object leaves the ASan/UBSan runtimes undefined and takes them from
+ * the host, which already has them loaded (gcc links them dynamically); a
+ * plain host keeps a plain -O2 build, since an ASan object needs the ASan
+ * runtime loaded first. */
+#if defined(__SANITIZE_ADDRESS__)
+#define RUN_SANITIZE 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RUN_SANITIZE 1
+#endif
+#endif
+#ifdef RUN_SANITIZE
+#define RUN_CFLAGS "-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
+#else
+#define RUN_CFLAGS "-O2"
+#endif
+
+typedef int (*run_init_fn)(void *, void *, size_t, const void *, size_t);
+typedef size_t (*run_size_fn)(void);
+typedef const char *(*run_msg_fn)(const void *);
+
+/* A safetensors blob of every tensor in s (header padded to 8 bytes). */
+static unsigned char *make_blob(const TensorSet *s, size_t *len) {
+  StrBuf h = {0};
+  size_t off = 0;
+  sb_append(&h, "{");
+  for (int i = 0; i < s->n; i++) {
+    const Tensor *t = &s->t[i];
+    size_t nb = (size_t)tensor_numel(t) * 4;
+    sb_append(&h, i ? "," : "");
+    emit_c_string_literal(&h, t->name); /* a C literal of ASCII names is valid JSON */
+    sb_printf(&h, ":{\"dtype\":\"%s\",\"shape\":[", t->dtype == IR_F32 ? "F32" : "I32");
+    for (int d = 0; d < t->rank; d++) sb_printf(&h, "%s%lld", d ? "," : "", (long long)t->dims[d]);
+    sb_printf(&h, "],\"data_offsets\":[%zu,%zu]}", off, off + nb);
+    off += nb;
+  }
+  sb_append(&h, "}");
+  while ((h.len + 8) % 8) sb_append(&h, " ");
+  *len = 8 + h.len + off;
+  unsigned char *b = xmalloc(*len ? *len : 1);
+  for (int i = 0; i < 8; i++) b[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
+  memcpy(b + 8, h.data, h.len);
+  off = 8 + h.len;
+  for (int i = 0; i < s->n; i++) {
+    size_t nb = (size_t)tensor_numel(&s->t[i]) * 4;
+    if (nb) memcpy(b + off, s->t[i].data, nb);
+    off += nb;
+  }
+  sb_free(&h);
+  return b;
+}
+
+static int t_axis(IrShape s) {
+  for (int i = 0; i < s.rank; i++)
+    if (s.dims[i] == IR_DIM_T) return i;
+  return -1;
+}
+
+/* Copies rows [t0, t0+n) along `axis` between a [.., Tsrc, ..] and a [.., Tdst, ..] tensor. */
+static void copy_t_slice(char *dst, int64_t dst_T, int64_t dst_t0, const char *src, int64_t src_T, int64_t src_t0,
+                         int64_t n, IrShape s, int axis) {
+  int64_t outer = 1, inner = 4;
+  for (int i = 0; i < axis; i++) outer *= s.dims[i];
+  for (int i = axis + 1; i < s.rank; i++) inner *= s.dims[i];
+  for (int64_t o = 0; o < outer; o++)
+    memcpy(dst + ((o * dst_T + dst_t0) * inner), src + ((o * src_T + src_t0) * inner), (size_t)(n * inner));
+}
+
+int run_compiled(const IrModule *m, const TensorSet *weights, const TensorSet *inputs, int step,
+                 TensorSet *outputs, char *err, size_t errlen) {
+  char dir[] = "/tmp/gattnc-run-XXXXXX";
+  StrBuf path = {0}, cmd = {0};
+  void *so = NULL, *model = NULL, *arena = NULL;
+  unsigned char *blob = NULL;
+  void **in_bufs = NULL, **out_bufs = NULL;
+  int rc = -1, nin = m->inputs.len, nout = m->outputs.len;
+  const Tensor **in_t = xcalloc((size_t)nin + 1, sizeof *in_t);
+
+  /* inputs: by name, one T for all */
+  int64_t T = -1;
+  for (int i = 0; i < nin; i++) {
+    const IrIO *io = m->inputs.data[i];
+    const Tensor *t = tensorset_find(inputs, io->name);
+    if (!t) {
+      snprintf(err, errlen, "input '%s' is missing", io->name);
+      goto done;
+    }
+    if (t->dtype != io->dtype || t->rank != io->shape.rank) {
+      snprintf(err, errlen, "input '%s' has the wrong dtype or rank", io->name);
+      goto done;
+    }
+    for (int d = 0; d < t->rank; d++) {
+      if (io->shape.dims[d] == IR_DIM_T) {
+        if (T >= 0 && T != t->dims[d]) {
+          snprintf(err, errlen, "input '%s': T = %lld but another input has T = %lld", io->name,
+                   (long long)t->dims[d], (long long)T);
+          goto done;
+        }
+        T = t->dims[d];
+      } else if (io->shape.dims[d] != t->dims[d]) {
+        snprintf(err, errlen, "input '%s' has dim %d = %lld, expected %lld", io->name, d, (long long)t->dims[d],
+                 (long long)io->shape.dims[d]);
+        goto done;
+      }
+    }
+    in_t[i] = t;
+  }
+  if (T < 0) T = 1;
+  if (T > INT32_MAX) {
+    snprintf(err, errlen, "T = %lld does not fit the forward signature", (long long)T);
+    goto done;
+  }
+
+  /* emit + compile + load */
+  if (!mkdtemp(dir)) {
+    snprintf(err, errlen, "cannot create a temporary directory");
+    goto done;
+  }
+  sb_printf(&path, "%s/%s.c", dir, RUN_NAME);
+  if (backend_emit_c(m, sb_cstr(&path), err, errlen) != 0) goto done;
+  sb_printf(&cmd,
+            "%s -std=c11 " RUN_CFLAGS " -shared -fPIC -I'%s' -I'%s' '%s/%s.c' '%s/gat_runtime.c' '%s/gat_safetensors.c' "
+            "-o '%s/%s.so' -lm > '%s/cc.log' 2>&1",
+            backend_cc(), GAT_RUNTIME_DIR, dir, dir, RUN_NAME, GAT_RUNTIME_DIR, GAT_RUNTIME_DIR, dir, RUN_NAME,
+            dir);
+  if (system(sb_cstr(&cmd)) != 0) {
+    snprintf(err, errlen, "compiling the generated C failed (see %s/cc.log)", dir);
+    setenv("GAT_KEEP_TMP", "1", 0);
+    goto done;
+  }
+  path.len = 0;
+  sb_printf(&path, "%s/%s.so", dir, RUN_NAME);
+  so = dlopen(sb_cstr(&path), RTLD_NOW | RTLD_LOCAL);
+  if (!so) {
+    snprintf(err, errlen, "dlopen: %s", dlerror());
+    goto done;
+  }
+  run_size_fn f_size = (run_size_fn)dlsym(so, RUN_NAME "_sizeof");
+  run_size_fn f_arena = (run_size_fn)dlsym(so, RUN_NAME "_arena_bytes");
+  run_init_fn f_init = (run_init_fn)dlsym(so, RUN_NAME "_init");
+  run_msg_fn f_msg = (run_msg_fn)dlsym(so, RUN_NAME "_message");
+  void *f_forward = dlsym(so, RUN_NAME "_forward");
+  if (!f_size || !f_arena || !f_init || !f_msg || !f_forward) {
+    snprintf(err, errlen, "the compiled model lacks its entry points");
+    goto done;
+  }
+
+  /* init */
+  size_t blob_len;
+  blob = make_blob(weights, &blob_len);
+  model = xcalloc(1, f_size());
+  size_t ab = (f_arena() + 63) & ~(size_t)63;
+  arena = aligned_alloc(64, ab ? ab : 64);
+  if (!arena) {
+    snprintf(err, errlen, "out of memory for a %zu-byte arena", ab);
+    goto done;
+  }
+  if (f_init(model, arena, ab, blob, blob_len) != 0) {
+    snprintf(err, errlen, "%s", f_msg(model));
+    goto done;
+  }
+
+  /* outputs, full length */
+  out_bufs = xcalloc((size_t)nout + 1, sizeof *out_bufs);
+  in_bufs = xcalloc((size_t)nin + 1, sizeof *in_bufs);
+  int first_out = outputs->n;
+  for (int i = 0; i < nout; i++) {
+    const IrIO *io = m->outputs.data[i];
+    int64_t dims[IR_MAX_RANK];
+    for (int d = 0; d < io->shape.rank; d++) dims[d] = io->shape.dims[d] == IR_DIM_T ? T : io->shape.dims[d];
+    tensorset_add(outputs, io->name, io->dtype, io->shape.rank, dims);
+  }
+
+  /* forward calls through libffi: (model, inputs..., int32 T, outputs...) */
+  int nargs = 1 + nin + 1 + nout;
+  ffi_type **types = xcalloc((size_t)nargs, sizeof *types);
+  void **values = xcalloc((size_t)nargs, sizeof *values);
+  void **ptrs = xcalloc((size_t)nargs, sizeof *ptrs);
+  int32_t Tc = 0;
+  ffi_cif cif;
+  for (int i = 0; i < nargs; i++) types[i] = &ffi_type_pointer;
+  types[1 + nin] = &ffi_type_sint32;
+  if (ffi_prep_cif(&cif, FFI_DEFAULT_ABI, (unsigned)nargs, &ffi_type_sint, types) != FFI_OK) {
+    snprintf(err, errlen, "ffi_prep_cif failed");
+    free(types), free(values), free(ptrs);
+    goto done;
+  }
+  int64_t chunk = step > 0 ? step : T;
+  int ok = 1;
+  for (int64_t t0 = 0; t0 < T && ok; t0 += chunk) {
+    int64_t n = T - t0 < chunk ? T - t0 : chunk;
+    Tc = (int32_t)n;
+    for (int i = 0; i < nin; i++) {
+      const IrIO *io = m->inputs.data[i];
+      int ax = t_axis(io->shape);
+      free(in_bufs[i]);
+      size_t nb = (size_t)ir_shape_numel(io->shape, n) * 4;
+      in_bufs[i] = xmalloc(nb ? nb : 4);
+      if (ax < 0)
+        memcpy(in_bufs[i], in_t[i]->data, nb);
+      else
+        copy_t_slice(in_bufs[i], n, 0, in_t[i]->data, T, t0, n, io->shape, ax);
+      ptrs[1 + i] = in_bufs[i];
+    }
+    for (int i = 0; i < nout; i++) {
+      const IrIO *io = m->outputs.data[i];
+      free(out_bufs[i]);
+      size_t nb = (size_t)ir_shape_numel(io->shape, n) * 4;
+      out_bufs[i] = xcalloc(1, nb ? nb : 4);
+      ptrs[2 + nin + i] = out_bufs[i];
+    }
+    ptrs[0] = model;
+    for (int i = 0; i < nargs; i++) values[i] = &ptrs[i];
+    values[1 + nin] = &Tc;
+    ffi_sarg result = 0;
+    ffi_call(&cif, FFI_FN(f_forward), &result, values);
+    if ((int)result != 0) {
+      snprintf(err, errlen, "%s", f_msg(model));
+      ok = 0;
+      break;
+    }
+    for (int i = 0; i < nout; i++) {
+      const IrIO *io = m->outputs.data[i];
+      Tensor *o = &outputs->t[first_out + i];
+      int ax = t_axis(io->shape);
+      if (ax < 0)
+        memcpy(o->data, out_bufs[i], (size_t)ir_shape_numel(io->shape, n) * 4);
+      else
+        copy_t_slice(o->data, T, t0, out_bufs[i], n, 0, n, io->shape, ax);
+    }
+  }
+  free(types);
+  free(values);
+  free(ptrs);
+  if (ok) rc = 0;
+
+done:
+  if (in_bufs)
+    for (int i = 0; i < nin; i++) free(in_bufs[i]);
+  if (out_bufs)
+    for (int i = 0; i < nout; i++) free(out_bufs[i]);
+  free(in_bufs);
+  free(out_bufs);
+  free(in_t);
+  free(model);
+  free(arena);
+  free(blob);
+  if (so) dlclose(so);
+  if (dir[strlen(dir) - 1] != 'X' && !getenv("GAT_KEEP_TMP")) {
+    cmd.len = 0;
+    sb_printf(&cmd, "rm -rf '%s'", dir);
+    if (system(sb_cstr(&cmd)) != 0) { /* leftover temp dir: harmless */
+    }
+  }
+  sb_free(&path);
+  sb_free(&cmd);
+  return rc;
+}
