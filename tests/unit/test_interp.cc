@@ -95,13 +95,13 @@ struct TS {
   TS &f(const char *name, std::vector<int64_t> dims, std::vector<float> vals) {
     Tensor *t = tensorset_add(&s, name, IR_F32, (int)dims.size(), dims.data());
     EXPECT_EQ((size_t)tensor_numel(t), vals.size()) << name;
-    memcpy(t->data, vals.data(), 4 * vals.size());
+    if (!vals.empty()) memcpy(t->data, vals.data(), 4 * vals.size());
     return *this;
   }
   TS &i(const char *name, std::vector<int64_t> dims, std::vector<int32_t> vals) {
     Tensor *t = tensorset_add(&s, name, IR_I32, (int)dims.size(), dims.data());
     EXPECT_EQ((size_t)tensor_numel(t), vals.size()) << name;
-    memcpy(t->data, vals.data(), 4 * vals.size());
+    if (!vals.empty()) memcpy(t->data, vals.data(), 4 * vals.size());
     return *this;
   }
   std::vector<float> fv(const char *name) const {

@@ -315,7 +315,7 @@ TEST(Precedence, PostfixAsAndScope) {
 TEST(Precedence, ScopeOnlyAfterCall) {
   Parsed p("model m {\n  x = y @ \"s\"\n}\n");
   EXPECT_EQ(p.nerrors, 1);
-  EXPECT_TRUE(contains(p.errors, "t.gat:2:9: error: unexpected '@'")) << p.errors;
+  EXPECT_TRUE(contains(p.errors, "t.gat:2:9: error: a scope '@ \"...\"' can only follow a call")) << p.errors;
 }
 
 // ---- statements and declarations -------------------------------------------------
