@@ -81,6 +81,38 @@ model m {{
             for label, step, compiled in runs]
 
 
+def lower_bounds_case(args, D=32, L=3, T=30):
+    """fla's model-level bound: `hgrn_lower_bounds` feeding hgrn2_lb in a
+    3-layer residual stack (x = x + layer(x)); lb_0 = 0 makes layer 0 plain HGRN2."""
+    c = Case(args, "hgrn2_stack", f"""import std
+model m {{
+  max T = 64
+  input x : f32[T, {D}]
+  output y : f32[T, {D}]
+  lbs = hgrn_lower_bounds({L}, {D}) @ "model"
+  h = x
+  repeat l in 0..{L} @ "model.layers.{{l}}" {{
+    h = h + hgrn2_lb(h, lbs[l, :], expand_ratio: 16) @ "attn"
+  }}
+  y = h
+}}
+""")
+    W = perturb(c.weights, seed=13)
+    W["model.lower_bounds"] = torch.randn(L, D, dtype=torch.float64)  # spread the softmax
+    set_weights(c, W)
+    W = c.weights
+    p = W["model.lower_bounds"].softmax(0)
+    lbs = p.cumsum(0) - p[0]
+    x = torch.randn(T, D)
+    h = x.double()
+    for layer in range(L):
+        h = h + hgrn2_ref(W, f"model.layers.{layer}.attn.", h, 16, lbs[layer])
+    return [check(f"hgrn2 {L}-layer stack with lower bounds interp decode",
+                  c.run({"x": x}, step=1, tag="dec")["y"], h, RTOL),
+            check(f"hgrn2 {L}-layer stack with lower bounds C prefill",
+                  c.run({"x": x}, compiled=True)["y"], h, RTOL)]
+
+
 def main():
     args = parse_args()
     D = 32
@@ -90,6 +122,7 @@ def main():
     results += lb_case(args, "hgrn_lb", "hgrn_lb(x, lb)", hgrn_ref, D)
     results += lb_case(args, "hgrn2_lb", "hgrn2_lb(x, lb, expand_ratio: 16)",
                        lambda W, p, x, lb: hgrn2_ref(W, p, x, 16, lb), D)
+    results += lower_bounds_case(args)
     print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
     return 0 if all(results) else 1
 
