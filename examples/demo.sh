@@ -22,3 +22,13 @@ $GATTNC run $MODEL --interp --weights $OUT/weights.safetensors --inputs $OUT/tok
 echo "== decode: 32 calls of one token"
 $GATTNC run $MODEL --interp --weights $OUT/weights.safetensors --inputs $OUT/tokens.safetensors -o $OUT/decode.safetensors --step 1
 python3 examples/compare.py $OUT/prefill.safetensors $OUT/decode.safetensors
+# The trained demo (examples/fortune): a 2-layer GLA byte-level model trained
+# on Debian's fortunes; `make build` compiled fortune.gat to C and linked it
+# into fortune_generate, which prefills the prompt and then decodes one byte
+# per call (greedy, or sampled with a seeded generator).
+FORTUNE=$(dirname "$GATTNC")/examples/fortune/fortune_generate
+[ -x "$FORTUNE" ] || cmake --build "$(dirname "$GATTNC")" --target fortune_generate
+echo "== trained model (examples/fortune): greedy, 100 bytes"
+"$FORTUNE" --tokens 100 "The meaning of life is"
+echo "== trained model: sampled, temperature 0.6, seed 3, 300 bytes"
+"$FORTUNE" --tokens 300 --temp 0.6 --seed 3 "The meaning of life is"
