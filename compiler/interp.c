@@ -16,6 +16,7 @@
  * and its source location; nothing here aborts on bad user input. */
 #include <math.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +34,17 @@ typedef struct IVal {
 
 /* Per block evaluation: its sequence length and the absolute position of
  * each row (pos0 + t at the top; the routed rows' positions in regions). */
+/* Execution counter (GAT_INTERP_COUNT=path): per mixture op, the (token,
+ * expert) rows each expert region ran on; per skip op, the rows its region ran
+ * on. Tests use it to prove that unchosen experts and skipped tokens do no
+ * work, which equal outputs alone cannot show. Counts accumulate over the
+ * session's calls and are rewritten to the file after every call. */
+typedef struct IcCount {
+  const IrOp *op;
+  int64_t *rows;   /* per expert (mixture) or [0] (skip) */
+  int64_t tokens;  /* rows offered to the op (sum of its T over calls) */
+} IcCount;
+
 typedef struct IcCtx {
   int64_t T;
   const int64_t *pos;
@@ -45,6 +57,9 @@ struct InterpSession {
   int64_t *state_n;
   unsigned char **written; /* per slot, rows written into a KV cache (lazily allocated) */
   int64_t pos0;
+  char *count_path;   /* GAT_INTERP_COUNT, or NULL: no counting */
+  IcCount *counts;
+  int ncounts;
   /* per forward call */
   IVal *vals;
   int nvals;
@@ -1000,6 +1015,52 @@ static int ic_scan(InterpSession *s, const IrOp *op, const IcCtx *c) {
   return 0;
 }
 
+/* The counter of a mixture/skip op, or NULL when counting is off. */
+static IcCount *ic_count_of(InterpSession *s, const IrOp *op) {
+  if (!s->count_path) return NULL;
+  for (int i = 0; i < s->ncounts; i++)
+    if (s->counts[i].op == op) return &s->counts[i];
+  return NULL;
+}
+
+/* Registers every mixture and skip op in program order (regions included),
+ * so the file lists them in the order they appear in the model. */
+static void ic_count_collect(InterpSession *s, const IrBlock *b) {
+  for (int i = 0; i < b->ops.len; i++) {
+    const IrOp *op = b->ops.data[i];
+    if (op->kind == IR_OP_MIXTURE || op->kind == IR_OP_SKIP) {
+      s->counts = xrealloc(s->counts, sizeof(IcCount) * (size_t)(s->ncounts + 1));
+      IcCount *k = &s->counts[s->ncounts++];
+      k->op = op;
+      k->rows = xcalloc((size_t)(op->kind == IR_OP_MIXTURE ? op->nregions + 1 : 1), sizeof(int64_t));
+      k->tokens = 0;
+    }
+    for (int r = 0; r < op->nregions; r++) ic_count_collect(s, op->regions[r]);
+  }
+}
+
+static void ic_count_write(InterpSession *s) {
+  FILE *f = fopen(s->count_path, "w");
+  if (!f) return; /* counting is a test aid; an unwritable path only loses the file */
+  fprintf(f, "{\"ops\": [");
+  for (int i = 0; i < s->ncounts; i++) {
+    const IcCount *k = &s->counts[i];
+    const IrOp *op = k->op;
+    fprintf(f, "%s\n  {\"kind\": \"%s\", \"line\": %d, \"col\": %d, \"origin\": \"%s\", \"tokens\": %lld, ",
+            i ? "," : "", op->kind == IR_OP_MIXTURE ? "mixture" : "skip", op->loc.line, op->loc.col,
+            op->origin ? op->origin : "", (long long)k->tokens);
+    if (op->kind == IR_OP_MIXTURE) {
+      fprintf(f, "\"experts\": [");
+      for (int e = 0; e < op->nregions; e++) fprintf(f, "%s%lld", e ? ", " : "", (long long)k->rows[e]);
+      fprintf(f, "]}");
+    } else {
+      fprintf(f, "\"rows\": %lld}", (long long)k->rows[0]);
+    }
+  }
+  fprintf(f, "\n]}\n");
+  fclose(f);
+}
+
 /* Runs `r` over the rows `rows[0..n)` of the per-token operands
  * op->in[first..]; returns the region's yield (valid until the next run). */
 static IVal *ic_run_rows(InterpSession *s, const IrOp *op, const IrBlock *r, int first, const IcCtx *c,
@@ -1052,6 +1113,8 @@ static int ic_mixture(InterpSession *s, const IrOp *op, const IcCtx *c) {
                         (long long)(i / K), (long long)(i % K), (long long)E);
   }
   IVal *out = ic_def(s, op->out[0], c);
+  IcCount *cnt0 = ic_count_of(s, op);
+  if (cnt0) cnt0->tokens += T;
   int64_t row = out->n / T;
   double *acc = xcalloc((size_t)(out->n ? out->n : 1), sizeof(double));
   int64_t *rows = xmalloc(sizeof(int64_t) * (size_t)T);
@@ -1067,6 +1130,8 @@ static int ic_mixture(InterpSession *s, const IrOp *op, const IcCtx *c) {
       if (hit) rows[n] = t, coef[n++] = wsum;
     }
     if (n == 0) continue; /* experts no token chose are not run */
+    IcCount *cnt = ic_count_of(s, op);
+    if (cnt) cnt->rows[e] += n;
     IVal *y = ic_run_rows(s, op, op->regions[e], 2, c, rows, n);
     if (!y) { rc = -1; break; }
     if (y->n != n * row) { rc = ic_op_fail(s, op, "expert %lld yields %lld elements, expected %lld", (long long)e, (long long)y->n, (long long)(n * row)); break; }
@@ -1097,6 +1162,8 @@ static int ic_skip(InterpSession *s, const IrOp *op, const IcCtx *c) {
   int64_t *rows = xmalloc(sizeof(int64_t) * (size_t)T);
   for (int64_t t = 0; t < T; t++)
     if (cond->d[t] == 0) rows[n++] = t;
+  IcCount *cnt = ic_count_of(s, op);
+  if (cnt) cnt->rows[0] += n, cnt->tokens += T;
   int rc = 0;
   if (n > 0) {
     IVal *y = ic_run_rows(s, op, op->regions[0], 2, c, rows, n);
@@ -1278,6 +1345,11 @@ InterpSession *interp_new(const IrModule *m, const TensorSet *weights, char *err
     s->state_n[i] = ir_shape_numel(st->shape, m->max_T);
     s->states[i] = xmalloc(sizeof(double) * (size_t)(s->state_n[i] ? s->state_n[i] : 1));
   }
+  const char *cp = getenv("GAT_INTERP_COUNT");
+  if (cp && *cp) {
+    s->count_path = xstrdup(cp);
+    ic_count_collect(s, m->body);
+  }
   interp_reset(s);
   return s;
 }
@@ -1303,6 +1375,9 @@ void interp_free(InterpSession *s) {
   free(s->states);
   free(s->state_n);
   free(s->written);
+  for (int i = 0; i < s->ncounts; i++) free(s->counts[i].rows);
+  free(s->counts);
+  free(s->count_path);
   free(s);
 }
 
@@ -1382,6 +1457,7 @@ int interp_forward(InterpSession *s, const TensorSet *inputs, TensorSet *outputs
       outs.t[i].data = NULL;
     }
     s->pos0 += T;
+    if (s->count_path) ic_count_write(s);
   }
   tensorset_free(&outs);
   return rc;
