@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "emit_c.h"
+#include "kernels_gemm.h"
 
 typedef struct Emit {
   const LoopModule *m;
@@ -235,7 +236,23 @@ static void emit_binary(StrBuf *o, IrFn fn, IrDType dt, const char *a, const cha
 
 /* Emits the value of x into o; statements it needs first (reduction loops)
  * go to pre at indentation depth. */
+static void emit_expr_raw(Emit *E, StrBuf *pre, int depth, int ktvar, const LoopExpr *x, StrBuf *o);
+/* An inlined producer (pass_fuse) is rounded to its dtype as its store was. */
 static void emit_expr(Emit *E, StrBuf *pre, int depth, int ktvar, const LoopExpr *x, StrBuf *o) {
+  if (!x->round) {
+    emit_expr_raw(E, pre, depth, ktvar, x, o);
+    return;
+  }
+  StrBuf v = {0};
+  emit_expr_raw(E, pre, depth, ktvar, x, &v);
+  if (x->dtype == IR_F32)
+    sb_printf(o, "((double)(float)(%s))", sb_cstr(&v));
+  else
+    sb_printf(o, "((double)gat_to_i32(%s))", sb_cstr(&v));
+  sb_free(&v);
+}
+
+static void emit_expr_raw(Emit *E, StrBuf *pre, int depth, int ktvar, const LoopExpr *x, StrBuf *o) {
   StrBuf a = {0}, b = {0}, c = {0};
   switch (x->kind) {
   case LX_CONST: double_lit(o, x->f); break;
@@ -305,6 +322,17 @@ static void store_value(StrBuf *o, IrDType dt, const char *v) {
 }
 
 /* ---- kernels -------------------------------------------------------------------- */
+static int kernels_have_gemm(const PtrVec *ks) {
+  for (int i = 0; i < ks->len; i++) {
+    const LoopKernel *k = ks->data[i];
+    if (k->kind == LK_CALL && k->call == LC_GEMM) return 1;
+    for (int r = 0; r < k->nregions; r++)
+      if (kernels_have_gemm(&k->regions[r]->kernels)) return 1;
+  }
+  return 0;
+}
+static int loop_module_has_gemm(const LoopModule *m) { return m->packs.len > 0 || kernels_have_gemm(&m->kernels); }
+
 static void kernel_name(StrBuf *sb, const LoopModule *m, const LoopKernel *k) {
   sb_printf(sb, "%s_k%d_", m->name, k->id);
   if (k->origin) {
@@ -502,6 +530,19 @@ static void emit_call(Emit *E, const LoopKernel *k) {
     sb_append(o, "gat_k_attention(&A);\n");
     ind(o, 1);
     sb_append(o, "}\n");
+    break;
+  case LC_GEMM:
+    sb_printf(o, "gat_gemm_f32(b%d, b%d, ", k->out, k->args[0]);
+    arg_or_null(o, k->args[1]);
+    sb_append(o, ", ");
+    arg_or_null(o, k->args[1] >= 0 ? -1 : k->args[4]);
+    sb_printf(o, ", %lld, %lld, ", (long long)k->w_sn, (long long)k->w_sk);
+    arg_or_null(o, k->args[5]);
+    sb_append(o, ", ");
+    arg_or_null(o, k->args[2]);
+    sb_append(o, ", ");
+    arg_or_null(o, k->args[3]);
+    sb_printf(o, ", %s, %s, %s, %d);\n", sb_cstr(&s[0]), sb_cstr(&s[1]), sb_cstr(&s[2]), k->epi_act);
     break;
   }
   for (int i = 0; i < LOOP_MAX_ARGS; i++) sb_free(&s[i]);
@@ -771,6 +812,26 @@ int emit_c_source(FILE *out, const LoopModule *m, const char *header_name) {
   emit_spec_table(&sb, N, "inputs", m->inputs, m->ninputs);
   emit_spec_table(&sb, N, "outputs", m->outputs, m->noutputs);
   sb_append(&sb, "\n");
+  if (loop_module_has_gemm(m)) kernels_gemm_emit(&sb);
+  if (m->profile) {
+    sb_printf(&sb, "/* --profile: nanoseconds and calls per top-level kernel (a profiling build only). */\n");
+    sb_printf(&sb, "static uint64_t %s_prof_ns[%d], %s_prof_calls[%d];\n", N, m->kernels.len + 1, N, m->kernels.len + 1);
+    sb_printf(&sb, "static const char *const %s_prof_names[%d] = {\n", N, m->kernels.len + 1);
+    for (int i = 0; i < m->kernels.len; i++) {
+      StrBuf kn = {0};
+      kernel_name(&kn, m, m->kernels.data[i]);
+      sb_append(&sb, "  ");
+      emit_c_string_literal(&sb, sb_cstr(&kn));
+      sb_append(&sb, ",\n");
+      sb_free(&kn);
+    }
+    sb_append(&sb, "  \"\"};\n");
+    sb_printf(&sb, "int %s_profile_count(void) { return %d; }\n", N, m->kernels.len);
+    sb_printf(&sb, "const char *%s_profile_name(int i) { return %s_prof_names[i]; }\n", N, N);
+    sb_printf(&sb, "uint64_t %s_profile_ns(int i) { return %s_prof_ns[i]; }\n", N, N);
+    sb_printf(&sb, "uint64_t %s_profile_calls(int i) { return %s_prof_calls[i]; }\n", N, N);
+    sb_printf(&sb, "void %s_profile_clear(void) { memset(%s_prof_ns, 0, sizeof %s_prof_ns); memset(%s_prof_calls, 0, sizeof %s_prof_calls); }\n\n", N, N, N, N, N);
+  }
   emit_protos(&E, &m->kernels);
   sb_append(&sb, "\n");
   for (int i = 0; i < m->kernels.len; i++) emit_kernel(&E, m->kernels.data[i]);
@@ -818,6 +879,13 @@ int emit_c_source(FILE *out, const LoopModule *m, const char *header_name) {
   sb_append(&sb, "  return GAT_OK;\n}\n\n");
   sb_printf(&sb, "static int %s_init_done(%s *m, void *arena) {\n", N, N);
   sb_append(&sb, "  m->arena = (unsigned char *)arena;\n  m->ready = 1;\n");
+  if (m->packs.len) sb_append(&sb, "  /* weights packed into the GEMM micro-kernel layout (-O2) */\n");
+  for (int i = 0; i < m->packs.len; i++) {
+    const LoopPack *p = m->packs.data[i];
+    sb_printf(&sb, "  gat_gemm_pack((float *)(void *)(m->arena + %lld), (const float *)m->w[%d], %lld, %lld, %lld, %lld, 0, %lld);\n",
+              (long long)loop_buf(m, p->buf)->offset, p->param, (long long)p->N, (long long)p->K, (long long)p->sn,
+              (long long)p->sk, (long long)p->K);
+  }
   sb_printf(&sb, "  return %s_reset(m);\n}\n\n", N);
 
   sb_printf(&sb, "int %s_init(%s *m, void *arena, size_t arena_len, const void *weights, size_t weights_len) {\n", N, N);
@@ -866,9 +934,12 @@ int emit_c_source(FILE *out, const LoopModule *m, const char *header_name) {
   for (int i = 0; i < m->ninputs; i++) sb_printf(&sb, "  c.in[%d] = in%d;\n", i, i);
   for (int i = 0; i < m->noutputs; i++) sb_printf(&sb, "  c.out[%d] = out%d;\n", i, i);
   for (int i = 0; i < m->kernels.len; i++) {
+    if (m->profile) sb_append(&sb, "  { uint64_t t0_ = gat_time_ns();\n");
     sb_append(&sb, "  if ((st = ");
     kernel_name(&sb, m, m->kernels.data[i]);
     sb_append(&sb, "(&c)) != GAT_OK) return st;\n");
+    if (m->profile)
+      sb_printf(&sb, "  %s_prof_ns[%d] += gat_time_ns() - t0_; %s_prof_calls[%d]++; }\n", N, i, N, i);
   }
   sb_append(&sb, "  m->pos += T;\n  gat_error_clear(&m->err);\n  return GAT_OK;\n}\n");
 

@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "ir.h"
+#include "passes/pass.h"
 #include "tensor.h"
 
 int backend_emit_c(const IrModule *m, const char *out_c_path, char *err, size_t errlen);
@@ -34,6 +35,21 @@ int backend_dump_loops(FILE *out, const IrModule *m, char *err, size_t errlen);
  * state carries over between calls, outputs are concatenated along T. */
 int run_compiled(const IrModule *m, const TensorSet *weights, const TensorSet *inputs, int step,
                  TensorSet *outputs, char *err, size_t errlen);
+
+/* The same entry points with optimizer options (compiler/passes/pass.h):
+ * level, -fno-* switches, --dump-after, --profile. The functions above are
+ * these at -O0 (the plain lowering). po may be NULL (= -O0). run_compiled_opt
+ * compiles the generated C with backend_cflags(po). */
+int backend_emit_c_opt(const IrModule *m, const char *out_c_path, const PassOptions *po, char *err, size_t errlen);
+int backend_emit_c_embedded_opt(const IrModule *m, const char *out_c_path, const TensorSet *weights,
+                                const char *weights_name, const PassOptions *po, char *err, size_t errlen);
+int backend_dump_loops_opt(FILE *out, const IrModule *m, const PassOptions *po, char *err, size_t errlen);
+int run_compiled_opt(const IrModule *m, const TensorSet *weights, const TensorSet *inputs, int step,
+                     const PassOptions *po, TensorSet *outputs, char *err, size_t errlen);
+/* Flags run_compiled_opt and `gattnc bench` give the C compiler for level
+ * po->opt_level: "-O2" at -O0 (the plain code as before), "-O3 -march=native"
+ * at -O1/-O2 (the micro-kernels pick their vector width from the target). */
+const char *backend_cflags(const PassOptions *po);
 
 /* The compiler used by run_compiled: $CC if set, else "cc". */
 const char *backend_cc(void);

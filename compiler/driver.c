@@ -23,9 +23,22 @@
 
 #if defined(GAT_HAVE_CODEGEN) && __has_include("backend.h")
 #include "backend.h"
+#include "passes/pass.h"
 #define GAT_BACKEND 1
 #else
 #define GAT_BACKEND 0
+#endif
+
+#if GAT_BACKEND
+void driver_pass_options(const DriverOptions *o, PassOptions *po) {
+  pass_options_init(po, o->opt_level);
+  po->fuse = !o->no_fuse;
+  po->tile = !o->no_tile;
+  po->pack = !o->no_pack;
+  po->verify = o->verify;
+  po->profile = o->profile;
+  po->dump_after = o->dump_after;
+}
 #endif
 
 static int ends_with(const char *s, const char *suffix) {
@@ -157,7 +170,9 @@ static int cmd_run(const IrModule *m, const DriverOptions *o) {
   }
   if (!o->interp) {
 #if GAT_BACKEND
-    if (run_compiled(m, &weights, &inputs, (int)o->step, &outputs, err, sizeof err) != 0) {
+    PassOptions po;
+    driver_pass_options(o, &po);
+    if (run_compiled_opt(m, &weights, &inputs, (int)o->step, &po, &outputs, err, sizeof err) != 0) {
       diag_plain_error("%s", err);
       goto done;
     }
@@ -268,8 +283,10 @@ static int cmd_compile(const IrModule *m, const DriverOptions *o) {
   }
 #if GAT_BACKEND
   char err[1024];
-  if (o->dump_loops) {
-    if (backend_dump_loops(stdout, m, err, sizeof err) != 0) {
+  PassOptions po;
+  driver_pass_options(o, &po);
+  if (o->dump_loops || o->dump_after) {
+    if (backend_dump_loops_opt(o->dump_after ? NULL : stdout, m, &po, err, sizeof err) != 0) {
       diag_plain_error("%s", err);
       return 1;
     }
@@ -285,8 +302,8 @@ static int cmd_compile(const IrModule *m, const DriverOptions *o) {
       return 1;
     }
     const char *wname = strrchr(o->embed_weights, '/');
-    rc = backend_emit_c_embedded(m, o->output ? o->output : def, &w, wname ? wname + 1 : o->embed_weights, err,
-                                 sizeof err);
+    rc = backend_emit_c_embedded_opt(m, o->output ? o->output : def, &w, wname ? wname + 1 : o->embed_weights,
+                                     &po, err, sizeof err);
     tensorset_free(&w);
     if (rc != 0) {
       free(def);
@@ -294,7 +311,7 @@ static int cmd_compile(const IrModule *m, const DriverOptions *o) {
       return 1;
     }
   } else {
-    rc = backend_emit_c(m, o->output ? o->output : def, err, sizeof err);
+    rc = backend_emit_c_opt(m, o->output ? o->output : def, &po, err, sizeof err);
   }
   free(def);
   if (rc != 0) {
@@ -320,6 +337,13 @@ int driver_main(const DriverOptions *o) {
     status = cmd_run(m, o);
   } else if (o->command == DRIVER_INIT) {
     status = cmd_init(m, o);
+  } else if (o->command == DRIVER_BENCH) {
+#if GAT_BACKEND
+    status = driver_bench(m, o);
+#else
+    diag_plain_error("this gattnc was built without the C backend: bench needs it");
+    status = 1;
+#endif
   } else {
     status = cmd_compile(m, o);
   }

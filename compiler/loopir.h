@@ -42,6 +42,7 @@ typedef struct LoopBuf {
   int index;         /* param / input / output / state number */
   const char *name;  /* for dumps and comments */
   int is_f64;        /* scratch of doubles (attention scores); dtype ignored */
+  int persistent;    /* scratch filled once at init (packed weights): never reused, never reset */
 } LoopBuf;
 
 /* A size k * T^tpow where T is a row variable. */
@@ -77,11 +78,16 @@ struct LoopExpr {
   IrFn fn;
   IrReduceKind red;
   LoopExpr *a, *b, *c;
+  int round;          /* the value is rounded to `dtype` before use (an inlined producer's store) */
 };
 
 typedef enum LoopCallKind {
   LC_SOFTMAX, LC_RMS_NORM, LC_LAYER_NORM, LC_L2_NORM, LC_GATHER, LC_TOPK, LC_ROPE, LC_CONV1D,
-  LC_ATTENTION
+  LC_ATTENTION,
+  LC_GEMM /* -O2 (pass_gemm): out[M, N] = epilogue(a[M, K] . W^T); args[0] a, args[1] W packed
+             (a persistent buffer filled at init, see LoopPack) or -1, args[2] bias[N] or -1,
+             args[3] residual[M, N] or -1, args[4] the raw weight (param) when not packed,
+             args[5] per-call packing scratch when not packed; sizes M, N, K; epi_act below */
 } LoopCallKind;
 
 typedef enum LoopKernelKind { LK_LOOP, LK_CALL, LK_COPY, LK_SCAN, LK_MIXTURE, LK_SKIP } LoopKernelKind;
@@ -118,6 +124,8 @@ typedef struct LoopKernel {
   int nsizes;
   LoopSize sizes[LOOP_MAX_ARGS];
   double reals[4];
+  int epi_act;         /* LC_GEMM: 0 = none, else 1 + the IrFn applied after the bias */
+  int64_t w_sn, w_sk;  /* LC_GEMM: strides of the weight along N and K (linear: K, 1; matmul: 1, N) */
   /* LK_COPY: args[0] -> out, sizes[0] elements */
   /* LK_SCAN: args[0] = t buffer, args[1] = emit-stacked result; state_bufs[i] per state;
      region yields = (s_0' .. s_{n-1}', emit).
@@ -142,6 +150,15 @@ typedef struct LoopTensorInfo { /* params, inputs, outputs, states as the API se
   double init; /* states */
 } LoopTensorInfo;
 
+/* A weight packed at init into the GEMM micro-kernel layout: panels of NR
+ * output columns, each K rows of NR floats, zero-padded (NR <= LOOP_PACK_NR). */
+#define LOOP_PACK_NR 32
+typedef struct LoopPack {
+  int param;          /* parameter index */
+  int buf;            /* destination: a persistent scratch buffer */
+  int64_t N, K, sn, sk;
+} LoopPack;
+
 typedef struct LoopModule {
   Arena *arena;
   const char *name;   /* C identifier prefix */
@@ -154,6 +171,9 @@ typedef struct LoopModule {
   int nkernels;
   int64_t state_bytes;  /* the state lives in [0, state_bytes) of the arena */
   int64_t arena_bytes;
+  PtrVec packs;         /* LoopPack*: weights packed by NAME_init (pass_gemm) */
+  int profile;          /* emit per-kernel timing (--profile) */
+  int opt_level;        /* for the generated file's comment */
 } LoopModule;
 
 /* ---- construction (loopir.c) ---------------------------------------------- */

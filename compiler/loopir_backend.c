@@ -9,6 +9,7 @@
 #include "backend.h"
 #include "emit_c.h"
 #include "loopir.h"
+#include "passes/pass.h"
 
 /* "dir/my-model.c" -> base "my-model" (file names) and ident "my_model" (C names) */
 static void split_out_path(const char *path, StrBuf *dir, StrBuf *base) {
@@ -54,8 +55,16 @@ static int match_weights(const LoopModule *m, const TensorSet *w, const void **d
   return 0;
 }
 
+static PassOptions level0(const PassOptions *po) {
+  PassOptions o;
+  if (po) return *po;
+  pass_options_init(&o, 0);
+  return o;
+}
+
 static int emit_files(const IrModule *im, const char *out_c_path, const TensorSet *weights, const char *wsource,
-                      char *err, size_t errlen) {
+                      const PassOptions *po, char *err, size_t errlen) {
+  PassOptions opts = level0(po);
   StrBuf dir = {0}, base = {0}, ident = {0}, hpath = {0}, hname = {0}, wpath = {0};
   int rc = -1;
   Arena a;
@@ -65,7 +74,7 @@ static int emit_files(const IrModule *im, const char *out_c_path, const TensorSe
   sb_printf(&hname, "%s.h", sb_cstr(&base));
   sb_printf(&hpath, "%s%s", sb_cstr(&dir), sb_cstr(&hname));
   sb_printf(&wpath, "%s%s_weights.c", sb_cstr(&dir), sb_cstr(&base));
-  LoopModule *m = loop_lower(&a, im, sb_cstr(&ident), err, errlen);
+  LoopModule *m = pipeline_run(&a, im, sb_cstr(&ident), &opts, err, errlen);
   const void **data = NULL;
   if (m && weights) {
     data = xcalloc((size_t)m->nparams + 1, sizeof *data);
@@ -100,21 +109,39 @@ static int emit_files(const IrModule *im, const char *out_c_path, const TensorSe
 }
 
 int backend_emit_c(const IrModule *im, const char *out_c_path, char *err, size_t errlen) {
-  return emit_files(im, out_c_path, NULL, NULL, err, errlen);
+  return emit_files(im, out_c_path, NULL, NULL, NULL, err, errlen);
+}
+
+int backend_emit_c_opt(const IrModule *im, const char *out_c_path, const PassOptions *po, char *err, size_t errlen) {
+  return emit_files(im, out_c_path, NULL, NULL, po, err, errlen);
 }
 
 int backend_emit_c_embedded(const IrModule *im, const char *out_c_path, const TensorSet *weights,
                             const char *weights_name, char *err, size_t errlen) {
-  return emit_files(im, out_c_path, weights, weights_name ? weights_name : "weights", err, errlen);
+  return emit_files(im, out_c_path, weights, weights_name ? weights_name : "weights", NULL, err, errlen);
+}
+
+int backend_emit_c_embedded_opt(const IrModule *im, const char *out_c_path, const TensorSet *weights,
+                                const char *weights_name, const PassOptions *po, char *err, size_t errlen) {
+  return emit_files(im, out_c_path, weights, weights_name ? weights_name : "weights", po, err, errlen);
 }
 
 int backend_dump_loops(FILE *out, const IrModule *im, char *err, size_t errlen) {
+  return backend_dump_loops_opt(out, im, NULL, err, errlen);
+}
+
+const char *backend_cflags(const PassOptions *po) {
+  return po && po->opt_level >= 1 ? "-O3 -march=native" : "-O2";
+}
+
+int backend_dump_loops_opt(FILE *out, const IrModule *im, const PassOptions *po, char *err, size_t errlen) {
   Arena a;
   StrBuf ident = {0};
+  PassOptions opts = level0(po);
   arena_init(&a);
   emit_c_ident(&ident, im->name ? im->name : "model");
-  LoopModule *m = loop_lower(&a, im, sb_cstr(&ident), err, errlen);
-  if (m) loop_print(out, m);
+  LoopModule *m = pipeline_run(&a, im, sb_cstr(&ident), &opts, err, errlen);
+  if (m && out) loop_print(out, m); /* out NULL: only the --dump-after print of the pipeline */
   arena_free(&a);
   sb_free(&ident);
   return m ? 0 : -1;

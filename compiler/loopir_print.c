@@ -5,7 +5,7 @@
 
 static const char *const buf_kind_names[] = {"scratch", "state", "param", "input", "output"};
 static const char *const call_names[] = {"softmax", "rms_norm", "layer_norm", "l2_norm", "gather",
-                                         "topk", "rope", "conv1d", "attention"};
+                                         "topk", "rope", "conv1d", "attention", "gemm"};
 
 static void pr_ind(FILE *f, int n) {
   for (int i = 0; i < n; i++) fputs("  ", f);
@@ -43,7 +43,19 @@ static void pr_index(FILE *f, const LoopIndex *ix) {
   if (ix->c || !any) fprintf(f, "%s%lld", any && ix->c >= 0 ? "+" : "", (long long)ix->c);
 }
 
+static void pr_expr_raw(FILE *f, const LoopExpr *e, int tvar);
+/* an inlined producer's value, rounded as its store would: f32(...) / i32(...) */
 static void pr_expr(FILE *f, const LoopExpr *e, int tvar) {
+  if (!e->round) {
+    pr_expr_raw(f, e, tvar);
+    return;
+  }
+  fprintf(f, "%s(", ir_dtype_name(e->dtype));
+  pr_expr_raw(f, e, tvar);
+  fputs(")", f);
+}
+
+static void pr_expr_raw(FILE *f, const LoopExpr *e, int tvar) {
   char buf[64];
   switch (e->kind) {
   case LX_CONST:
@@ -146,7 +158,9 @@ static void pr_kernel(FILE *f, const LoopModule *m, const LoopKernel *k, int dep
       if (i) fputs(", ", f);
       pr_size(f, k->sizes[i]);
     }
-    fputs(")\n", f);
+    fputs(")", f);
+    if (k->call == LC_GEMM && k->epi_act) fprintf(f, " epilogue %s", ir_fn_name((IrFn)(k->epi_act - 1)));
+    fputs("\n", f);
     break;
   case LK_COPY:
     fprintf(f, "copy b%d <- b%d (", k->out, k->args[0]);
@@ -200,7 +214,13 @@ void loop_print(FILE *f, const LoopModule *m) {
     if (b->kind == LB_PARAM || b->kind == LB_INPUT || b->kind == LB_OUTPUT || b->kind == LB_STATE)
       fprintf(f, " #%d", b->index);
     if (b->name) fprintf(f, " \"%s\"", b->name);
+    if (b->persistent) fputs(" persistent", f);
     fputs("\n", f);
+  }
+  for (int i = 0; i < m->packs.len; i++) {
+    const LoopPack *p = m->packs.data[i];
+    fprintf(f, "  pack b%d <- param #%d [N %lld, K %lld, strides %lld, %lld] at init\n", p->buf, p->param,
+            (long long)p->N, (long long)p->K, (long long)p->sn, (long long)p->sk);
   }
   pr_kernels(f, m, &m->kernels, 1);
 }

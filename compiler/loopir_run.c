@@ -95,6 +95,11 @@ static void copy_t_slice(char *dst, int64_t dst_T, int64_t dst_t0, const char *s
 
 int run_compiled(const IrModule *m, const TensorSet *weights, const TensorSet *inputs, int step,
                  TensorSet *outputs, char *err, size_t errlen) {
+  return run_compiled_opt(m, weights, inputs, step, NULL, outputs, err, errlen);
+}
+
+int run_compiled_opt(const IrModule *m, const TensorSet *weights, const TensorSet *inputs, int step,
+                     const PassOptions *po, TensorSet *outputs, char *err, size_t errlen) {
   char dir[] = "/tmp/gattnc-run-XXXXXX";
   StrBuf path = {0}, cmd = {0};
   void *so = NULL, *model = NULL, *arena = NULL;
@@ -144,11 +149,16 @@ int run_compiled(const IrModule *m, const TensorSet *weights, const TensorSet *i
     goto done;
   }
   sb_printf(&path, "%s/%s.c", dir, RUN_NAME);
-  if (backend_emit_c(m, sb_cstr(&path), err, errlen) != 0) goto done;
+  if (backend_emit_c_opt(m, sb_cstr(&path), po, err, errlen) != 0) goto done;
+#ifdef RUN_SANITIZE
+  const char *cflags = RUN_CFLAGS;
+#else
+  const char *cflags = backend_cflags(po);
+#endif
   sb_printf(&cmd,
-            "%s -std=c11 " RUN_CFLAGS " -shared -fPIC -I'%s' -I'%s' '%s/%s.c' '%s/gat_runtime.c' '%s/gat_safetensors.c' "
+            "%s -std=c11 %s -shared -fPIC -I'%s' -I'%s' '%s/%s.c' '%s/gat_runtime.c' '%s/gat_safetensors.c' "
             "-o '%s/%s.so' -lm > '%s/cc.log' 2>&1",
-            backend_cc(), GAT_RUNTIME_DIR, dir, dir, RUN_NAME, GAT_RUNTIME_DIR, GAT_RUNTIME_DIR, dir, RUN_NAME,
+            backend_cc(), cflags, GAT_RUNTIME_DIR, dir, dir, RUN_NAME, GAT_RUNTIME_DIR, GAT_RUNTIME_DIR, dir, RUN_NAME,
             dir);
   if (system(sb_cstr(&cmd)) != 0) {
     snprintf(err, errlen, "compiling the generated C failed (see %s/cc.log)", dir);

@@ -14,6 +14,7 @@ static void usage(FILE *f) {
       "       gattnc run FILE --interp --weights W.safetensors --inputs IN.safetensors -o OUT.safetensors\n"
       "       gattnc run FILE --weights W --inputs IN -o OUT   (compiled C, through libffi)\n"
       "       gattnc init FILE -o W.safetensors [--seed N]\n"
+      "       gattnc bench FILE [--weights W] [-T 512] [--decode 128] [--reps 5]   -O0 vs -O2, per kernel\n"
       "\n"
       "FILE is a .gat model, or graph IR text (.ir) as printed by --dump-ir.\n"
       "options:\n"
@@ -32,7 +33,13 @@ static void usage(FILE *f) {
       "                     outputs are concatenated along T\n"
       "  --seed N           (init, run) seed of the random weights (default 0)\n"
       "  --no-verify        skip the IR verifier\n"
-      "  -O0 -O1 -O2        optimisation level (default -O2)\n"
+      "  -O0 -O1 -O2        optimisation level (default -O2; docs/optimizer.md): -O0 one plain\n"
+      "                     loop nest per op, -O1 + dce/cse/elementwise fusion, -O2 + GEMM\n"
+      "                     micro-kernel, weights packed at init, GEMM epilogue fusion\n"
+      "  -fno-fuse -fno-tile -fno-pack   switch single optimizations off\n"
+      "  --dump-after=NAME  print the IR after pass NAME (dce, cse, dce2, lower, gemm, epilogue,\n"
+      "                     fuse, layout) and stop\n"
+      "  --profile          generated code times each kernel (NAME_profile_*)\n"
       "  --version, --help\n",
       f);
 }
@@ -61,12 +68,18 @@ int main(int argc, char **argv) {
   memset(&o, 0, sizeof o);
   o.opt_level = 2;
   o.verify = 1;
+  o.bench_T = 512;
+  o.bench_decode = 128;
+  o.bench_reps = 5;
   int i = 1;
   if (argc > 1 && strcmp(argv[1], "run") == 0) {
     o.command = DRIVER_RUN;
     i = 2;
   } else if (argc > 1 && strcmp(argv[1], "init") == 0) {
     o.command = DRIVER_INIT;
+    i = 2;
+  } else if (argc > 1 && strcmp(argv[1], "bench") == 0) {
+    o.command = DRIVER_BENCH;
     i = 2;
   } else {
     o.command = DRIVER_COMPILE;
@@ -125,6 +138,29 @@ int main(int argc, char **argv) {
       i++;
     } else if (!strcmp(a, "--no-verify")) {
       o.verify = 0;
+    } else if (!strcmp(a, "-fno-fuse")) {
+      o.no_fuse = 1;
+    } else if (!strcmp(a, "-fno-tile")) {
+      o.no_tile = 1;
+    } else if (!strcmp(a, "-fno-pack")) {
+      o.no_pack = 1;
+    } else if (!strncmp(a, "--dump-after=", 13)) {
+      o.dump_after = a + 13;
+    } else if (!strcmp(a, "--dump-after")) {
+      if (!need_arg(argc, argv, i)) return 2;
+      o.dump_after = argv[++i];
+    } else if (!strcmp(a, "--profile")) {
+      o.profile = 1;
+    } else if (!strcmp(a, "-T") || !strcmp(a, "--decode") || !strcmp(a, "--reps")) {
+      if (!need_arg(argc, argv, i) || !parse_int(a, argv[i + 1], &v)) return 2;
+      if (v < 0 || (v < 1 && a[1] == 'T')) {
+        fprintf(stderr, "gattnc: error: '%s' must be positive\n", a);
+        return 2;
+      }
+      if (a[1] == 'T') o.bench_T = v;
+      else if (a[2] == 'd') o.bench_decode = v;
+      else o.bench_reps = v > 0 ? v : 1;
+      i++;
     } else if (!strcmp(a, "-O0") || !strcmp(a, "-O1") || !strcmp(a, "-O2")) {
       o.opt_level = a[2] - '0';
     } else if (a[0] == '-' && a[1]) {

@@ -1,0 +1,17 @@
+/* kernels_gemm.h — emission of the GEMM/GEMV micro-kernels into generated C
+ * (-O2, pass_gemm). The kernels are text: static functions placed once in
+ * NAME.c when the loop IR has LC_GEMM calls, portable C11 with a GCC/Clang
+ * vector-extension fast path selected by the target macros (__AVX512F__,
+ * __AVX__, otherwise 128-bit vectors) and a plain-loop fallback for other
+ * compilers. No BLAS. */
+#ifndef GATTNC_KERNELS_GEMM_H
+#define GATTNC_KERNELS_GEMM_H
+
+#include "loopir.h"
+
+/* The support code: gat_gemm_pack, gat_gemm_f32 and their helpers. */
+void kernels_gemm_emit(StrBuf *o);
+/* 1 if `fn` can be applied by the GEMM epilogue (epi_act = 1 + fn). */
+int kernels_gemm_act_ok(IrFn fn);
+
+#endif

@@ -1,0 +1,144 @@
+/* loop_util.c — analyses the loop passes share: who reads and who writes a
+ * buffer, and loop_verify, the structural check the pipeline runs after
+ * every loop pass. Slow (a walk over the whole module per query) and fine:
+ * modules have hundreds of kernels, not millions. */
+#include <string.h>
+
+#include "pass.h"
+
+static int expr_reads(const LoopExpr *e, int buf) {
+  if (!e) return 0;
+  int n = 0;
+  if (e->kind == LX_LOAD) {
+    n += e->buf == buf;
+    for (int i = 0; i < e->nidx; i++) n += e->idx[i].dyn_buf == buf;
+  }
+  return n + expr_reads(e->a, buf) + expr_reads(e->b, buf) + expr_reads(e->c, buf);
+}
+
+static int kernels_reads(const PtrVec *ks, int buf);
+
+static int kernel_reads(const LoopKernel *k, int buf) {
+  int n = 0;
+  switch (k->kind) {
+  case LK_LOOP: n += expr_reads(k->body, buf); break;
+  case LK_CALL:
+  case LK_COPY:
+    for (int i = 0; i < LOOP_MAX_ARGS; i++) n += k->args[i] == buf;
+    break;
+  default: /* control kernels: everything they name counts as read */
+    for (int i = 0; i < LOOP_MAX_ARGS; i++) n += k->args[i] == buf;
+    for (int i = 0; i < k->nstates; i++) n += k->state_bufs[i] == buf;
+    for (int i = 0; i < k->nxs; i++) n += k->xs[i] == buf;
+    for (int r = 0; r < k->nregions; r++) {
+      const LoopRegion *g = k->regions[r];
+      for (int i = 0; i < g->nargs; i++) n += g->args[i] == buf;
+      for (int i = 0; i < g->nyield; i++) n += g->yields[i] == buf;
+      n += kernels_reads(&g->kernels, buf);
+    }
+    break;
+  }
+  return n;
+}
+
+static int kernels_reads(const PtrVec *ks, int buf) {
+  int n = 0;
+  for (int i = 0; i < ks->len; i++) n += kernel_reads(ks->data[i], buf);
+  return n;
+}
+
+int loop_buf_reads(const LoopModule *m, int buf) { return kernels_reads(&m->kernels, buf); }
+
+static int kernels_writes(const PtrVec *ks, int buf) {
+  int n = 0;
+  for (int i = 0; i < ks->len; i++) {
+    const LoopKernel *k = ks->data[i];
+    n += k->out == buf;
+    for (int r = 0; r < k->nregions; r++) n += kernels_writes(&k->regions[r]->kernels, buf);
+  }
+  return n;
+}
+
+int loop_buf_writes(const LoopModule *m, int buf) { return kernels_writes(&m->kernels, buf); }
+
+int loop_kernel_writes(const LoopKernel *k, int buf) {
+  if (k->out == buf) return 1;
+  if (k->kind == LK_CALL || k->kind == LK_LOOP || k->kind == LK_COPY) {
+    /* calls with state update it in place (conv tail, KV caches), top-k writes args[1] */
+    if (k->kind == LK_CALL)
+      for (int i = 0; i < LOOP_MAX_ARGS; i++)
+        if (k->args[i] == buf && k->args[i] >= 0 && (k->call == LC_CONV1D || k->call == LC_ATTENTION || k->call == LC_TOPK))
+          return 1;
+    return 0;
+  }
+  return kernel_reads(k, buf) > 0; /* control kernels: conservatively, anything they touch */
+}
+
+/* ---- verification ---- */
+typedef struct VCtx {
+  const LoopModule *m;
+  char *err;
+  size_t errlen;
+  int bad;
+} VCtx;
+
+static void vfail(VCtx *v, const LoopKernel *k, const char *what) {
+  if (v->bad) return;
+  v->bad = 1;
+  snprintf(v->err, v->errlen, "loop IR: kernel k%d (%s): %s", k ? k->id : -1, k && k->opname ? k->opname : "-", what);
+}
+
+static int vbuf_ok(VCtx *v, int b) { return b >= 0 && b < v->m->bufs.len; }
+
+static void verify_expr(VCtx *v, const LoopKernel *k, const LoopExpr *e) {
+  if (!e || v->bad) return;
+  if (e->kind == LX_LOAD) {
+    if (!vbuf_ok(v, e->buf)) return vfail(v, k, "load of an unknown buffer");
+    if (e->nidx != loop_buf(v->m, e->buf)->shape.rank && !loop_buf(v->m, e->buf)->is_f64)
+      return vfail(v, k, "load with an index count different from the buffer's rank");
+  }
+  if ((e->kind == LX_UNARY || e->kind == LX_BINARY || e->kind == LX_SELECT || e->kind == LX_REDUCE) && !e->a)
+    return vfail(v, k, "expression without operand");
+  verify_expr(v, k, e->a);
+  verify_expr(v, k, e->b);
+  verify_expr(v, k, e->c);
+}
+
+static void verify_kernels(VCtx *v, const PtrVec *ks) {
+  for (int i = 0; i < ks->len && !v->bad; i++) {
+    const LoopKernel *k = ks->data[i];
+    if (k->out >= 0 && !vbuf_ok(v, k->out)) return vfail(v, k, "unknown output buffer");
+    for (int a = 0; a < LOOP_MAX_ARGS; a++)
+      if (k->args[a] >= 0 && !vbuf_ok(v, k->args[a])) return vfail(v, k, "unknown argument buffer");
+    if (k->kind == LK_LOOP) {
+      if (k->out < 0 || !k->body) return vfail(v, k, "loop without output or body");
+      if (k->rank != loop_buf(v->m, k->out)->shape.rank) return vfail(v, k, "domain rank differs from the output's");
+      verify_expr(v, k, k->body);
+    }
+    if (k->kind == LK_CALL && k->call == LC_GEMM) {
+      if (k->args[0] < 0 || k->out < 0) return vfail(v, k, "gemm without input or output");
+      if (k->args[1] < 0 && k->args[4] < 0) return vfail(v, k, "gemm without weights");
+      if (k->args[1] < 0 && k->args[5] < 0) return vfail(v, k, "unpacked gemm without packing scratch");
+      if (k->nsizes != 3) return vfail(v, k, "gemm needs sizes M, N, K");
+    }
+    for (int r = 0; r < k->nregions; r++) verify_kernels(v, &k->regions[r]->kernels);
+  }
+}
+
+int loop_verify(const LoopModule *m, char *err, size_t errlen) {
+  VCtx v = {m, err, errlen, 0};
+  for (int i = 0; i < m->bufs.len; i++)
+    if (((LoopBuf *)m->bufs.data[i])->id != i) {
+      snprintf(err, errlen, "loop IR: buffer %d has id %d", i, ((LoopBuf *)m->bufs.data[i])->id);
+      return -1;
+    }
+  for (int i = 0; i < m->packs.len; i++) {
+    const LoopPack *p = m->packs.data[i];
+    if (p->param < 0 || p->param >= m->nparams || !vbuf_ok(&v, p->buf) || !loop_buf(m, p->buf)->persistent) {
+      snprintf(err, errlen, "loop IR: pack %d has a bad parameter or buffer", i);
+      return -1;
+    }
+  }
+  verify_kernels(&v, &m->kernels);
+  return v.bad ? -1 : 0;
+}

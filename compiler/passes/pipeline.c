@@ -1,0 +1,144 @@
+/* pipeline.c — the optimizer's pass list, in order, in one place.
+ *
+ *   graph IR:  dce → cse → dce            (-O1+)
+ *   lower:     loop_lower (one kernel per op, the -O0 program)
+ *   loop IR:   gemm (-O2, tile) → epilogue (-O2, tile + fuse) → fuse (-O1+, fuse)
+ *   layout:    arena offsets (always last)
+ *
+ * Each entry names the pass (the `--dump-after` key), the IR it works on and
+ * the condition under which it runs. After every pass that ran, the IR is
+ * verified (ir_verify or loop_verify) when o->verify is set, and printed if
+ * its name is o->dump_after. -O0 runs only `lower` and `layout`, so its
+ * output is exactly the plain lowering. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "pass.h"
+
+typedef enum { ON_GRAPH, ON_LOWER, ON_LOOP, ON_LAYOUT } PassIr;
+
+typedef struct PassEntry {
+  const char *name;
+  PassIr ir;
+  void (*graph)(IrModule *, const PassOptions *);
+  void (*loop)(LoopModule *, const PassOptions *);
+} PassEntry;
+
+static const PassEntry pass_list[] = {
+    {"dce", ON_GRAPH, pass_dce, NULL},
+    {"cse", ON_GRAPH, pass_cse, NULL},
+    {"dce2", ON_GRAPH, pass_dce, NULL},
+    {"lower", ON_LOWER, NULL, NULL},
+    {"gemm", ON_LOOP, NULL, pass_gemm},
+    {"epilogue", ON_LOOP, NULL, pass_epilogue},
+    {"fuse", ON_LOOP, NULL, pass_fuse},
+    {"layout", ON_LAYOUT, NULL, NULL},
+};
+#define NPASSES ((int)(sizeof pass_list / sizeof pass_list[0]))
+
+static int pass_enabled(const PassEntry *p, const PassOptions *o) {
+  const char *n = p->name;
+  if (!strcmp(n, "lower") || !strcmp(n, "layout")) return 1;
+  if (!strcmp(n, "dce") || !strcmp(n, "cse") || !strcmp(n, "dce2")) return o->opt_level >= 1;
+  if (!strcmp(n, "gemm")) return o->opt_level >= 2 && o->tile;
+  if (!strcmp(n, "epilogue")) return o->opt_level >= 2 && o->tile && o->fuse;
+  if (!strcmp(n, "fuse")) return o->opt_level >= 1 && o->fuse;
+  return 0;
+}
+
+void pass_options_init(PassOptions *o, int opt_level) {
+  memset(o, 0, sizeof *o);
+  o->opt_level = opt_level;
+  o->fuse = o->tile = o->pack = 1;
+  o->verify = 1;
+}
+
+const char *const *pipeline_pass_names(void) {
+  static const char *names[NPASSES + 1];
+  for (int i = 0; i < NPASSES; i++) names[i] = pass_list[i].name;
+  names[NPASSES] = NULL;
+  return names;
+}
+
+int pipeline_has_pass(const char *name) {
+  for (int i = 0; i < NPASSES; i++)
+    if (!strcmp(pass_list[i].name, name)) return 1;
+  return 0;
+}
+
+LoopModule *pipeline_run(Arena *a, const IrModule *im, const char *c_name, const PassOptions *o, char *err,
+                         size_t errlen) {
+  FILE *dump = o->dump_out ? o->dump_out : stdout;
+  if (o->dump_after && !pipeline_has_pass(o->dump_after)) {
+    StrBuf names = {0};
+    for (int i = 0; i < NPASSES; i++) sb_printf(&names, "%s%s", i ? ", " : "", pass_list[i].name);
+    snprintf(err, errlen, "--dump-after: unknown pass '%s' (passes: %s)", o->dump_after, sb_cstr(&names));
+    sb_free(&names);
+    return NULL;
+  }
+  /* graph passes work on a copy: the text form round-trips exactly */
+  IrModule *gm = (IrModule *)im;
+  int any_graph = 0;
+  for (int i = 0; i < NPASSES; i++) any_graph |= pass_list[i].ir == ON_GRAPH && pass_enabled(&pass_list[i], o);
+  if (any_graph) {
+    char *text = ir_print_to_string(im);
+    gm = ir_parse(a, im->name ? im->name : "<module>", text);
+    free(text);
+    if (!gm) {
+      snprintf(err, errlen, "internal error: the graph IR does not read back for the optimizer");
+      return NULL;
+    }
+  }
+  LoopModule *lm = NULL;
+  for (int i = 0; i < NPASSES; i++) {
+    const PassEntry *p = &pass_list[i];
+    if (!pass_enabled(p, o)) {
+      /* a pass this level skips: its dump is the IR as it stands */
+      if (o->dump_after && !strcmp(o->dump_after, p->name)) {
+        if (p->ir == ON_GRAPH)
+          ir_print(dump, gm);
+        else if (lm)
+          loop_print(dump, lm);
+      }
+      continue;
+    }
+    char verr[2048] = "";
+    int bad = 0;
+    switch (p->ir) {
+    case ON_GRAPH:
+      p->graph(gm, o);
+      if (o->verify && ir_verify(gm, verr, sizeof verr) != 0) bad = 1;
+      break;
+    case ON_LOWER:
+      lm = loop_lower(a, gm, c_name, err, errlen);
+      if (!lm) {
+        if (gm != im) ir_module_release(gm);
+        return NULL;
+      }
+      lm->opt_level = o->opt_level;
+      lm->profile = o->profile;
+      if (o->verify && loop_verify(lm, verr, sizeof verr) != 0) bad = 1;
+      break;
+    case ON_LOOP:
+      p->loop(lm, o);
+      if (o->verify && loop_verify(lm, verr, sizeof verr) != 0) bad = 1;
+      break;
+    case ON_LAYOUT:
+      loop_module_layout(lm);
+      break;
+    }
+    if (bad) {
+      snprintf(err, errlen, "internal error: the IR does not verify after pass '%s': %s", p->name, verr);
+      if (gm != im) ir_module_release(gm);
+      return NULL;
+    }
+    if (o->dump_after && !strcmp(o->dump_after, p->name)) {
+      if (p->ir == ON_GRAPH)
+        ir_print(dump, gm);
+      else
+        loop_print(dump, lm);
+    }
+  }
+  if (gm != im) ir_module_release(gm);
+  return lm;
+}
