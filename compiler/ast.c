@@ -15,6 +15,8 @@
  *            (assign (S [i j]) E)                      ; index notation, emit too
  *            (input x TYPE) | (output x TYPE) | (param w TYPE [E])
  *            (maxseq T E) | (repeat i LO HI [@"scope"] STMT...) | (return E)
+ *            (if COND (STMT...) [(else STMT...)])       ; else only when written
+ *            (assign (y [(l LO HI) j]) E)               ; an index with a range
  *   exprs    42 | 0.5 (floats always show '.', 'e' or "nan"/"inf") | "str"
  *            true | false | NAME (bare identifier)
  *            (+ a b) - * / % ** < <= > >= == != and or: (OP lhs rhs)
@@ -302,8 +304,18 @@ void ast_dump_stmt(FILE *out, const AstStmt *s) {
     for (int i = 0; i < s->names.len; i++) fprintf(out, "%s%s", i ? " " : "", (const char *)s->names.items[i]);
     if (s->indices.len) {
       fputs(" [", out);
-      for (int i = 0; i < s->indices.len; i++)
-        fprintf(out, "%s%s", i ? " " : "", (const char *)s->indices.items[i]);
+      for (int i = 0; i < s->indices.len; i++) {
+        const char *ix = s->indices.items[i];
+        if (i < s->index_hi.len && s->index_hi.items[i]) {
+          fprintf(out, "%s(%s ", i ? " " : "", ix);
+          ast_dump_expr(out, s->index_lo.items[i]);
+          fputc(' ', out);
+          ast_dump_expr(out, s->index_hi.items[i]);
+          fputc(')', out);
+        } else {
+          fprintf(out, "%s%s", i ? " " : "", ix);
+        }
+      }
       fputc(']', out);
     }
     fputs(") ", out);
@@ -348,6 +360,22 @@ void ast_dump_stmt(FILE *out, const AstStmt *s) {
   case AST_STMT_MAXSEQ:
     fprintf(out, "(maxseq %s ", s->names.len ? (const char *)s->names.items[0] : "_");
     ast_dump_expr(out, s->value);
+    fputc(')', out);
+    break;
+  case AST_STMT_IF:
+    fputs("(if ", out);
+    ast_dump_expr(out, s->cond);
+    fputs(" (", out);
+    for (int i = 0; i < s->body.len; i++) {
+      if (i) fputc(' ', out);
+      ast_dump_stmt(out, s->body.items[i]);
+    }
+    fputc(')', out);
+    if (s->has_else) {
+      fputs(" (else", out);
+      dump_stmts(out, &s->else_body);
+      fputc(')', out);
+    }
     fputc(')', out);
     break;
   }

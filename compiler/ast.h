@@ -99,7 +99,9 @@ typedef enum AstStmtKind {
   AST_STMT_PARAM,  /* param name : type [init call] */
   AST_STMT_REPEAT, /* repeat var in lo..hi [@ scope] { body } */
   AST_STMT_RETURN, /* return value */
-  AST_STMT_MAXSEQ  /* max T = value: the compiled upper bound of the sequence dim */
+  AST_STMT_MAXSEQ, /* max T = value: the compiled upper bound of the sequence dim */
+  AST_STMT_IF      /* if cond { body } [else { else_body }]: compile-time choice;
+                      `else if` is an else_body holding one AST_STMT_IF */
 } AstStmtKind;
 
 struct AstStmt {
@@ -122,7 +124,17 @@ struct AstStmt {
   AstExpr *lo, *hi;
   const char *scope;
   SrcLoc scope_loc;
-  AstList body; /* AstStmt* */
+  AstList body; /* AstStmt* (REPEAT, IF) */
+  /* IF: the condition (must fold to a compile-time bool) and the else branch
+     (empty without `else`); the then branch is `body`. */
+  AstExpr *cond;
+  AstList else_body; /* AstStmt* */
+  int has_else;      /* IF: an `else` was written (else_body may still be empty) */
+  /* ASSIGN with indices: explicit ranges `y[l in 0..L, j] = ...`, parallel to
+     indices; items are AstExpr* upper bounds or NULL (lower bound in
+     index_lo, also parallel, NULL when no range was written). Empty lists
+     when no index has a range. */
+  AstList index_lo, index_hi;
 };
 
 typedef enum AstTypeKind {

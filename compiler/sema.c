@@ -287,8 +287,14 @@ const char *sema_join_scope(Sema *S, const char *a, const char *b) {
   if (!a || !*a) return b;
   return arena_printf(S->a, "%s.%s", a, b);
 }
-/* Substitutes `{name}` with compile-time ints (or strings) of the current env. */
-const char *sema_subst_scope(Sema *S, const char *raw, SrcLoc loc) {
+/* Substitutes `{name}` with compile-time ints (or strings) of the current
+ * env; `what` names the text in messages ("scope", "param name"). */
+static const char *subst_template(Sema *S, const char *raw, SrcLoc loc, const char *what);
+const char *sema_subst_scope(Sema *S, const char *raw, SrcLoc loc) { return subst_template(S, raw, loc, "scope"); }
+const char *sema_subst_param_name(Sema *S, const char *raw, SrcLoc loc) {
+  return subst_template(S, raw, loc, "param name");
+}
+static const char *subst_template(Sema *S, const char *raw, SrcLoc loc, const char *what) {
   if (!raw) return NULL;
   if (!strchr(raw, '{')) return raw;
   StrBuf sb = {0};
@@ -301,21 +307,21 @@ const char *sema_subst_scope(Sema *S, const char *raw, SrcLoc loc) {
     }
     const char *e = strchr(p, '}');
     if (!e) {
-      diag_error(loc, "unterminated '{' in scope \"%s\"", raw);
+      diag_error(loc, "unterminated '{' in %s \"%s\"", what, raw);
       ok = 0;
       break;
     }
     char *name = arena_strndup(S->a, p + 1, (size_t)(e - p - 1));
     Binding *b = env_lookup(S->env, name);
     if (!b) {
-      diag_error(loc, "undefined name '%s' in scope \"%s\"", name, raw);
+      diag_error(loc, "undefined name '%s' in %s \"%s\"", name, what, raw);
       ok = 0;
     } else if (b->v.kind == VAL_INT) {
       sb_printf(&sb, "%lld", (long long)b->v.i);
     } else if (b->v.kind == VAL_STR) {
       sb_append(&sb, b->v.s);
     } else if (b->v.kind != VAL_POISON) {
-      diag_error(loc, "'{%s}' in scope \"%s\" must be a compile-time int, not %s", name, raw,
+      diag_error(loc, "'{%s}' in %s \"%s\" must be a compile-time int, not %s", name, what, raw,
                  val_kind_name(b->v));
       ok = 0;
     } else {
@@ -673,6 +679,39 @@ static int eval_init(Sema *S, AstExpr *e, IrInit *init) {
   return -1;
 }
 
+/* After an `if` whose condition failed, neither branch runs; binding the
+ * names either branch would bind to poison keeps later uses (and outputs
+ * assigned there) from producing follow-on errors. */
+static void poison_branch_names(Sema *S, AstList *body) {
+  for (int i = 0; i < body->len; i++) {
+    AstStmt *st = body->items[i];
+    if (!st) continue;
+    if (st->kind == AST_STMT_IF) {
+      poison_branch_names(S, &st->body);
+      poison_branch_names(S, &st->else_body);
+      continue;
+    }
+    if (st->kind != AST_STMT_ASSIGN && st->kind != AST_STMT_LET && st->kind != AST_STMT_CONST &&
+        st->kind != AST_STMT_PARAM)
+      continue;
+    for (int k = 0; k < st->names.len; k++) {
+      const char *name = st->names.items[k];
+      if (strcmp(name, "emit") == 0 && S->scan) {
+        if (!S->scan->emit) S->scan->emit_loc = st->loc;
+        continue;
+      }
+      OutputDecl *o = S->layer_depth == 0 && !S->scan ? find_output(S, name) : NULL;
+      if (o) {
+        if (!o->value && !o->assigned_at.line) o->assigned_at = st->loc;
+        continue;
+      }
+      Binding *b = env_lookup_local(S->env, name);
+      if (b) b->v = val_poison();
+      else env_define(S, S->env, name, val_poison(), st->loc);
+    }
+  }
+}
+
 static void exec_stmt(Sema *S, AstStmt *st, RetCtx *ret) {
   switch (st->kind) {
   case AST_STMT_CONST:
@@ -740,7 +779,31 @@ static void exec_stmt(Sema *S, AstStmt *st, RetCtx *ret) {
     return;
   }
   case AST_STMT_PARAM: {
+    /* A templated name `weight_ih_l{k}` gives the full name weight_ih_l0 and
+     * binds the local name with the `{...}` parts removed (weight_ih_l), so
+     * the body of a repeat can use it. */
     const char *name = st->names.items[0];
+    const char *local = name;
+    if (strchr(name, '{')) {
+      StrBuf sb = {0};
+      for (const char *p = name; *p; p++) {
+        if (*p == '{') {
+          const char *e = strchr(p, '}');
+          if (e) {
+            p = e;
+            continue;
+          }
+        }
+        sb_appendn(&sb, p, 1);
+      }
+      local = arena_strdup(S->a, sb_cstr(&sb));
+      sb_free(&sb);
+      name = sema_subst_param_name(S, name, st->loc);
+      if (!name) {
+        env_define(S, S->env, local, val_poison(), st->loc);
+        return;
+      }
+    }
     Val result = val_poison();
     if (st->type->kind != AST_TYPE_TENSOR) {
       diag_error(st->type->loc, "param '%s' must have a tensor type such as f32[64]", name);
@@ -758,7 +821,7 @@ static void exec_stmt(Sema *S, AstStmt *st, RetCtx *ret) {
         if (v) result = val_tensor(v);
       }
     }
-    env_define(S, S->env, name, result, st->loc);
+    env_define(S, S->env, local, result, st->loc);
     return;
   }
   case AST_STMT_REPEAT: {
@@ -810,6 +873,26 @@ static void exec_stmt(Sema *S, AstStmt *st, RetCtx *ret) {
       return;
     }
     S->m->max_T = v.i;
+    return;
+  }
+  case AST_STMT_IF: {
+    /* A compile-time choice: only the taken branch is elaborated, in the
+     * current environment, so its bindings (and parameters) exist after the
+     * `if` exactly as if the branch had been written inline. */
+    Val c = sema_eval(S, st->cond);
+    if (c.kind == VAL_POISON) return;
+    if (c.kind != VAL_BOOL) {
+      const char *what = c.kind == VAL_TENSOR
+                             ? arena_printf(S->a, "a run-time %s tensor (use select(c, a, b) to choose per element)",
+                                            sema_type_str(S, c.t->dtype, c.t->shape))
+                             : val_kind_name(c);
+      diag_error(st->cond->loc, "the condition of 'if' must be a compile-time bool, not %s ('%s')", what,
+                 sema_expr_str(S, st->cond));
+      poison_branch_names(S, &st->body);
+      poison_branch_names(S, &st->else_body);
+      return;
+    }
+    exec_stmts(S, c.i ? &st->body : &st->else_body, ret);
     return;
   }
   }

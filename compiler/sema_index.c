@@ -498,6 +498,33 @@ Val sema_index_assign(Sema *S, AstStmt *st, const IrShape *want) {
     const char *src = arena_printf(S->a, "state %s (%s)", target, sema_type_str(S, IR_F32, *want));
     for (int i = 0; i < r; i++) ix_unify(ix, i, want->dims[i], src, st->loc);
   }
+  /* Explicit ranges `y[l in 0..L, j] = ...` fix an index's extent first, so
+   * an index that addresses no dimension (used only as a value, or only in
+   * affine positions) still has one; dimensions it does address must agree. */
+  for (int i = 0; i < r && i < st->index_hi.len; i++) {
+    AstExpr *lo_e = st->index_lo.items[i], *hi_e = st->index_hi.items[i];
+    if (!hi_e) continue;
+    Val lo = sema_eval(S, lo_e), hi = sema_eval(S, hi_e);
+    if (lo.kind == VAL_POISON || hi.kind == VAL_POISON) return val_poison();
+    if (lo.kind != VAL_INT || hi.kind != VAL_INT) {
+      AstExpr *bad = lo.kind != VAL_INT ? lo_e : hi_e;
+      diag_error(bad->loc, "the range of index '%s' must have compile-time int bounds ('%s' is %s)",
+                 ix->vars[i].name, sema_expr_str(S, bad), val_kind_name(lo.kind != VAL_INT ? lo : hi));
+      return val_poison();
+    }
+    if (lo.i != 0) {
+      diag_error(lo_e->loc, "the range of index '%s' must start at 0, not %lld", ix->vars[i].name,
+                 (long long)lo.i);
+      return val_poison();
+    }
+    if (hi.i < 1) {
+      diag_error(hi_e->loc, "the range of index '%s' must be non-empty (0..%lld)", ix->vars[i].name,
+                 (long long)hi.i);
+      return val_poison();
+    }
+    ix_unify(ix, i, hi.i, arena_printf(S->a, "its range 0..%s", sema_expr_str(S, hi_e)), st->loc);
+  }
+  if (ix->bad) return val_poison();
   ix_infer(ix, st->value);
   if (ix->bad) return val_poison();
   IrShape shape;

@@ -138,6 +138,7 @@ IrValue *sema_use(Sema *S, IrValue *v);
 void sema_undefined(Sema *S, const char *name, SrcLoc loc);
 const char *sema_join_scope(Sema *S, const char *a, const char *b);
 const char *sema_subst_scope(Sema *S, const char *raw, SrcLoc loc); /* NULL on error */
+const char *sema_subst_param_name(Sema *S, const char *raw, SrcLoc loc); /* the same for `param w{k}` */
 
 /* ---- emission helpers (sema_builtins.c) ---- */
 IrOp *sema_op(Sema *S, IrOpKind kind, int nin, IrValue *const *in, SrcLoc loc);

@@ -142,6 +142,26 @@ static AstStmt *make_assign(ParseState *ps, AstList names, AstList indices, AstE
   return s;
 }
 
+/* `y[i, l in 0..L] = e`: the index names go into indices; explicit ranges,
+ * if any index has one, into index_lo/index_hi (parallel, NULL for none). */
+static AstStmt *make_index_assign(ParseState *ps, const char *target, AstList ixvars, AstExpr *value, SrcLoc loc) {
+  AstList names = {0, NULL};
+  int ranged = 0;
+  for (int i = 0; i < ixvars.len; i++) {
+    AstExpr *v = ixvars.items[i];
+    push_name(ps->arena, &names, v->name);
+    ranged |= v->hi != NULL;
+  }
+  AstStmt *s = make_assign(ps, names1(ps->arena, target), names, value, loc);
+  if (ranged)
+    for (int i = 0; i < ixvars.len; i++) {
+      AstExpr *v = ixvars.items[i];
+      ast_list_push(ps->arena, &s->index_lo, v->lo);
+      ast_list_push(ps->arena, &s->index_hi, v->hi);
+    }
+  return s;
+}
+
 static AstStmt *make_repeat(ParseState *ps, const char *var, AstExpr *lo, AstExpr *hi, const char *scope,
                             SrcLoc scope_loc, AstList body, SrcLoc loc) {
   AstStmt *s = ast_stmt_new(ps->arena, AST_STMT_REPEAT, loc);
@@ -157,6 +177,21 @@ static AstStmt *make_repeat(ParseState *ps, const char *var, AstExpr *lo, AstExp
   s->scope = scope;
   s->scope_loc = scope_loc;
   s->body = body;
+  return s;
+}
+
+/* Whether token b starts right where token a ends (no blank between). */
+static int tokens_touch(GAT_YYLTYPE a, GAT_YYLTYPE b) {
+  return a.last_line == b.first_line && a.last_column == b.first_column;
+}
+
+static AstStmt *make_if(ParseState *ps, AstExpr *cond, AstList body, AstStmt *else_if, int has_else,
+                        SrcLoc loc) {
+  AstStmt *s = ast_stmt_new(ps->arena, AST_STMT_IF, loc);
+  s->cond = cond;
+  s->body = body;
+  s->has_else = has_else;
+  if (else_if) ast_list_push(ps->arena, &s->else_body, else_if);
   return s;
 }
 
@@ -210,21 +245,21 @@ static AstExpr *make_mixture(ParseState *ps, const char *var, AstExpr *lo, AstEx
 %token <ival> INT
 %token <fval> FLOAT
 %token IMPORT MODEL LAYER CONST LET INPUT OUTPUT PARAM RETURN REPEAT IN SCAN WITH EMIT
-%token MIXTURE BY WEIGHTED SKIP WHEN AS AND OR NOT
+%token MIXTURE BY WEIGHTED SKIP WHEN AS AND OR NOT IF ELSE
 %token <ival> TRUE FALSE
 %token <str> SUM MAX MIN MEAN
 %token DOTDOT ARROW POW LE GE EQ NE
 
 %type <decl> decl
-%type <stmt> stmt const_stmt bindings
-%type <expr> expr nexpr postfix primary call reduction scan mixture index
+%type <stmt> stmt const_stmt bindings if_stmt
+%type <expr> ixvar expr nexpr postfix primary call reduction scan mixture index
 %type <type> type
 %type <arg> arg
 %type <param> param
 %type <state> state
-%type <str> redkw
+%type <str> redkw pname
 %type <list> stmt_seq stmts_ne stmts_sep block names exprs exprs_opt args args_opt
-%type <list> indices params params_opt ret_opt types states
+%type <list> ixvars indices params params_opt ret_opt types states
 
 /* Loosest first. REDUCE_BODY and CALL_NO_SCOPE are rule precedences only. */
 %precedence REDUCE_BODY
@@ -359,12 +394,12 @@ stmt:
       push_name(ps->arena, &$$->names, $2);
       $$->type = $4;
     }
-  | PARAM NAME ':' type {
+  | PARAM pname ':' type {
       $$ = ast_stmt_new(ps->arena, AST_STMT_PARAM, LOC(@1));
       push_name(ps->arena, &$$->names, $2);
       $$->type = $4;
     }
-  | PARAM NAME ':' type '=' expr {
+  | PARAM pname ':' type '=' expr {
       $$ = ast_stmt_new(ps->arena, AST_STMT_PARAM, LOC(@1));
       push_name(ps->arena, &$$->names, $2);
       $$->type = $4;
@@ -382,15 +417,16 @@ stmt:
       $$ = make_assign(ps, $1, (AstList){0, NULL}, $3, LOC(@1));
       $$->skip_when = $6;
     }
-  | NAME '[' names ']' '=' expr { $$ = make_assign(ps, names1(ps->arena, $1), $3, $6, LOC(@1)); }
+  | NAME '[' ixvars ']' '=' expr { $$ = make_index_assign(ps, $1, $3, $6, LOC(@1)); }
   | EMIT '=' expr { $$ = make_assign(ps, names1(ps->arena, "emit"), (AstList){0, NULL}, $3, LOC(@1)); }
-  | EMIT '[' names ']' '=' expr { $$ = make_assign(ps, names1(ps->arena, "emit"), $3, $6, LOC(@1)); }
+  | EMIT '[' ixvars ']' '=' expr { $$ = make_index_assign(ps, "emit", $3, $6, LOC(@1)); }
   | REPEAT NAME IN expr DOTDOT expr block {
       $$ = make_repeat(ps, $2, $4, $6, NULL, (SrcLoc){0, 0, 0}, $7, LOC(@1));
     }
   | REPEAT NAME IN expr DOTDOT expr '@' STRING block {
       $$ = make_repeat(ps, $2, $4, $6, $8, LOC(@8), $9, LOC(@1));
     }
+  | if_stmt
   | RETURN exprs {
       $$ = ast_stmt_new(ps->arena, AST_STMT_RETURN, LOC(@1));
       if ($2.len == 1) {
@@ -401,6 +437,31 @@ stmt:
       }
     }
   | error { $$ = NULL; }
+  ;
+
+/* `if c { } else if d { } else { }`: braces are required, so there is no
+ * dangling else; `else if` nests an if statement as the whole else branch. */
+if_stmt:
+    IF expr block { $$ = make_if(ps, $2, $3, NULL, 0, LOC(@1)); }
+  | IF expr block ELSE block { $$ = make_if(ps, $2, $3, NULL, 1, LOC(@1)); $$->else_body = $5; }
+  | IF expr block ELSE if_stmt { $$ = make_if(ps, $2, $3, $5, 1, LOC(@1)); }
+  ;
+
+/* A param's name, possibly templated: `weight_ih_l{k}`, `w{i}_{j}_proj`.
+ * The pieces must touch (no blanks), which the locations tell; the result
+ * is the raw text with `{name}` kept for sema to substitute. */
+pname:
+    NAME
+  | pname '{' NAME '}' {
+      if (!tokens_touch(@1, @2) || !tokens_touch(@2, @3) || !tokens_touch(@3, @4))
+        diag_error(LOC(@2), "a templated param name is written without blanks, as in weight_l{k}");
+      $$ = arena_printf(ps->arena, "%s{%s}", $1, $3);
+    }
+  | pname NAME {
+      if (!tokens_touch(@1, @2) || $1[strlen($1) - 1] != '}')
+        diag_error(LOC(@2), "unexpected identifier after the param name '%s'", $1);
+      $$ = arena_printf(ps->arena, "%s%s", $1, $2);
+    }
   ;
 
 const_stmt: CONST bindings { $$ = $2; $$->kind = AST_STMT_CONST; $$->loc = LOC(@1); } ;
@@ -416,6 +477,22 @@ bindings:
       $$ = $1;
       push_name(ps->arena, &$$->names, $3);
       ast_list_push(ps->arena, &$$->values, $5);
+    }
+  ;
+
+/* The output indices of index notation: `i` or `i in 0..n` (an explicit
+ * range), kept as NAME nodes with lo/hi set for a range. */
+ixvars:
+    ixvar { $$ = list1(ps->arena, $1); }
+  | ixvars ',' ixvar { $$ = $1; ast_list_push(ps->arena, &$$, $3); }
+  ;
+ixvar:
+    NAME { $$ = NEW_EXPR(AST_EXPR_NAME, @1); $$->name = $1; }
+  | NAME IN expr DOTDOT expr {
+      $$ = NEW_EXPR(AST_EXPR_NAME, @1);
+      $$->name = $1;
+      $$->lo = $3;
+      $$->hi = $5;
     }
   ;
 
@@ -612,6 +689,8 @@ static const char *token_text(yysymbol_kind_t k) {
   case YYSYMBOL_AND: return "'and'";
   case YYSYMBOL_OR: return "'or'";
   case YYSYMBOL_NOT: return "'not'";
+  case YYSYMBOL_IF: return "'if'";
+  case YYSYMBOL_ELSE: return "'else'";
   case YYSYMBOL_TRUE: return "'true'";
   case YYSYMBOL_FALSE: return "'false'";
   case YYSYMBOL_SUM: return "'sum'";
@@ -649,7 +728,7 @@ static int token_starts_stmt(yysymbol_kind_t k) {
   switch (k) {
   case YYSYMBOL_NAME: case YYSYMBOL_CONST: case YYSYMBOL_LET: case YYSYMBOL_INPUT:
   case YYSYMBOL_OUTPUT: case YYSYMBOL_PARAM: case YYSYMBOL_MAX: case YYSYMBOL_EMIT:
-  case YYSYMBOL_REPEAT: case YYSYMBOL_RETURN:
+  case YYSYMBOL_REPEAT: case YYSYMBOL_RETURN: case YYSYMBOL_IF:
     return 1;
   default:
     return 0;

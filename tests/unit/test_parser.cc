@@ -391,6 +391,78 @@ TEST(Statements, RepeatScopeAfterCallBelongsToRepeat) {
   EXPECT_EQ(r->scope_loc.col, 27);
 }
 
+TEST(Statements, IfElseIfElse) {
+  // Braces are required; `else if` nests an if as the whole else branch;
+  // `else` may start the line after '}' (the newline does not end the if).
+  std::string d = stmts(R"(
+  if use_gate { g = f(x) @ "g"; y = y * g }
+  if a and not b {
+  } else if n > 2 {
+    z = 1
+  }
+  else {
+    z = 2
+  }
+  if c { } else { }
+)");
+  EXPECT_EQ(d,
+            "(model m (if use_gate ((assign (g) (call f x @\"g\")) (assign (y) (* y g))))"
+            " (if (and a (not b)) () (else (if (> n 2) ((assign (z) 1)) (else (assign (z) 2)))))"
+            " (if c () (else)))\n");
+  Parsed p("layer l(x: f32[T]) -> f32[T] {\n  if k == 1 {\n    return x\n  } else {\n    return -x\n  }\n}\n");
+  ASSERT_EQ(p.nerrors, 0) << p.errors;
+  const AstStmt *s = p.stmt(0, 0);
+  EXPECT_EQ(s->kind, AST_STMT_IF);
+  EXPECT_EQ(s->loc.line, 2);
+  EXPECT_EQ(s->loc.col, 3);
+  EXPECT_EQ(s->cond->kind, AST_EXPR_BINARY);
+  EXPECT_EQ(s->body.len, 1);
+  EXPECT_EQ(s->else_body.len, 1);
+  EXPECT_EQ(s->has_else, 1);
+  EXPECT_EQ(static_cast<const AstStmt *>(s->else_body.items[0])->kind, AST_STMT_RETURN);
+}
+
+TEST(Statements, IfSyntaxErrors) {
+  Parsed missing_brace("model m {\n  if c x = 1\n}\n");
+  EXPECT_EQ(missing_brace.nerrors, 1) << missing_brace.errors;
+  EXPECT_TRUE(contains(missing_brace.errors, "t.gat:2:8: error: unexpected identifier")) << missing_brace.errors;
+  Parsed dangling("model m {\n  else { x = 1 }\n}\n");
+  EXPECT_TRUE(contains(dangling.errors, "t.gat:2:3: error: unexpected 'else'")) << dangling.errors;
+  // `if`/`else` are keywords now, not names
+  Parsed kw("model m {\n  if = 1\n}\n");
+  EXPECT_TRUE(contains(kw.errors, "t.gat:2:6: error: unexpected '='")) << kw.errors;
+}
+
+TEST(Statements, TemplatedParamNames) {
+  EXPECT_EQ(stmts("  param weight_ih_l{k} : f32[H]\n  param w{i}_{j}_b : f32[2] = zeros()"),
+            "(model m (param weight_ih_l{k} (f32 H)) (param w{i}_{j}_b (f32 2) (call zeros)))\n");
+  // the pieces must touch
+  Parsed blank("model m {\n  param w {k} : f32[2]\n  param w{k} b : f32[2]\n  param a b : f32[2]\n}\n");
+  EXPECT_EQ(blank.nerrors, 3) << blank.errors;
+  EXPECT_TRUE(contains(blank.errors, "t.gat:2:11: error: a templated param name is written without blanks"))
+      << blank.errors;
+  EXPECT_TRUE(contains(blank.errors, "t.gat:3:14: error: unexpected identifier after the param name 'w{k}'"))
+      << blank.errors;
+  EXPECT_TRUE(contains(blank.errors, "t.gat:4:11: error: unexpected identifier after the param name 'a'"))
+      << blank.errors;
+}
+
+TEST(Statements, IndexNotationExplicitRanges) {
+  EXPECT_EQ(stmts("  lb[l in 0..L, j] = w[j]\n  emit[h in 0..H+1] = 1\n  y[i, j] = 2"),
+            "(model m (assign (lb [(l 0 L) j]) (index w j)) (assign (emit [(h 0 (+ H 1))]) 1)"
+            " (assign (y [i j]) 2))\n");
+  Parsed p("model m {\n  lb[i, l in 0..L] = 1\n  y[i, j] = 2\n}\n");
+  ASSERT_EQ(p.nerrors, 0) << p.errors;
+  const AstStmt *s = p.stmt(0, 0);
+  ASSERT_EQ(s->indices.len, 2);
+  ASSERT_EQ(s->index_hi.len, 2);
+  ASSERT_EQ(s->index_lo.len, 2);
+  EXPECT_EQ(s->index_hi.items[0], nullptr);
+  EXPECT_EQ(static_cast<const AstExpr *>(s->index_hi.items[1])->kind, AST_EXPR_NAME);
+  EXPECT_EQ(static_cast<const AstExpr *>(s->index_lo.items[1])->ival, 0);
+  EXPECT_EQ(p.stmt(0, 1)->index_hi.len, 0);  // no range written: empty lists
+}
+
 TEST(Declarations, TopLevel) {
   Parsed p("import std\nimport \"other.gat\"\nconst n = 3, m = n + 1\nmodel a {}\nmodel b { x = 1 }\n");
   ASSERT_EQ(p.nerrors, 0) << p.errors;

@@ -392,6 +392,95 @@ TEST(SemaLayers, ExplicitParamsAndInitRules) {
   EXPECT_DOUBLE_EQ(w->init.b, 0.02);
 }
 
+// ---- compile-time if ---------------------------------------------------------------
+const char *kGatedLayer =
+    "layer gated(x: f32[T, D], use_gate: bool, mode: int = 0) -> f32[T, D] {\n"
+    "  y = linear(x, D) @ \"o_proj\"\n"
+    "  if use_gate {\n"
+    "    g = sigmoid(linear(x, D) @ \"g_proj\")\n"
+    "  } else if mode == 1 {\n"
+    "    g = 2.0\n"
+    "  } else {\n"
+    "    param g : f32[D] = ones()\n"
+    "  }\n"
+    "  return y * g\n"   // g, bound in whichever branch ran, is visible here
+    "}\n";
+
+TEST(SemaIf, OnlyTheTakenBranchCreatesParameters) {
+  auto r = compile(std::string(kGatedLayer) +
+                   model("f32[T, 8]", "f32[T, 8]",
+                         "  a = gated(x, true) @ \"l0\"\n  b = gated(x, false, mode: 1) @ \"l1\"\n"
+                         "  c = gated(x, 3 < 2) @ \"l2\"\n  y = a + b + c"));
+  EXPECT_OK(r);
+  EXPECT_EQ(param_shape(r.m, "l0.g_proj.weight"), "f32[8, 8]");
+  EXPECT_EQ(ir_module_find_param(r.m, "l1.g_proj.weight"), nullptr);
+  EXPECT_EQ(ir_module_find_param(r.m, "l1.g"), nullptr);
+  EXPECT_EQ(ir_module_find_param(r.m, "l2.g_proj.weight"), nullptr);
+  EXPECT_EQ(param_shape(r.m, "l2.g"), "f32[8]");
+  // o_proj x3, g_proj once, g once
+  EXPECT_EQ(r.m->params.len, 5);
+  EXPECT_EQ(ops_of(r.m, IR_OP_LINEAR).size(), 4u);
+}
+
+TEST(SemaIf, ModelLevelIfInRepeatAndReturnInBranch) {
+  auto r = compile(model("f32[T, 8]", "f32[T, 8]",
+                         "  repeat i in 0..4 @ \"layers.{i}\" {\n"
+                         "    if i % 2 == 0 { x = linear(x, 8) @ \"even\" } else { x = x * 2 }\n"
+                         "  }\n  y = x",
+                         "layer pick(x: f32[T, D], k: int) -> f32[T, D] {\n"
+                         "  if k == 0 { return x }\n  return -x\n}\n"));
+  EXPECT_OK(r);
+  EXPECT_EQ(r.m->params.len, 2);
+  EXPECT_EQ(param_shape(r.m, "layers.0.even.weight"), "f32[8, 8]");
+  EXPECT_EQ(param_shape(r.m, "layers.2.even.weight"), "f32[8, 8]");
+  EXPECT_EQ(ir_module_find_param(r.m, "layers.1.even.weight"), nullptr);
+}
+
+TEST(SemaIf, ConditionMustBeCompileTimeBool) {
+  auto i = compile(model("f32[T, 8]", "f32[T, 8]", "  if 1 { y = x } else { y = -x }"));
+  EXPECT_ERROR(i, "test.gat:5:6: error: the condition of 'if' must be a compile-time bool, not an int ('1')");
+  EXPECT_EQ(i.errors, 1) << i.diag;
+  auto t = compile(model("f32[T, 8]", "f32[T, 8]", "  if x > 0 { y = x } else { y = -x }"));
+  EXPECT_ERROR(t, "test.gat:5:6: error: the condition of 'if' must be a compile-time bool, not a run-time "
+                  "f32[T, 8] tensor");
+  EXPECT_EQ(t.errors, 1) << t.diag;
+  // an undefined name in the condition: one error, no branch elaborated
+  auto u = compile(model("f32[T, 8]", "f32[T, 8]", "  if flag { y = x }\n  y = x"));
+  EXPECT_ERROR(u, "test.gat:5:6: error: undefined name 'flag'");
+  EXPECT_EQ(u.errors, 1) << u.diag;
+}
+
+TEST(SemaIf, UntakenBranchIsNotChecked) {
+  // Errors in the branch that is not taken are not reported (it is never
+  // elaborated), like a layer that is never called.
+  auto r = compile(model("f32[T, 8]", "f32[T, 8]", "  if false { y = linear(x, nope) @ \"p\" }\n  y = x"));
+  EXPECT_OK(r);
+}
+
+TEST(SemaLayers, TemplatedParamNamesInRepeat) {
+  // PyTorch nn.LSTM-style per-layer names; the local name drops the {...}.
+  auto r = compile(model("f32[T, 4]", "f32[T, 4]",
+                         "  repeat k in 0..3 @ \"rnn\" {\n"
+                         "    param weight_ih_l{k} : f32[4, 4]\n"
+                         "    param bias_l{k}_reverse : f32[4] = ones()\n"
+                         "    x = matmul(x, weight_ih_l) + bias_l_reverse\n"
+                         "  }\n  y = x"));
+  EXPECT_OK(r);
+  EXPECT_EQ(r.m->params.len, 6);
+  EXPECT_EQ(param_shape(r.m, "rnn.weight_ih_l0"), "f32[4, 4]");
+  EXPECT_EQ(param_shape(r.m, "rnn.weight_ih_l2"), "f32[4, 4]");
+  EXPECT_EQ(param_shape(r.m, "rnn.bias_l1_reverse"), "f32[4]");
+  EXPECT_EQ(ops_of(r.m, IR_OP_MATMUL).size(), 3u);
+  auto undef = compile(model("f32[T, 4]", "f32[T, 4]", "  param w{j} : f32[4]\n  y = x * w"));
+  EXPECT_ERROR(undef, "test.gat:5:3: error: undefined name 'j' in param name \"w{j}\"");
+  EXPECT_EQ(undef.errors, 1) << undef.diag;
+  auto notint = compile(model("f32[T, 4]", "f32[T, 4]", "  const f = 0.5\n  param w{f} : f32[4]\n  y = x * w"));
+  EXPECT_ERROR(notint, "test.gat:6:3: error: '{f}' in param name \"w{f}\" must be a compile-time int, not a float");
+  auto twice = compile(model("f32[T, 4]", "f32[T, 4]",
+                             "  repeat k in 0..2 { param w{k} : f32[4] }\n  param w1 : f32[4]\n  y = x * w1"));
+  EXPECT_ERROR(twice, "test.gat:6:3: error: parameter 'w1' is created twice");
+}
+
 // ---- names and poison ------------------------------------------------------------
 TEST(SemaNames, UndefinedNameSuggestsAndPoisonSilencesFollowOns) {
   auto r = compile(model("f32[T, 8]", "f32[T, 8]",
@@ -454,6 +543,35 @@ TEST(SemaIndex, AffineIndicesCheckedInBounds) {
   auto bad = compile(model("f32[T, 8]", "f32[T, 8]",
                            "  param z : f32[8] = zeros()\n  v[i] = z[i] * z[i + 1]\n  y = x + v"));
   EXPECT_ERROR(bad, "test.gat:6:19: error: index 'i + 1' of z (f32[8]) ranges over [1, 8] but dimension 0 has size 8");
+}
+
+TEST(SemaIndex, ExplicitRanges) {
+  // l addresses no dimension (a value, and an affine index): its range is written
+  auto r = compile(model("f32[T, 8]", "f32[T, 8]",
+                         "  const L = 3\n  lb[l in 0..L, j] = l * 2.0 + x[0 + 0 * l, j]\n"
+                         "  ev[i, l in 0..4] = x[i, 2*l + 1]\n  y = x + sum(lb, axis: 0) + sum(ev, axis: -1, keepdim: true)"));
+  // x[0, ...] indexes T with a constant: rejected; use a non-T tensor instead
+  EXPECT_ERROR(r, "index '0 + 0 * l' into the T dimension");
+  auto ok = compile(model("f32[T, 8]", "f32[T, 8]",
+                          "  const L = 3\n  param w : f32[8]\n  lb[l in 0..L, j] = l * 2.0 + w[j]\n"
+                          "  ev[i, l in 0..4] = x[i, 2*l + 1]\n"
+                          "  y = x + sum(lb, axis: 0) + sum(ev, axis: -1, keepdim: true)"));
+  EXPECT_OK(ok);
+  auto ix = ops_of(ok.m, IR_OP_INDEX);
+  ASSERT_EQ(ix.size(), 2u);
+  EXPECT_EQ(type_of(ix[0]->out[0]), "f32[3, 8]");
+  EXPECT_EQ(type_of(ix[1]->out[0]), "f32[T, 4]");
+  // 2*4 + 1 = 9 is out of bounds for 8: the bounds check covers explicit ranges
+  auto oob = compile(model("f32[T, 8]", "f32[T, 8]", "  ev[i, l in 0..5] = x[i, 2*l + 1]\n  y = x"));
+  EXPECT_ERROR(oob, "test.gat:5:27: error: index '2 * l + 1' of x (f32[T, 8]) ranges over [1, 9] but dimension 1 has size 8");
+  auto conflict = compile(model("f32[T, 8]", "f32[T, 8]", "  z[i, j in 0..4] = x[i, j]\n  y = x"));
+  EXPECT_ERROR(conflict, "test.gat:5:26: error: index 'j' ranges over 4 in its range 0..4 but over 8 in x (f32[T, 8])");
+  auto notzero = compile(model("f32[T, 8]", "f32[T, 8]", "  z[j in 1..4] = 1.0 * j\n  y = x"));
+  EXPECT_ERROR(notzero, "test.gat:5:10: error: the range of index 'j' must start at 0, not 1");
+  auto notint = compile(model("f32[T, 8]", "f32[T, 8]", "  z[j in 0..2.5] = 1.0 * j\n  y = x"));
+  EXPECT_ERROR(notint, "test.gat:5:13: error: the range of index 'j' must have compile-time int bounds ('2.5' is a float)");
+  auto empty = compile(model("f32[T, 8]", "f32[T, 8]", "  z[j in 0..0] = 1.0 * j\n  y = x"));
+  EXPECT_ERROR(empty, "test.gat:5:13: error: the range of index 'j' must be non-empty (0..0)");
 }
 
 TEST(SemaIndex, TDimensionNeedsLoopOrScanVariable) {
