@@ -9,8 +9,11 @@
  * Set GAT_KEEP_TMP=1 to keep the temporary directory for inspection. Under
  * a sanitizer build the model is compiled with the sanitizers as well. */
 #include <dlfcn.h>
+#include <errno.h>
 #include <ffi.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -22,6 +25,51 @@
 #endif
 
 #define RUN_NAME "gatm"
+
+/* Compile cache: when GATTNC_CACHE_DIR is set, the shared object built from a
+ * given generated C file, compiler command and runtime is kept there under a
+ * hash of all three, so running the same model again (prefill then decode,
+ * several sequence lengths: the test suite does this constantly) skips the C
+ * compiler. Entries are written to a temporary name and renamed into place, so
+ * concurrent runs never see half a file. */
+static uint64_t run_fnv1a(uint64_t h, const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    h ^= (unsigned char)s[i];
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+static uint64_t run_hash_file(uint64_t h, const char *path) {
+  size_t n = 0;
+  char *text = read_file(path, &n);
+  if (!text) return run_fnv1a(h, path, strlen(path));
+  h = run_fnv1a(h, text, n);
+  free(text);
+  return h;
+}
+/* Fills `out` with the cache path of this build, or returns 0 if caching is off. */
+static int run_cache_path(const char *dir, const char *cmd, StrBuf *out) {
+  const char *cache = getenv("GATTNC_CACHE_DIR");
+  if (!cache || !*cache) return 0;
+  if (mkdir(cache, 0755) != 0 && errno != EEXIST) return 0;
+  StrBuf p = {0};
+  uint64_t h = 14695981039346656037ull;
+  sb_printf(&p, "%s/%s.c", dir, RUN_NAME);
+  h = run_hash_file(h, sb_cstr(&p));
+  p.len = 0;
+  sb_printf(&p, "%s/%s.h", dir, RUN_NAME);
+  h = run_hash_file(h, sb_cstr(&p));
+  sb_free(&p);
+  /* the command without the temporary directory's name */
+  for (const char *s = cmd; *s; s++)
+    if (strncmp(s, dir, strlen(dir)) == 0) s += strlen(dir) - 1;
+    else h = run_fnv1a(h, s, 1);
+  h = run_hash_file(h, GAT_RUNTIME_DIR "/gat_runtime.c");
+  h = run_hash_file(h, GAT_RUNTIME_DIR "/gat_safetensors.c");
+  h = run_hash_file(h, GAT_RUNTIME_DIR "/gat_runtime.h");
+  sb_printf(out, "%s/%016llx.so", cache, (unsigned long long)h);
+  return 1;
+}
 
 /* A host built with AddressSanitizer (cmake -DGAT_SANITIZE=ON) compiles the
  * model with the same sanitizers, so the generated code is checked too. The
@@ -160,13 +208,30 @@ int run_compiled_opt(const IrModule *m, const TensorSet *weights, const TensorSe
             "-o '%s/%s.so' -lm > '%s/cc.log' 2>&1",
             backend_cc(), cflags, GAT_RUNTIME_DIR, dir, dir, RUN_NAME, GAT_RUNTIME_DIR, GAT_RUNTIME_DIR, dir, RUN_NAME,
             dir);
-  if (system(sb_cstr(&cmd)) != 0) {
-    snprintf(err, errlen, "compiling the generated C failed (see %s/cc.log)", dir);
-    setenv("GAT_KEEP_TMP", "1", 0);
-    goto done;
+  StrBuf cached = {0};
+  int use_cache = run_cache_path(dir, sb_cstr(&cmd), &cached);
+  if (use_cache && access(sb_cstr(&cached), R_OK) == 0) {
+    path.len = 0;
+    sb_append(&path, sb_cstr(&cached));
+  } else {
+    if (system(sb_cstr(&cmd)) != 0) {
+      snprintf(err, errlen, "compiling the generated C failed (see %s/cc.log)", dir);
+      setenv("GAT_KEEP_TMP", "1", 0);
+      sb_free(&cached);
+      goto done;
+    }
+    path.len = 0;
+    sb_printf(&path, "%s/%s.so", dir, RUN_NAME);
+    if (use_cache) {
+      StrBuf tmp = {0}, cp = {0};
+      sb_printf(&tmp, "%s.%ld.tmp", sb_cstr(&cached), (long)getpid());
+      sb_printf(&cp, "cp '%s' '%s'", sb_cstr(&path), sb_cstr(&tmp));
+      if (system(sb_cstr(&cp)) == 0 && rename(sb_cstr(&tmp), sb_cstr(&cached)) != 0) remove(sb_cstr(&tmp));
+      sb_free(&tmp);
+      sb_free(&cp);
+    }
   }
-  path.len = 0;
-  sb_printf(&path, "%s/%s.so", dir, RUN_NAME);
+  sb_free(&cached);
   so = dlopen(sb_cstr(&path), RTLD_NOW | RTLD_LOCAL);
   if (!so) {
     snprintf(err, errlen, "dlopen: %s", dlerror());
