@@ -15,31 +15,18 @@ Both carry a cache (conv windows + delta-rule state) across calls.
       model (float64 recurrent, float32 chunked, float32 decode);
   /usr/bin/python3 bench/m3_gated_deltanet.py --weights W.safetensors --bench
       times float32 chunked prefill of T = 512 and 128 decode steps."""
-import argparse
 import os
-import subprocess
 import sys
-import time
-
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
-from e2e_util import perturb, read_st, write_st  # noqa: E402
+sys.path.insert(0, HERE)
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
-VOCAB, D, N_LAYERS, HEADS, HEAD_DIM, EXPAND_V, HIDDEN, EPS, CONV = 4096, 512, 4, 4, 128, 2, 1408, 1e-6, 4
+import refmodels as rm  # noqa: E402
 
-
-class RMSNorm(nn.Module):
-    def __init__(self, n, eps=EPS):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(n))
-        self.eps = eps
-
-    def forward(self, x):
-        return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + self.eps) * self.weight
+VOCAB, D, N_LAYERS, HEADS, HEAD_DIM, EXPAND_V, HIDDEN, CONV = 4096, 512, 4, 4, 128, 2, 1408, 4
 
 
 class ShortConv(nn.Module):
@@ -108,7 +95,7 @@ class GatedDeltaNet(nn.Module):
         self.a_proj, self.b_proj = nn.Linear(D, H, bias=False), nn.Linear(D, H, bias=False)
         self.A_log, self.dt_bias = nn.Parameter(torch.zeros(H)), nn.Parameter(torch.zeros(H))
         self.q_conv1d, self.k_conv1d, self.v_conv1d = ShortConv(H * K), ShortConv(H * K), ShortConv(H * V)
-        self.o_norm = RMSNorm(V)
+        self.o_norm = rm.RMSNorm(V)
         self.o_proj = nn.Linear(H * V, D, bias=False)
 
     def init_cache(self, dtype):
@@ -132,163 +119,25 @@ class GatedDeltaNet(nn.Module):
         return self.o_proj(o.reshape(T, H * V)), [cq, ck, cv, S]
 
 
-class MLP(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.gate_proj, self.up_proj = nn.Linear(D, HIDDEN, bias=False), nn.Linear(D, HIDDEN, bias=False)
-        self.down_proj = nn.Linear(HIDDEN, D, bias=False)
-
-    def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
-
-
-class Block(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.attn_norm, self.attn, self.mlp_norm, self.mlp = RMSNorm(D), GatedDeltaNet(), RMSNorm(D), MLP()
-
-
-class Inner(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.embeddings = nn.Embedding(VOCAB, D)
-        self.layers = nn.ModuleList([Block() for _ in range(N_LAYERS)])
-        self.norm = RMSNorm(D)
-
-
-class M3(nn.Module):
+class M3(rm.PreNormLM):
     """state_dict keys: model.embeddings.weight, model.layers.{i}.{attn_norm,attn.*,mlp_norm,mlp.*},
     model.norm.weight, lm_head.weight (fla GatedDeltaNetForCausalLM)."""
 
     def __init__(self):
-        super().__init__()
-        self.model = Inner()
-        self.lm_head = nn.Linear(D, VOCAB, bias=False)
-
-    def init_cache(self):
-        dt = self.lm_head.weight.dtype
-        return [blk.attn.init_cache(dt) for blk in self.model.layers]
-
-    def forward(self, tokens, cache=None, mode="chunk"):
-        cache = cache or self.init_cache()
-        x = self.model.embeddings(tokens.long())
-        new = []
-        for blk, c in zip(self.model.layers, cache):
-            a, c = blk.attn(blk.attn_norm(x), c, mode)
-            x = x + a
-            x = x + blk.mlp(blk.mlp_norm(x))
-            new.append(c)
-        return self.lm_head(self.model.norm(x)), new
+        super().__init__([GatedDeltaNet() for _ in range(N_LAYERS)], VOCAB, D, HIDDEN)
 
 
 def load(path, dtype):
-    m = M3().to(dtype)
-    w = read_st(path)
-    missing = set(m.state_dict()) ^ set(w)
-    if missing:
-        sys.exit(f"weights do not match M3: {sorted(missing)[:8]}")
-    m.load_state_dict({k: v.to(dtype) for k, v in w.items()})
-    return m.eval()
-
-
-def gattnc(exe, *argv):
-    p = subprocess.run([exe, *argv], capture_output=True, text=True)
-    if p.returncode:
-        sys.exit(f"gattnc {' '.join(argv)} failed:\n{p.stdout}{p.stderr}")
-
-
-def rel(got, want):
-    return ((got.double() - want.double()).abs().max() / want.double().abs().max()).item()
+    return rm.load_model(M3(), path, dtype, "M3")
 
 
 def check(args):
-    os.makedirs(args.workdir, exist_ok=True)
-    src = os.path.join(HERE, "m3_gated_deltanet.gat")
-    wpath = args.weights or os.path.join(args.workdir, "m3.weights.safetensors")
-    if not args.weights:
-        gattnc(args.gattnc, "init", src, "-o", wpath, "--seed", "3")
-        # noise on every weight, so the norm weights (init 1) are checked too
-        w = perturb({k: v.double() for k, v in read_st(wpath).items()}, seed=1, scale=0.02)
-        write_st(wpath, {k: v.float() for k, v in w.items()})
-    g = torch.Generator().manual_seed(0)
-    tokens = torch.randint(0, VOCAB, (args.T,), generator=g, dtype=torch.int32)
-    ipath = os.path.join(args.workdir, "m3.in.safetensors")
-    write_st(ipath, {"tokens": tokens})
-    outs = {}
-    for label, extra in [("interp prefill", ["--interp"]), ("interp decode", ["--interp", "--step", "1"])] + (
-            [("C prefill", []), ("C decode", ["--step", "1"])] if args.compiled else []):
-        opath = os.path.join(args.workdir, f"m3.{label.replace(' ', '_')}.safetensors")
-        gattnc(args.gattnc, "run", src, "--weights", wpath, "--inputs", ipath, "-o", opath, *extra)
-        outs[label] = read_st(opath)["logits"]
-    with torch.no_grad():
-        m64 = load(wpath, torch.float64)
-        ref, _ = m64(tokens, mode="recurrent")
-        chunk64, _ = m64(tokens, mode="chunk")
-        m32 = load(wpath, torch.float32)
-        chunk32, cache = m32(tokens[:args.T // 2], mode="chunk")  # prefill half, then decode the rest
-        steps = [chunk32]
-        for t in range(args.T // 2, args.T):
-            y, cache = m32(tokens[t:t + 1], cache, mode="recurrent")
-            steps.append(y)
-        mixed32 = torch.cat(steps, 0)
-    print(f"M3, T = {args.T}, logits [{args.T}, {VOCAB}]; metric max|a - b| / max|b|, b = PyTorch float64 recurrent")
-    print(f"  PyTorch float64 chunked vs recurrent: {rel(chunk64, ref):.3g}")
-    print(f"  PyTorch float32 chunked prefill + recurrent decode: {rel(mixed32, ref):.3g}")
-    worst = 0.0
-    for label, y in outs.items():
-        r = rel(y, ref)
-        worst = max(worst, r)
-        print(f"  gattnc {label}: {r:.3g}   (vs PyTorch float32: {rel(y, mixed32):.3g})")
-    ok = worst <= 1e-4
-    print(("ok" if ok else "FAIL") + f": gattnc agrees with PyTorch within {worst:.3g} (tolerance 1e-4)")
-    return 0 if ok else 1
+    return rm.lm_check(args, load, "M3", "m3_gated_deltanet", "m3", VOCAB, chunked=True)
 
 
 def bench(args):
-    torch.set_num_threads(args.threads)
-    m = load(args.weights, torch.float32)
-    g = torch.Generator().manual_seed(0)
-    tokens = torch.randint(0, VOCAB, (512 + 128,), generator=g, dtype=torch.int32)
-    with torch.inference_mode():
-        pre, dec = [], []
-        for _ in range(args.reps + 1):
-            t0 = time.perf_counter()
-            _, cache = m(tokens[:512], mode="chunk")
-            t1 = time.perf_counter()
-            for t in range(512, 640):
-                _, cache = m(tokens[t:t + 1], cache, mode="recurrent")
-            t2 = time.perf_counter()
-            pre.append(t1 - t0)
-            dec.append((t2 - t1) / 128)
-    pre, dec = sorted(pre[1:]), sorted(dec[1:])
-    print(f"PyTorch eager M3 ({args.threads} threads): prefill T=512 median {pre[len(pre) // 2] * 1e3:.1f} ms "
-          f"[{pre[0] * 1e3:.1f}, {pre[-1] * 1e3:.1f}]; decode median {dec[len(dec) // 2] * 1e3:.2f} ms/token "
-          f"[{dec[0] * 1e3:.2f}, {dec[-1] * 1e3:.2f}]")
-    return 0
-
-
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--gattnc", help="path of the gattnc binary (for --check)")
-    ap.add_argument("--weights", help="safetensors weights (default for --check: fresh `gattnc init` weights)")
-    ap.add_argument("--workdir", default="/tmp/m3_gated_deltanet")
-    ap.add_argument("--check", action="store_true")
-    ap.add_argument("--compiled", action="store_true", help="(--check) also compare the compiled C")
-    ap.add_argument("--T", type=int, default=16)
-    ap.add_argument("--bench", action="store_true")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--reps", type=int, default=5)
-    args = ap.parse_args()
-    if args.check:
-        if not args.gattnc:
-            ap.error("--check needs --gattnc")
-        return check(args)
-    if args.bench:
-        if not args.weights:
-            ap.error("--bench needs --weights")
-        return bench(args)
-    ap.error("give --check or --bench")
+    return rm.lm_bench(args, load, "M3", VOCAB, chunked=True)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(rm.cli(check, bench, "/tmp/m3_gated_deltanet"))
