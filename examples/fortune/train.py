@@ -260,14 +260,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("-o", "--out", default=os.path.join(here, "weights.safetensors"))
-    ap.add_argument("--steps", type=int, default=700)
+    ap.add_argument("--steps", type=int, default=1400)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=1234)
     # one thread: on a busy 2-core machine OpenMP's second thread mostly waits
     # for a core and makes each step several times slower
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--check", action="store_true", help="only compare chunked and recurrent GLA, then exit")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
