@@ -113,3 +113,81 @@ def set_weights(case, weights):
     """Replaces a Case's weights (file and dict) with `weights` (float64 dict)."""
     write_st(case.wpath, {k: v.float() for k, v in weights.items()})
     case.weights = {k: v.float().double() for k, v in weights.items()}
+
+
+# ---- one-layer sweeps shared by the layer tests ---------------------------------
+
+TS = (1, 7, 64, 1024)
+
+# Every way a test runs a model: the interpreter and the compiled C, all tokens
+# in one call (prefill) and one token per call (decode).
+RUNS = [("interp prefill", {}), ("interp decode", {"step": 1}),
+        ("C prefill", {"compiled": True}), ("C decode", {"step": 1, "compiled": True})]
+
+
+def lin(W, name, x):
+    return x @ W[name + ".weight"].T
+
+
+def rms(x, w, eps=1e-5):
+    return x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps) * w
+
+
+def model_source(call, D, max_t=1024):
+    """A one-layer model: y = call(x) under the scope "layer"."""
+    return f"""import std
+model m {{
+  max T = {max_t}
+  input x : f32[T, {D}]
+  output y : f32[T, {D}]
+  y = {call} @ "layer"
+}}
+"""
+
+
+def check_runs(c, inputs, refs, rtol, label="", runs=RUNS):
+    """Runs Case c every way in `runs` and checks each output named in `refs`
+    (name -> reference tensor). Returns one boolean per check."""
+    results = []
+    for how, kw in runs:
+        tag = (label + "." if label else "") + how.replace(" ", "_")
+        out = c.run(inputs, tag=tag, **kw)
+        for name, want in refs.items():
+            results.append(check(f"{label} {name} {how}".strip(), out[name], want, rtol))
+    return results
+
+
+def sweep(args, name, call, ref, D, seed=0, rtol=1e-4, ts=TS):
+    """Compiles `call` as a one-layer model and compares it with ref(W, prefix, x)
+    for every T in ts, prefill and decode, interpreter and C."""
+    torch.manual_seed(seed)
+    c = Case(args, name, model_source(call, D))
+    set_weights(c, perturb(c.weights, seed=seed + 1))
+    results = []
+    for T in ts:
+        x = torch.randn(T, D)
+        want = ref(c.weights, "layer.", x.double())
+        # one token: decode is the same call as prefill
+        runs = [RUNS[0], RUNS[2]] if T == 1 else RUNS
+        results += check_runs(c, {"x": x}, {"y": want}, rtol, label=f"{name} T={T}", runs=runs)
+    return results
+
+
+def variant(args, name, call, ref, D, T=40, seed=10, c_decode=False, rtol=1e-4):
+    """One variant of a layer at one T: interpreter prefill and decode and C
+    prefill; C decode only when asked (each compiled run costs a C compile, and
+    the T sweep covers C decode already)."""
+    torch.manual_seed(seed)
+    c = Case(args, name, model_source(call, D, max_t=64))
+    set_weights(c, perturb(c.weights, seed=seed + 1, scale=0.3))
+    x = torch.randn(T, D)
+    want = ref(c.weights, "layer.", x.double())
+    runs = RUNS if c_decode else RUNS[:3]
+    return check_runs(c, {"x": x}, {"y": want}, rtol, label=f"{name} T={T}", runs=runs)
+
+
+def summary(results):
+    """Prints the closing line ctest's readers look for; returns the exit status."""
+    n_ok = sum(results)
+    print(f"{n_ok} passed, {len(results) - n_ok} failed")
+    return 0 if all(results) else 1

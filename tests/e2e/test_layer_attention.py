@@ -19,8 +19,9 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from e2e_util import Case, check, parse_args, perturb, set_weights
-from test_layer_retnet import model_source, sweep
+from e2e_util import check, parse_args
+from e2e_util import sweep
+from e2e_util import variant as _variant
 
 RTOL = 1e-4
 D, H, HKV = 32, 4, 2
@@ -122,21 +123,11 @@ def qwen3_next_ref(W, p, x, heads=H, kv_heads=HKV, rope_dims=4, eps=1e-6):
     return lin(W, p + "o_proj", o.reshape(Tn, heads * d))
 
 
+
+
+
 def variant(args, name, call, ref, T=40, seed=10, c_decode=False):
-    """One variant at one T: interpreter and C, prefill and decode."""
-    torch.manual_seed(seed)
-    c = Case(args, name, model_source(call, D, max_t=64))
-    set_weights(c, perturb(c.weights, seed=seed + 1, scale=0.3))
-    x = torch.randn(T, D)
-    want = ref(c.weights, "layer.", x.double())
-    res = []
-    # each compiled run costs a C compile (~1.5 s): C decode only where the variant
-    # touches the cache path (sliding window); the T sweep covers C decode otherwise
-    runs = [("interp prefill", 0, False), ("interp decode", 1, False), ("C prefill", 0, True)]
-    for label, step, compiled in runs + ([("C decode", 1, True)] if c_decode else []):
-        got = c.run({"x": x}, step=step, tag="dec" if step else "out", compiled=compiled)["y"]
-        res.append(check(f"{name} T={T} {label}", got, want, RTOL))
-    return res
+    return _variant(args, name, call, ref, D, T=T, seed=seed, c_decode=c_decode, rtol=RTOL)
 
 
 def main():

@@ -21,7 +21,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from e2e_util import Case, check, parse_args, perturb, set_weights
+from e2e_util import Case, check_runs, parse_args, perturb, set_weights, summary
 
 RTOL = 1e-5  # feed-forward only: f32 rounding is ~1e-7 here, and erf vs tanh GELU must be told apart
 D, HID = 32, 48
@@ -80,15 +80,8 @@ def main():
     for Tn in (1, 7, 64, 1024):
         x = torch.randn(Tn, D)
         ref = references(c.weights, x.double())
-        runs = [("interp prefill", dict()), ("interp decode", dict(step=1)),
-                ("C prefill", dict(compiled=True)), ("C decode", dict(step=1, compiled=True))]
-        for label, kw in runs:
-            out = c.run({"x": x}, tag=f"T{Tn}.{label.replace(' ', '_')}", **kw)
-            for name in ref:
-                results.append(check(f"T={Tn} {name} {label}", out[name], ref[name], RTOL))
-    n_ok = sum(results)
-    print(f"{n_ok} passed, {len(results) - n_ok} failed")
-    return 0 if all(results) else 1
+        results += check_runs(c, {"x": x}, ref, RTOL, label=f"T={Tn}")
+    return summary(results)
 
 
 if __name__ == "__main__":

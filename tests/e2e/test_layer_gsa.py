@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from e2e_util import Case, check, parse_args, perturb, set_weights
-from test_layer_retnet import RTOL, lin, model_source, rms, sweep
+from e2e_util import lin, model_source, rms, sweep
+
+RTOL = 1e-4
 
 
 def gsa_ref(W, p, x, H, expand_k=1.0, expand_v=1.0, slots=None, normalizer=8.0):

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from e2e_util import Case, check, parse_args, perturb, set_weights
-from test_layer_retnet import model_source, sweep
+from e2e_util import model_source, sweep
 
 RTOL = 1e-4
 D, ZDIM, HDIM, NDIM = 32, 16, 48, 4

@@ -12,50 +12,17 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from e2e_util import Case, check, parse_args, perturb, set_weights
+from e2e_util import Case, check, lin, model_source, parse_args, perturb, rms, set_weights, sweep
 
 RTOL = 1e-4
-TS = (1, 7, 64, 1024)
 
 
-def model_source(call, D, max_t=1024):
-    return f"""import std
-model m {{
-  max T = {max_t}
-  input x : f32[T, {D}]
-  output y : f32[T, {D}]
-  y = {call} @ "layer"
-}}
-"""
 
 
-def sweep(args, name, call, ref, D, seed=0):
-    """Compiles `call` as a one-layer model and compares it with ref(W, prefix, x)
-    for every T in TS, prefill and decode, interpreter and C. Returns a list of
-    booleans, one per check."""
-    torch.manual_seed(seed)
-    c = Case(args, name, model_source(call, D))
-    set_weights(c, perturb(c.weights, seed=seed + 1))
-    results = []
-    for T in TS:
-        x = torch.randn(T, D)
-        want = ref(c.weights, "layer.", x.double())
-        runs = [("interp prefill", 0, False), ("interp decode", 1, False),
-                ("C prefill", 0, True), ("C decode", 1, True)]
-        if T == 1:  # one token: decode is the same call as prefill
-            runs = [runs[0], runs[2]]
-        for label, step, compiled in runs:
-            got = c.run({"x": x}, step=step, tag=f"T{T}" + ("dec" if step else ""), compiled=compiled)["y"]
-            results.append(check(f"{name} T={T} {label}", got, want, RTOL))
-    return results
 
 
-def lin(W, name, x):
-    return x @ W[name + ".weight"].T
 
 
-def rms(x, w, eps=1e-5):
-    return x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps) * w
 
 
 def rope(x, base=10000.0):
