@@ -11,6 +11,10 @@
 
 /* The support code: gat_gemm_pack, gat_gemm_f32 and their helpers. */
 void kernels_gemm_emit(StrBuf *o);
+/* The same for a LoopTarget (--target): fixed vector width / register block,
+ * an #error when compiled for a CPU without the target's features, and plain
+ * loops for LT_PORTABLE. kernels_gemm_emit is LT_NATIVE. */
+void kernels_gemm_emit_target(StrBuf *o, int target);
 /* 1 if `fn` can be applied by the GEMM epilogue (epi_act = 1 + fn). */
 int kernels_gemm_act_ok(IrFn fn);
 

@@ -1,0 +1,529 @@
+/* emit_llvm_gemm.c — the GEMM micro-kernel of -O2 code (LC_GEMM) as LLVM
+ * IR: the same algorithm, blocking and packed layout as the C text in
+ * codegen/kernels_gemm.c, with explicit <VL x float> vectors and llvm.fma.
+ *
+ * VL and MR come from the target machine's features (AVX-512: 16 floats x 8
+ * rows, AVX: 8 x 6, otherwise 4 x 4), NR = 2 * VL output columns per packed
+ * panel, KC = 256. Packing (gat.gemm_pack) lays W out as panels of NR
+ * columns x K rows, zero-padded; the tile kernel keeps 2 * MR vector
+ * accumulators; one or two rows (decode) take the GEMV path with four
+ * independent accumulators; the epilogue (bias, activation, residual) is
+ * done in double per finished tile, rounding to f32 after each step. */
+#include <string.h>
+
+#include "emit_llvm_int.h"
+
+#define GEMM_KC 256
+
+/* epilogue activations: epi_act = 1 + the IrFn */
+static const IrFn gemm_acts[] = {IR_FN_SILU, IR_FN_GELU_ERF, IR_FN_GELU_TANH, IR_FN_RELU, IR_FN_SIGMOID, IR_FN_TANH};
+
+int ll_gemm_act_ok(int epi_act) {
+  if (epi_act == 0) return 1;
+  for (size_t i = 0; i < sizeof gemm_acts / sizeof gemm_acts[0]; i++)
+    if (epi_act == 1 + (int)gemm_acts[i]) return 1;
+  return 0;
+}
+
+typedef struct G {
+  LL *L;
+  LLVMTypeRef tvec, tvecp;
+  int vl, mr, nr;
+} G;
+
+static LLVMValueRef begin(LL *L, const char *name, LLVMTypeRef ret, LLVMTypeRef *p, int n, int vl) {
+  LLVMValueRef f = LLVMAddFunction(L->M, name, LLVMFunctionType(ret, p, (unsigned)n, 0));
+  LLVMSetLinkage(f, LLVMInternalLinkage);
+  char w[16];
+  snprintf(w, sizeof w, "%d", vl * 32);
+  LLVMAttributeRef a = LLVMCreateStringAttribute(L->C, "min-legal-vector-width", 22, w, (unsigned)strlen(w));
+  LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, a);
+  L->fn = f;
+  LLVMPositionBuilderAtEnd(L->B, LLVMAppendBasicBlockInContext(L->C, f, "entry"));
+  return f;
+}
+
+static LLVMValueRef I(G *g, int64_t v) { return ll_i64(g->L, v); }
+static LLVMValueRef mul(G *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildMul(g->L->B, a, b, ""); }
+static LLVMValueRef add(G *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildAdd(g->L->B, a, b, ""); }
+static LLVMValueRef fp(G *g, LLVMValueRef p, LLVMValueRef i) { return ll_gep(g->L, g->L->tf32, p, i); }
+static LLVMValueRef smin(G *g, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildSelect(g->L->B, LLVMBuildICmp(g->L->B, LLVMIntSLT, a, b, ""), a, b, "");
+}
+
+static LLVMValueRef vload(G *g, LLVMValueRef p) {
+  LLVMValueRef v = LLVMBuildLoad2(g->L->B, g->tvec, LLVMBuildBitCast(g->L->B, p, g->tvecp, ""), "");
+  LLVMSetAlignment(v, 4);
+  return v;
+}
+static void vstore(G *g, LLVMValueRef v, LLVMValueRef p) {
+  LLVMValueRef s = LLVMBuildStore(g->L->B, v, LLVMBuildBitCast(g->L->B, p, g->tvecp, ""));
+  LLVMSetAlignment(s, 4);
+}
+static LLVMValueRef splat(G *g, LLVMValueRef s) {
+  LL *L = g->L;
+  LLVMValueRef v = LLVMBuildInsertElement(L->B, LLVMGetUndef(g->tvec), s, ll_i32(L, 0), "");
+  return LLVMBuildShuffleVector(L->B, v, LLVMGetUndef(g->tvec),
+                                LLVMConstNull(LLVMVectorType(L->ti32, (unsigned)g->vl)), "");
+}
+static LLVMValueRef fma_v(G *g, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
+  char name[32];
+  snprintf(name, sizeof name, "llvm.fma.v%df32", g->vl);
+  LLVMTypeRef t[3] = {g->tvec, g->tvec, g->tvec};
+  LLVMValueRef v[3] = {a, b, c};
+  return ll_call(g->L, name, g->tvec, t, 3, v);
+}
+static LLVMValueRef ld(G *g, LLVMValueRef slot) { return LLVMBuildLoad2(g->L->B, g->tvec, slot, ""); }
+
+/* c[i*ldc + j] (=|+=) t[i*NR + j] for i < mr, j < nr (scalar tails) */
+static void store_tail(G *g, LLVMValueRef t, int tstride, LLVMValueRef c, LLVMValueRef ldc, LLVMValueRef mr,
+                       LLVMValueRef nr, LLVMValueRef accum) {
+  LL *L = g->L;
+  LLLoop li, lj;
+  ll_loop_begin(L, &li, mr, "i");
+  ll_loop_begin(L, &lj, nr, "j");
+  LLVMValueRef tv = LLVMBuildLoad2(L->B, L->tf32, fp(g, t, add(g, mul(g, li.iv, I(g, tstride)), lj.iv)), "");
+  LLVMValueRef cp = fp(g, c, add(g, mul(g, li.iv, ldc), lj.iv));
+  LLVMValueRef sum = LLVMBuildFAdd(L->B, LLVMBuildLoad2(L->B, L->tf32, cp, ""), tv, "");
+  LLVMBuildStore(L->B, LLVMBuildSelect(L->B, accum, sum, tv, ""), cp);
+  ll_loop_end(L, &lj);
+  ll_loop_end(L, &li);
+}
+
+/* gat.gemm_pack(dst, w, N, K, sn, sk, k0, kc, scale, alpha, vec, vec1): panels of NR columns;
+ * folded scales (pass_scalefold): W * scale * alpha[0] * vec[k] (1 + vec[k] when vec1), rounded once */
+static void build_pack(G *g) {
+  LL *L = g->L;
+  LLVMTypeRef p[12] = {L->tp8, L->tp8, L->ti64, L->ti64, L->ti64, L->ti64, L->ti64, L->ti64, L->tf64, L->tp8, L->tp8, L->ti32};
+  LLVMValueRef f = begin(L, "gat.gemm_pack", L->tv, p, 12, g->vl);
+  LLVMValueRef dst = LLVMBuildBitCast(L->B, LLVMGetParam(f, 0), L->tpf32, "");
+  LLVMValueRef w = LLVMBuildBitCast(L->B, LLVMGetParam(f, 1), L->tpf32, "");
+  LLVMValueRef N = LLVMGetParam(f, 2), sn = LLVMGetParam(f, 4), sk = LLVMGetParam(f, 5);
+  LLVMValueRef k0 = LLVMGetParam(f, 6), kc = LLVMGetParam(f, 7);
+  LLVMValueRef alpha = LLVMBuildBitCast(L->B, LLVMGetParam(f, 9), L->tpf32, "");
+  LLVMValueRef vec = LLVMBuildBitCast(L->B, LLVMGetParam(f, 10), L->tpf32, "");
+  LLVMValueRef vec1 = LLVMBuildICmp(L->B, LLVMIntNE, LLVMGetParam(f, 11), ll_i32(L, 0), "");
+  /* s = alpha ? scale * alpha[0] : scale */
+  LLVMBasicBlockRef e0 = LLVMGetInsertBlock(L->B), ya = ll_block(L, "alpha"), na = ll_block(L, "alpha.done");
+  LLVMBuildCondBr(L->B, LLVMBuildIsNotNull(L->B, alpha, ""), ya, na);
+  LLVMPositionBuilderAtEnd(L->B, ya);
+  LLVMValueRef sa = LLVMBuildFMul(L->B, LLVMGetParam(f, 8),
+                                  LLVMBuildFPExt(L->B, LLVMBuildLoad2(L->B, L->tf32, alpha, ""), L->tf64, ""), "");
+  LLVMBuildBr(L->B, na);
+  LLVMPositionBuilderAtEnd(L->B, na);
+  LLVMValueRef sc = LLVMBuildPhi(L->B, L->tf64, "s");
+  LLVMValueRef sv[2] = {LLVMGetParam(f, 8), sa};
+  LLVMBasicBlockRef sb[2] = {e0, ya};
+  LLVMAddIncoming(sc, sv, sb, 2);
+  LLVMValueRef np = LLVMBuildSDiv(L->B, add(g, N, I(g, g->nr - 1)), I(g, g->nr), "");
+  LLLoop lp, lk, lj;
+  ll_loop_begin(L, &lp, np, "p");
+  ll_loop_begin(L, &lk, kc, "k");
+  LLVMValueRef k = add(g, k0, lk.iv);
+  /* per k: s * vec(k) (vec loaded only when present) */
+  LLVMBasicBlockRef e1 = LLVMGetInsertBlock(L->B), yv = ll_block(L, "vec"), nv = ll_block(L, "vec.done");
+  LLVMBuildCondBr(L->B, LLVMBuildIsNotNull(L->B, vec, ""), yv, nv);
+  LLVMPositionBuilderAtEnd(L->B, yv);
+  LLVMValueRef vk = LLVMBuildFPExt(L->B, LLVMBuildLoad2(L->B, L->tf32, fp(g, vec, k), ""), L->tf64, "");
+  vk = LLVMBuildSelect(L->B, vec1, LLVMBuildFAdd(L->B, ll_f64(L, 1.0), vk, ""), vk, "");
+  LLVMValueRef svk = LLVMBuildFMul(L->B, sc, vk, "");
+  LLVMBuildBr(L->B, nv);
+  LLVMPositionBuilderAtEnd(L->B, nv);
+  LLVMValueRef skv = LLVMBuildPhi(L->B, L->tf64, "sk");
+  LLVMValueRef kv[2] = {sc, svk};
+  LLVMBasicBlockRef kb[2] = {e1, yv};
+  LLVMAddIncoming(skv, kv, kb, 2);
+  ll_loop_begin(L, &lj, I(g, g->nr), "jj");
+  LLVMValueRef j = add(g, mul(g, lp.iv, I(g, g->nr)), lj.iv);
+  LLVMValueRef in = LLVMBuildICmp(L->B, LLVMIntSLT, j, N, "");
+  LLVMValueRef jc = LLVMBuildSelect(L->B, in, j, LLVMBuildSub(L->B, N, I(g, 1), ""), "");
+  LLVMValueRef v = LLVMBuildLoad2(L->B, L->tf32, fp(g, w, add(g, mul(g, jc, sn), mul(g, k, sk))), "");
+  v = LLVMBuildFPTrunc(L->B, LLVMBuildFMul(L->B, LLVMBuildFPExt(L->B, v, L->tf64, ""), skv, ""), L->tf32, "");
+  v = LLVMBuildSelect(L->B, in, v, LLVMConstReal(L->tf32, 0.0), "");
+  LLVMValueRef di = add(g, mul(g, add(g, mul(g, lp.iv, kc), lk.iv), I(g, g->nr)), lj.iv);
+  LLVMBuildStore(L->B, v, fp(g, dst, di));
+  ll_loop_end(L, &lj);
+  ll_loop_end(L, &lk);
+  ll_loop_end(L, &lp);
+  LLVMBuildRetVoid(L->B);
+
+  /* gat.gemm_pack_vec(dst, b, N, scale, alpha): a folded bias, dst[n] = b[n] * scale * alpha[0] */
+  LLVMTypeRef pv[5] = {L->tp8, L->tp8, L->ti64, L->tf64, L->tp8};
+  f = begin(L, "gat.gemm_pack_vec", L->tv, pv, 5, g->vl);
+  dst = LLVMBuildBitCast(L->B, LLVMGetParam(f, 0), L->tpf32, "");
+  LLVMValueRef b = LLVMBuildBitCast(L->B, LLVMGetParam(f, 1), L->tpf32, "");
+  alpha = LLVMBuildBitCast(L->B, LLVMGetParam(f, 4), L->tpf32, "");
+  e0 = LLVMGetInsertBlock(L->B);
+  ya = ll_block(L, "alpha");
+  na = ll_block(L, "alpha.done");
+  LLVMBuildCondBr(L->B, LLVMBuildIsNotNull(L->B, alpha, ""), ya, na);
+  LLVMPositionBuilderAtEnd(L->B, ya);
+  sa = LLVMBuildFMul(L->B, LLVMGetParam(f, 3), LLVMBuildFPExt(L->B, LLVMBuildLoad2(L->B, L->tf32, alpha, ""), L->tf64, ""), "");
+  LLVMBuildBr(L->B, na);
+  LLVMPositionBuilderAtEnd(L->B, na);
+  sc = LLVMBuildPhi(L->B, L->tf64, "s");
+  sv[0] = LLVMGetParam(f, 3);
+  sv[1] = sa;
+  sb[0] = e0;
+  sb[1] = ya;
+  LLVMAddIncoming(sc, sv, sb, 2);
+  ll_loop_begin(L, &lj, LLVMGetParam(f, 2), "j");
+  v = LLVMBuildFPExt(L->B, LLVMBuildLoad2(L->B, L->tf32, fp(g, b, lj.iv), ""), L->tf64, "");
+  LLVMBuildStore(L->B, LLVMBuildFPTrunc(L->B, LLVMBuildFMul(L->B, v, sc, ""), L->tf32, ""), fp(g, dst, lj.iv));
+  ll_loop_end(L, &lj);
+  LLVMBuildRetVoid(L->B);
+}
+
+/* gat.gemm_tile(kc, a, lda, mr, b, c, ldc, nr, accumulate) */
+static void build_tile(G *g) {
+  LL *L = g->L;
+  LLVMTypeRef p[9] = {L->ti64, L->tpf32, L->ti64, L->ti64, L->tpf32, L->tpf32, L->ti64, L->ti64, L->ti1};
+  LLVMValueRef f = begin(L, "gat.gemm_tile", L->tv, p, 9, g->vl);
+  LLVMValueRef kc = LLVMGetParam(f, 0), a = LLVMGetParam(f, 1), lda = LLVMGetParam(f, 2), mr = LLVMGetParam(f, 3);
+  LLVMValueRef b = LLVMGetParam(f, 4), c = LLVMGetParam(f, 5), ldc = LLVMGetParam(f, 6), nr = LLVMGetParam(f, 7);
+  LLVMValueRef accum = LLVMGetParam(f, 8);
+  int MR = g->mr, VL = g->vl, NR = g->nr;
+  LLVMValueRef ar[16], c0[16], c1[16];
+  for (int i = 0; i < MR; i++) {
+    LLVMValueRef row = smin(g, I(g, i), LLVMBuildSub(L->B, mr, I(g, 1), "")); /* tail rows repeat the last */
+    ar[i] = fp(g, a, mul(g, row, lda));
+    c0[i] = ll_alloca(L, g->tvec, "c0");
+    c1[i] = ll_alloca(L, g->tvec, "c1");
+    LLVMBuildStore(L->B, LLVMConstNull(g->tvec), c0[i]);
+    LLVMBuildStore(L->B, LLVMConstNull(g->tvec), c1[i]);
+  }
+  LLLoop lk;
+  ll_loop_begin(L, &lk, kc, "k");
+  LLVMValueRef bk = fp(g, b, mul(g, lk.iv, I(g, NR)));
+  LLVMValueRef b0 = vload(g, bk), b1 = vload(g, fp(g, bk, I(g, VL)));
+  for (int i = 0; i < MR; i++) {
+    LLVMValueRef s = splat(g, LLVMBuildLoad2(L->B, L->tf32, fp(g, ar[i], lk.iv), ""));
+    LLVMBuildStore(L->B, fma_v(g, s, b0, ld(g, c0[i])), c0[i]);
+    LLVMBuildStore(L->B, fma_v(g, s, b1, ld(g, c1[i])), c1[i]);
+  }
+  ll_loop_end(L, &lk);
+  LLVMBasicBlockRef full = ll_block(L, "full"), part = ll_block(L, "part");
+  LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntEQ, nr, I(g, NR), ""), full, part);
+  LLVMPositionBuilderAtEnd(L->B, full);
+  for (int i = 0; i < MR; i++) {
+    LLVMBasicBlockRef yes = ll_block(L, "row"), next = ll_block(L, "row.next");
+    LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntSLT, I(g, i), mr, ""), yes, next);
+    LLVMPositionBuilderAtEnd(L->B, yes);
+    LLVMValueRef ci = fp(g, c, mul(g, I(g, i), ldc));
+    LLVMValueRef v0 = ld(g, c0[i]), v1 = ld(g, c1[i]);
+    LLVMValueRef s0 = LLVMBuildFAdd(L->B, vload(g, ci), v0, ""), s1 = LLVMBuildFAdd(L->B, vload(g, fp(g, ci, I(g, VL))), v1, "");
+    vstore(g, LLVMBuildSelect(L->B, accum, s0, v0, ""), ci);
+    vstore(g, LLVMBuildSelect(L->B, accum, s1, v1, ""), fp(g, ci, I(g, VL)));
+    LLVMBuildBr(L->B, next);
+    LLVMPositionBuilderAtEnd(L->B, next);
+  }
+  LLVMBuildRetVoid(L->B);
+  LLVMPositionBuilderAtEnd(L->B, part);
+  LLVMValueRef t = LLVMBuildBitCast(L->B, ll_alloca(L, LLVMArrayType(L->tf32, (unsigned)(MR * NR)), "t"), L->tpf32, "");
+  for (int i = 0; i < MR; i++) {
+    vstore(g, ld(g, c0[i]), fp(g, t, I(g, i * NR)));
+    vstore(g, ld(g, c1[i]), fp(g, t, I(g, i * NR + VL)));
+  }
+  store_tail(g, t, NR, c, ldc, mr, nr, accum);
+  LLVMBuildRetVoid(L->B);
+}
+
+/* gat.gemm_row(kc, a, b, c, nr, accumulate) */
+static void build_row(G *g) {
+  LL *L = g->L;
+  LLVMTypeRef p[6] = {L->ti64, L->tpf32, L->tpf32, L->tpf32, L->ti64, L->ti1};
+  LLVMValueRef f = begin(L, "gat.gemm_row", L->tv, p, 6, g->vl);
+  LLVMValueRef kc = LLVMGetParam(f, 0), a = LLVMGetParam(f, 1), b = LLVMGetParam(f, 2), c = LLVMGetParam(f, 3);
+  LLVMValueRef nr = LLVMGetParam(f, 4), accum = LLVMGetParam(f, 5);
+  int VL = g->vl, NR = g->nr;
+  LLVMValueRef acc[4];
+  for (int i = 0; i < 4; i++) {
+    acc[i] = ll_alloca(L, g->tvec, "p");
+    LLVMBuildStore(L->B, LLVMConstNull(g->tvec), acc[i]);
+  }
+  LLLoop lk;
+  ll_loop_begin(L, &lk, LLVMBuildSDiv(L->B, kc, I(g, 2), ""), "k2");
+  for (int h = 0; h < 2; h++) {
+    LLVMValueRef k = add(g, mul(g, lk.iv, I(g, 2)), I(g, h));
+    LLVMValueRef s = splat(g, LLVMBuildLoad2(L->B, L->tf32, fp(g, a, k), ""));
+    LLVMValueRef bk = fp(g, b, mul(g, k, I(g, NR)));
+    LLVMBuildStore(L->B, fma_v(g, s, vload(g, bk), ld(g, acc[2 * h])), acc[2 * h]);
+    LLVMBuildStore(L->B, fma_v(g, s, vload(g, fp(g, bk, I(g, VL))), ld(g, acc[2 * h + 1])), acc[2 * h + 1]);
+  }
+  ll_loop_end(L, &lk);
+  LLVMBasicBlockRef odd = ll_block(L, "odd"), sum = ll_block(L, "sum");
+  LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntNE, LLVMBuildSRem(L->B, kc, I(g, 2), ""), I(g, 0), ""), odd, sum);
+  LLVMPositionBuilderAtEnd(L->B, odd);
+  {
+    LLVMValueRef k = LLVMBuildSub(L->B, kc, I(g, 1), "");
+    LLVMValueRef s = splat(g, LLVMBuildLoad2(L->B, L->tf32, fp(g, a, k), ""));
+    LLVMValueRef bk = fp(g, b, mul(g, k, I(g, NR)));
+    LLVMBuildStore(L->B, fma_v(g, s, vload(g, bk), ld(g, acc[0])), acc[0]);
+    LLVMBuildStore(L->B, fma_v(g, s, vload(g, fp(g, bk, I(g, VL))), ld(g, acc[1])), acc[1]);
+    LLVMBuildBr(L->B, sum);
+  }
+  LLVMPositionBuilderAtEnd(L->B, sum);
+  LLVMValueRef t = LLVMBuildBitCast(L->B, ll_alloca(L, LLVMArrayType(L->tf32, (unsigned)NR), "t"), L->tpf32, "");
+  vstore(g, LLVMBuildFAdd(L->B, ld(g, acc[0]), ld(g, acc[2]), ""), t);
+  vstore(g, LLVMBuildFAdd(L->B, ld(g, acc[1]), ld(g, acc[3]), ""), fp(g, t, I(g, VL)));
+  store_tail(g, t, NR, c, I(g, 0), I(g, 1), nr, accum);
+  LLVMBuildRetVoid(L->B);
+}
+
+/* gat.gemm_act(double v, i32 act) -> float */
+static void build_act(G *g) {
+  LL *L = g->L;
+  LLVMTypeRef p[2] = {L->tf64, L->ti32};
+  LLVMValueRef f = begin(L, "gat.gemm_act", L->tf32, p, 2, g->vl);
+  LLVMValueRef v = LLVMGetParam(f, 0);
+  LLVMBasicBlockRef def = ll_block(L, "none");
+  int n = (int)(sizeof gemm_acts / sizeof gemm_acts[0]);
+  LLVMValueRef sw = LLVMBuildSwitch(L->B, LLVMGetParam(f, 1), def, (unsigned)n);
+  for (int i = 0; i < n; i++) {
+    LLVMBasicBlockRef bb = ll_block(L, ir_fn_name(gemm_acts[i]));
+    LLVMAddCase(sw, ll_i32(L, 1 + (int)gemm_acts[i]), bb);
+    LLVMPositionBuilderAtEnd(L->B, bb);
+    LLVMBuildRet(L->B, LLVMBuildFPTrunc(L->B, ll_unary(L, gemm_acts[i], v), L->tf32, ""));
+  }
+  LLVMPositionBuilderAtEnd(L->B, def);
+  LLVMBuildRet(L->B, LLVMBuildFPTrunc(L->B, v, L->tf32, ""));
+}
+
+static LLVMValueRef call(LL *L, const char *name, LLVMValueRef *args, int n) {
+  LLVMValueRef f = LLVMGetNamedFunction(L->M, name);
+  return LLVMBuildCall2(L->B, LLVMGlobalGetValueType(f), f, args, (unsigned)n, "");
+}
+
+/* x (float) -> (float)((double)x op (double)*p) when p is not NULL, else x */
+static LLVMValueRef epi_step(G *g, LLVMValueRef x, LLVMValueRef p, int mulop) {
+  LL *L = g->L;
+  LLVMBasicBlockRef cur = LLVMGetInsertBlock(L->B), yb = ll_block(L, "epi.y"), nb = ll_block(L, "epi.n");
+  LLVMBuildCondBr(L->B, LLVMBuildIsNotNull(L->B, p, ""), yb, nb);
+  LLVMPositionBuilderAtEnd(L->B, yb);
+  LLVMValueRef d = LLVMBuildFPExt(L->B, x, L->tf64, "");
+  LLVMValueRef o = LLVMBuildFPExt(L->B, LLVMBuildLoad2(L->B, L->tf32, p, ""), L->tf64, "");
+  LLVMValueRef r = LLVMBuildFPTrunc(L->B, mulop ? LLVMBuildFMul(L->B, d, o, "") : LLVMBuildFAdd(L->B, d, o, ""), L->tf32, "");
+  LLVMBuildBr(L->B, nb);
+  LLVMPositionBuilderAtEnd(L->B, nb);
+  LLVMValueRef phi = LLVMBuildPhi(L->B, L->tf32, "");
+  LLVMValueRef v[2] = {x, r};
+  LLVMBasicBlockRef b[2] = {cur, yb};
+  LLVMAddIncoming(phi, v, b, 2);
+  return phi;
+}
+
+/* gat.gemm_epi(ci, nr, rs, bias, act, ri): one finished tile row, in double, rounding to f32
+ * after each step as the unfused ops store: row scale (rs: a pointer, NULL = 1), bias, act, residual */
+static void build_epi(G *g) {
+  LL *L = g->L;
+  LLVMTypeRef p[6] = {L->tpf32, L->ti64, L->tpf32, L->tpf32, L->ti32, L->tpf32};
+  LLVMValueRef f = begin(L, "gat.gemm_epi", L->tv, p, 6, g->vl);
+  LLVMValueRef ci = LLVMGetParam(f, 0), nr = LLVMGetParam(f, 1), rs = LLVMGetParam(f, 2), bias = LLVMGetParam(f, 3);
+  LLVMValueRef act = LLVMGetParam(f, 4), ri = LLVMGetParam(f, 5);
+  LLLoop lj;
+  ll_loop_begin(L, &lj, nr, "j");
+  LLVMValueRef cp = fp(g, ci, lj.iv);
+  LLVMValueRef x = LLVMBuildLoad2(L->B, L->tf32, cp, "");
+  x = epi_step(g, x, rs, 1);
+  x = epi_step(g, x, LLVMBuildSelect(L->B, LLVMBuildIsNull(L->B, bias, ""), LLVMConstNull(L->tpf32), fp(g, bias, lj.iv), ""), 0);
+  LLVMValueRef aargs[2] = {LLVMBuildFPExt(L->B, x, L->tf64, ""), act};
+  x = LLVMBuildSelect(L->B, LLVMBuildICmp(L->B, LLVMIntNE, act, ll_i32(L, 0), ""), call(L, "gat.gemm_act", aargs, 2), x, "");
+  x = epi_step(g, x, LLVMBuildSelect(L->B, LLVMBuildIsNull(L->B, ri, ""), LLVMConstNull(L->tpf32), fp(g, ri, lj.iv), ""), 0);
+  LLVMBuildStore(L->B, x, cp);
+  ll_loop_end(L, &lj);
+  LLVMBuildRetVoid(L->B);
+}
+
+static LLVMValueRef ptr_or_null(G *g, LLVMValueRef base, LLVMValueRef idx) {
+  LL *L = g->L;
+  return LLVMBuildSelect(L->B, LLVMBuildIsNull(L->B, base, ""), LLVMConstNull(L->tpf32), fp(g, base, idx), "");
+}
+
+static LLVMValueRef blocks(G *g, LLVMValueRef n, int b) {
+  return LLVMBuildSDiv(g->L->B, add(g, n, I(g, b - 1)), I(g, b), "");
+}
+
+/* gat.gemm_f32(c, a, bp, w, sn, sk, scratch, bias, res, rs, M, N, K, act), all pointers i8* */
+static void build_f32(G *g) {
+  LL *L = g->L;
+  LLVMTypeRef p[14] = {L->tp8, L->tp8, L->tp8, L->tp8,  L->ti64, L->ti64, L->tp8,
+                       L->tp8, L->tp8, L->tp8, L->ti64, L->ti64, L->ti64, L->ti32};
+  LLVMValueRef f = begin(L, "gat.gemm_f32", L->tv, p, 14, g->vl);
+  LLVMValueRef P[14];
+  for (int i = 0; i < 14; i++) P[i] = LLVMGetParam(f, (unsigned)i);
+  LLVMValueRef c = LLVMBuildBitCast(L->B, P[0], L->tpf32, ""), a = LLVMBuildBitCast(L->B, P[1], L->tpf32, "");
+  LLVMValueRef bp = LLVMBuildBitCast(L->B, P[2], L->tpf32, ""), w = LLVMBuildBitCast(L->B, P[3], L->tpf32, "");
+  LLVMValueRef sn = P[4], sk = P[5], scratch = P[6];
+  LLVMValueRef bias = LLVMBuildBitCast(L->B, P[7], L->tpf32, ""), res = LLVMBuildBitCast(L->B, P[8], L->tpf32, "");
+  LLVMValueRef rs = LLVMBuildBitCast(L->B, P[9], L->tpf32, "");
+  LLVMValueRef M = P[10], N = P[11], K = P[12], act = P[13];
+  int NR = g->nr, MR = g->mr;
+  LLVMValueRef has_epi = LLVMBuildOr(L->B, LLVMBuildOr(L->B, LLVMBuildIsNotNull(L->B, bias, ""), LLVMBuildIsNotNull(L->B, res, ""), ""),
+                                     LLVMBuildOr(L->B, LLVMBuildIsNotNull(L->B, rs, ""),
+                                                 LLVMBuildICmp(L->B, LLVMIntNE, act, ll_i32(L, 0), ""), ""), "");
+  LLLoop lkb, ljb, lib;
+  ll_loop_begin(L, &lkb, blocks(g, K, GEMM_KC), "kb");
+  LLVMValueRef k0 = mul(g, lkb.iv, I(g, GEMM_KC));
+  LLVMValueRef kc = smin(g, LLVMBuildSub(L->B, K, k0, ""), I(g, GEMM_KC));
+  LLVMValueRef last = LLVMBuildICmp(L->B, LLVMIntEQ, add(g, k0, kc), K, "");
+  LLVMValueRef accum = LLVMBuildICmp(L->B, LLVMIntSGT, k0, I(g, 0), "");
+  ll_loop_begin(L, &ljb, blocks(g, N, NR), "jb");
+  LLVMValueRef j0 = mul(g, ljb.iv, I(g, NR));
+  LLVMValueRef nr = smin(g, LLVMBuildSub(L->B, N, j0, ""), I(g, NR));
+  /* the panel: packed at init, or packed now into scratch (-fno-pack) */
+  LLVMBasicBlockRef packed = ll_block(L, "packed"), now = ll_block(L, "pack.now"), have = ll_block(L, "panel");
+  LLVMBuildCondBr(L->B, LLVMBuildIsNotNull(L->B, bp, ""), packed, now);
+  LLVMPositionBuilderAtEnd(L->B, packed);
+  LLVMValueRef b_packed = fp(g, bp, add(g, mul(g, mul(g, ljb.iv, K), I(g, NR)), mul(g, k0, I(g, NR))));
+  LLVMBuildBr(L->B, have);
+  LLVMPositionBuilderAtEnd(L->B, now);
+  {
+    LLVMValueRef args[12] = {scratch, LLVMBuildBitCast(L->B, fp(g, w, mul(g, j0, sn)), L->tp8, ""), nr, K, sn, sk, k0, kc,
+                             ll_f64(L, 1.0), LLVMConstNull(L->tp8), LLVMConstNull(L->tp8), ll_i32(L, 0)};
+    call(L, "gat.gemm_pack", args, 12);
+  }
+  LLVMValueRef b_now = LLVMBuildBitCast(L->B, scratch, L->tpf32, "");
+  LLVMBuildBr(L->B, have);
+  LLVMPositionBuilderAtEnd(L->B, have);
+  LLVMValueRef b = LLVMBuildPhi(L->B, L->tpf32, "b");
+  LLVMValueRef bv[2] = {b_packed, b_now};
+  LLVMBasicBlockRef bb[2] = {packed, now};
+  LLVMAddIncoming(b, bv, bb, 2);
+  ll_loop_begin(L, &lib, blocks(g, M, MR), "ib");
+  LLVMValueRef i0 = mul(g, lib.iv, I(g, MR));
+  LLVMValueRef mr = smin(g, LLVMBuildSub(L->B, M, i0, ""), I(g, MR));
+  LLVMBasicBlockRef rows = ll_block(L, "gemv"), tile = ll_block(L, "tile"), epi = ll_block(L, "epi.check");
+  LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntSLE, mr, I(g, 2), ""), rows, tile);
+  LLVMPositionBuilderAtEnd(L->B, rows);
+  {
+    LLLoop li;
+    ll_loop_begin(L, &li, mr, "i");
+    LLVMValueRef r = add(g, i0, li.iv);
+    LLVMValueRef args[6] = {kc, fp(g, a, add(g, mul(g, r, K), k0)), b, fp(g, c, add(g, mul(g, r, N), j0)), nr, accum};
+    call(L, "gat.gemm_row", args, 6);
+    ll_loop_end(L, &li);
+    LLVMBuildBr(L->B, epi);
+  }
+  LLVMPositionBuilderAtEnd(L->B, tile);
+  {
+    LLVMValueRef args[9] = {kc, fp(g, a, add(g, mul(g, i0, K), k0)), K, mr, b, fp(g, c, add(g, mul(g, i0, N), j0)), N, nr, accum};
+    call(L, "gat.gemm_tile", args, 9);
+    LLVMBuildBr(L->B, epi);
+  }
+  LLVMPositionBuilderAtEnd(L->B, epi);
+  LLVMBasicBlockRef doepi = ll_block(L, "epi"), after = ll_block(L, "epi.done");
+  LLVMBuildCondBr(L->B, LLVMBuildAnd(L->B, last, has_epi, ""), doepi, after);
+  LLVMPositionBuilderAtEnd(L->B, doepi);
+  {
+    LLLoop li;
+    ll_loop_begin(L, &li, mr, "i");
+    LLVMValueRef r = add(g, i0, li.iv);
+    LLVMValueRef args[6] = {fp(g, c, add(g, mul(g, r, N), j0)), nr, ptr_or_null(g, rs, r), ptr_or_null(g, bias, j0), act,
+                            ptr_or_null(g, res, add(g, mul(g, r, N), j0))};
+    call(L, "gat.gemm_epi", args, 6);
+    ll_loop_end(L, &li);
+    LLVMBuildBr(L->B, after);
+  }
+  LLVMPositionBuilderAtEnd(L->B, after);
+  ll_loop_end(L, &lib);
+  ll_loop_end(L, &ljb);
+  ll_loop_end(L, &lkb);
+  LLVMBuildRetVoid(L->B);
+}
+
+/* gat.gemm_glu_f32(c, a, bw, bu, bias, biasu, rs, M, N, K, act): c = act(a.W^T [*rs] + bias) *
+ * (a.U^T [*rs] + biasu), W and U packed, both tiles of a row block finished over the whole K in
+ * local buffers, each step rounded to f32 */
+static void build_glu(G *g) {
+  LL *L = g->L;
+  LLVMTypeRef p[11] = {L->tp8, L->tp8, L->tp8, L->tp8, L->tp8, L->tp8, L->tp8, L->ti64, L->ti64, L->ti64, L->ti32};
+  LLVMValueRef f = begin(L, "gat.gemm_glu_f32", L->tv, p, 11, g->vl);
+  LLVMValueRef P[11];
+  for (int i = 0; i < 11; i++) P[i] = i < 7 ? LLVMBuildBitCast(L->B, LLVMGetParam(f, (unsigned)i), L->tpf32, "") : LLVMGetParam(f, (unsigned)i);
+  LLVMValueRef c = P[0], a = P[1], bw = P[2], bu = P[3], bias = P[4], biasu = P[5], rs = P[6];
+  LLVMValueRef M = P[7], N = P[8], K = P[9], act = P[10];
+  int NR = g->nr, MR = g->mr;
+  LLVMValueRef tw = LLVMBuildBitCast(L->B, ll_alloca(L, LLVMArrayType(L->tf32, (unsigned)(MR * NR)), "tw"), L->tpf32, "");
+  LLVMValueRef tu = LLVMBuildBitCast(L->B, ll_alloca(L, LLVMArrayType(L->tf32, (unsigned)(MR * NR)), "tu"), L->tpf32, "");
+  LLLoop ljb, lib, lkb;
+  ll_loop_begin(L, &ljb, blocks(g, N, NR), "jb");
+  LLVMValueRef j0 = mul(g, ljb.iv, I(g, NR));
+  LLVMValueRef nr = smin(g, LLVMBuildSub(L->B, N, j0, ""), I(g, NR));
+  LLVMValueRef poff = mul(g, mul(g, ljb.iv, K), I(g, NR));
+  LLVMValueRef pw = fp(g, bw, poff), pu = fp(g, bu, poff);
+  ll_loop_begin(L, &lib, blocks(g, M, MR), "ib");
+  LLVMValueRef i0 = mul(g, lib.iv, I(g, MR));
+  LLVMValueRef mr = smin(g, LLVMBuildSub(L->B, M, i0, ""), I(g, MR));
+  ll_loop_begin(L, &lkb, blocks(g, K, GEMM_KC), "kb");
+  LLVMValueRef k0 = mul(g, lkb.iv, I(g, GEMM_KC));
+  LLVMValueRef kc = smin(g, LLVMBuildSub(L->B, K, k0, ""), I(g, GEMM_KC));
+  LLVMValueRef accum = LLVMBuildICmp(L->B, LLVMIntSGT, k0, I(g, 0), "");
+  LLVMValueRef kofs = mul(g, k0, I(g, NR));
+  LLVMBasicBlockRef rows = ll_block(L, "gemv"), tile = ll_block(L, "tile"), kdone = ll_block(L, "k.done");
+  LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntSLE, mr, I(g, 2), ""), rows, tile);
+  LLVMPositionBuilderAtEnd(L->B, rows);
+  {
+    LLLoop li;
+    ll_loop_begin(L, &li, mr, "i");
+    LLVMValueRef ar = fp(g, a, add(g, mul(g, add(g, i0, li.iv), K), k0));
+    LLVMValueRef t0 = mul(g, li.iv, I(g, NR));
+    LLVMValueRef a1[6] = {kc, ar, fp(g, pw, kofs), fp(g, tw, t0), I(g, NR), accum};
+    call(L, "gat.gemm_row", a1, 6);
+    LLVMValueRef a2[6] = {kc, ar, fp(g, pu, kofs), fp(g, tu, t0), I(g, NR), accum};
+    call(L, "gat.gemm_row", a2, 6);
+    ll_loop_end(L, &li);
+    LLVMBuildBr(L->B, kdone);
+  }
+  LLVMPositionBuilderAtEnd(L->B, tile);
+  {
+    LLVMValueRef ar = fp(g, a, add(g, mul(g, i0, K), k0));
+    LLVMValueRef a1[9] = {kc, ar, K, mr, fp(g, pw, kofs), tw, I(g, NR), I(g, NR), accum};
+    call(L, "gat.gemm_tile", a1, 9);
+    LLVMValueRef a2[9] = {kc, ar, K, mr, fp(g, pu, kofs), tu, I(g, NR), I(g, NR), accum};
+    call(L, "gat.gemm_tile", a2, 9);
+    LLVMBuildBr(L->B, kdone);
+  }
+  LLVMPositionBuilderAtEnd(L->B, kdone);
+  ll_loop_end(L, &lkb);
+  {
+    LLLoop li, lj;
+    ll_loop_begin(L, &li, mr, "i");
+    LLVMValueRef r = add(g, i0, li.iv), t0 = mul(g, li.iv, I(g, NR));
+    LLVMValueRef a1[6] = {fp(g, tw, t0), nr, ptr_or_null(g, rs, r), ptr_or_null(g, bias, j0), act, LLVMConstNull(L->tpf32)};
+    call(L, "gat.gemm_epi", a1, 6);
+    LLVMValueRef a2[6] = {fp(g, tu, t0), nr, ptr_or_null(g, rs, r), ptr_or_null(g, biasu, j0), ll_i32(L, 0), LLVMConstNull(L->tpf32)};
+    call(L, "gat.gemm_epi", a2, 6);
+    ll_loop_begin(L, &lj, nr, "j");
+    LLVMValueRef x = LLVMBuildFPExt(L->B, LLVMBuildLoad2(L->B, L->tf32, fp(g, tw, add(g, t0, lj.iv)), ""), L->tf64, "");
+    LLVMValueRef y = LLVMBuildFPExt(L->B, LLVMBuildLoad2(L->B, L->tf32, fp(g, tu, add(g, t0, lj.iv)), ""), L->tf64, "");
+    LLVMBuildStore(L->B, LLVMBuildFPTrunc(L->B, LLVMBuildFMul(L->B, x, y, ""), L->tf32, ""),
+                   fp(g, c, add(g, mul(g, r, N), add(g, j0, lj.iv))));
+    ll_loop_end(L, &lj);
+    ll_loop_end(L, &li);
+  }
+  ll_loop_end(L, &lib);
+  ll_loop_end(L, &ljb);
+  LLVMBuildRetVoid(L->B);
+}
+
+void ll_gemm_declare(LL *L) {
+  if (LLVMGetNamedFunction(L->M, "gat.gemm_f32")) return;
+  LLVMBasicBlockRef saved_bb = LLVMGetInsertBlock(L->B);
+  LLVMValueRef saved_fn = L->fn;
+  G g;
+  g.L = L;
+  g.vl = L->vl;
+  g.mr = L->mr > 16 ? 16 : L->mr;
+  g.nr = 2 * L->vl;
+  g.tvec = LLVMVectorType(L->tf32, (unsigned)g.vl);
+  g.tvecp = LLVMPointerType(g.tvec, 0);
+  build_pack(&g);
+  build_act(&g);
+  build_tile(&g);
+  build_row(&g);
+  build_epi(&g);
+  build_f32(&g);
+  build_glu(&g);
+  L->fn = saved_fn;
+  if (saved_bb) LLVMPositionBuilderAtEnd(L->B, saved_bb);
+}

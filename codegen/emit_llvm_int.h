@@ -1,0 +1,102 @@
+/* emit_llvm_int.h — state and helpers shared by the files of the LLVM
+ * backend (emit_llvm*.c); not for other modules.
+ *
+ * The module mirrors NAME.c: a per-call context struct (model pointer, arena
+ * base, T, row counts of regions, input/output pointers), one internal
+ * function `i32 kernel(ctx*)` per loop-IR kernel, the runtime's inline
+ * scalar helpers as internal functions, and the exported entry points. */
+#ifndef GATTNC_EMIT_LLVM_INT_H
+#define GATTNC_EMIT_LLVM_INT_H
+
+#include "emit_llvm.h"
+
+typedef struct LL {
+  const LoopModule *m;
+  LLVMContextRef C;
+  LLVMModuleRef M;
+  LLVMBuilderRef B;
+  LLVMTargetDataRef td;
+  /* types */
+  LLVMTypeRef tv, ti1, ti8, ti32, ti64, tf32, tf64, tp8, tpf32, tpi32, tpf64, tpi64;
+  LLVMTypeRef t_err, t_model, t_pmodel, t_ctx, t_pctx, t_spec, t_attn, t_kern;
+  /* exported tables (NAME_params, ...) */
+  LLVMValueRef g_params, g_inputs, g_outputs;
+  /* current function */
+  LLVMValueRef fn, ctx;
+  const LoopKernel *kern; /* the kernel being defined (its lets) */
+  int f32;                /* expressions in float (an f32_math kernel), else double */
+  LLVMValueRef *letv;     /* values of the current kernel's lets computed at their level, or NULL */
+  LLVMValueRef *bufp;   /* typed pointer of each buffer used by the current kernel */
+  LLVMValueRef vars[64]; /* loop variables (i64) by number */
+  LLVMValueRef *kfn;    /* kernel functions by LoopKernel id */
+  int nkfn;
+  int vl, mr;           /* GEMM vector length (floats) and register rows */
+  int failed;
+  char *err;
+  size_t errlen;
+} LL;
+
+/* ---- emit_llvm.c: basics, expressions, loop and call kernels ---- */
+void ll_fail(LL *L, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+LLVMValueRef ll_i64(LL *L, int64_t v);
+LLVMValueRef ll_i32(LL *L, int32_t v);
+LLVMValueRef ll_f64(LL *L, double v);
+/* An external or internal function by name, declared with type fty if new. */
+LLVMValueRef ll_func(LL *L, const char *name, LLVMTypeRef fty);
+LLVMValueRef ll_call(LL *L, const char *name, LLVMTypeRef ret, LLVMTypeRef *args, int nargs, LLVMValueRef *vals);
+/* A private constant C string; returns an i8* to it. */
+LLVMValueRef ll_cstr(LL *L, const char *s);
+/* alloca in the entry block of the current function */
+LLVMValueRef ll_alloca(LL *L, LLVMTypeRef t, const char *name);
+LLVMBasicBlockRef ll_block(LL *L, const char *name);
+
+/* Counted loop 0 <= iv < n (i64), built as head/body/exit blocks. */
+typedef struct LLLoop {
+  LLVMBasicBlockRef head, exit;
+  LLVMValueRef iv;
+} LLLoop;
+void ll_loop_begin(LL *L, LLLoop *lp, LLVMValueRef n, const char *name);
+void ll_loop_end(LL *L, LLLoop *lp);
+
+LLVMValueRef ll_tvar(LL *L, int tvar);                     /* T or rows[tvar] as i64 */
+LLVMValueRef ll_size(LL *L, LoopSize s);                   /* k * T^tpow as i64 */
+LLVMValueRef ll_buf_elems_from(LL *L, const LoopBuf *b, int from);
+LLVMTypeRef ll_buf_elt(LL *L, const LoopBuf *b);           /* float / i32 / double */
+LLVMValueRef ll_gep(LL *L, LLVMTypeRef elt, LLVMValueRef p, LLVMValueRef i);
+/* memcpy/memmove/memset of n elements of buffer b's element type */
+void ll_memcpy(LL *L, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef nbytes, int move);
+LLVMValueRef ll_bytes(LL *L, const LoopBuf *b, LLVMValueRef nelems);
+LLVMValueRef ll_model(LL *L);                             /* c->m */
+LLVMValueRef ll_model_field(LL *L, LLVMValueRef model, int field); /* pointer to a model field */
+LLVMValueRef ll_pos(LL *L);                               /* c->m->pos (i64) */
+/* gat_error_set(&c->m->err, status, fmt, i64 args...) and return it from the current function */
+void ll_error_return(LL *L, LLVMValueRef model, int status, const char *fmt, LLVMValueRef *args, int nargs);
+/* text with '%' doubled (for names inside a printf format) */
+void ll_fmt_text(StrBuf *o, const char *s);
+void ll_where_text(StrBuf *o, const LoopKernel *k);
+
+/* Computes L->bufp for every buffer kernel k touches (at the current point). */
+void ll_kernel_bufs(LL *L, const LoopKernel *k);
+void ll_emit_loop_kernel(LL *L, const LoopKernel *k);
+void ll_emit_call_kernel(LL *L, const LoopKernel *k);
+/* helpers of the runtime header rebuilt in IR: gat_sigmoid etc. */
+LLVMValueRef ll_unary(LL *L, IrFn fn, LLVMValueRef a);
+LLVMValueRef ll_to_i32(LL *L, LLVMValueRef d);            /* gat_to_i32 */
+
+/* ---- emit_llvm_ctl.c: scan / mixture / skip and the kernel functions ---- */
+void ll_emit_kernels(LL *L, const PtrVec *ks); /* declares and defines every kernel function */
+void ll_call_kernel(LL *L, const LoopKernel *k); /* if ((st = k(c)) != 0) return st; */
+
+/* ---- emit_llvm_gemm.c ---- */
+void ll_gemm_declare(LL *L); /* builds gat_gemm_pack / gat_gemm_f32 (internal) */
+int ll_gemm_act_ok(int epi_act);
+
+/* ---- emit_llvm_api.c ---- */
+void ll_build_types(LL *L);
+void ll_emit_api(LL *L);
+
+#endif
