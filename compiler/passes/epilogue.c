@@ -13,6 +13,11 @@
 #include "fuse_util.h"
 #include "kernels_gemm.h"
 
+static int reads_buf(const LoopExpr *e, int buf) {
+  return e && ((e->kind == LX_LOAD && e->buf == buf) || reads_buf(e->a, buf) || reads_buf(e->b, buf) ||
+               reads_buf(e->c, buf));
+}
+
 static int epilogue_once(LoopModule *m, PtrVec *ks) {
   for (int i = 0; i < ks->len; i++) {
     LoopKernel *g = ks->data[i];
@@ -21,7 +26,7 @@ static int epilogue_once(LoopModule *m, PtrVec *ks) {
     if (ob->kind != LB_SCRATCH || ob->persistent || loop_buf_reads(m, g->out) != 1) continue;
     for (int j = i + 1; j < ks->len; j++) {
       LoopKernel *c = ks->data[j];
-      if (c->kind != LK_LOOP) {
+      if (c->kind != LK_LOOP || !reads_buf(c->body, g->out)) { /* not O's reader: look further */
         if (loop_kernel_writes(c, g->out)) break;
         continue;
       }
@@ -49,7 +54,7 @@ static int epilogue_once(LoopModule *m, PtrVec *ks) {
       if (!take) break; /* O's only reader is not a fusable epilogue */
       if (loop_buf(m, c->out)->dtype != IR_F32 || loop_buf_writes(m, c->out) != 1) break;
       for (int q = i + 1; q < j; q++) /* nothing in between may touch C's output */
-        if (loop_kernel_writes(ks->data[q], c->out)) return 0;
+        if (loop_kernel_writes(ks->data[q], c->out) || loop_kernel_reads(ks->data[q], c->out)) return 0;
       g->out = c->out;
       if (act) g->epi_act = act;
       if (res >= 0) g->args[3] = res;

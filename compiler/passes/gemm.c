@@ -16,7 +16,7 @@
  * times sqrt(K) (relative ~1e-6 for K = 512). */
 #include <string.h>
 
-#include "pass.h"
+#include "gemm_util.h"
 
 static int is_var(const LoopIndex *ix, int var) {
   return ix->nterms == 1 && ix->var[0] == var && ix->coef[0] == 1 && ix->c == 0 && ix->dyn_buf < 0;
@@ -89,26 +89,79 @@ static int match_gemm(const LoopModule *m, const LoopKernel *k, GemmMatch *g) {
   return 0;
 }
 
-static int pack_for(LoopModule *m, const GemmMatch *g) {
-  int param = loop_buf(m, g->w)->index;
+void gemm_pack_key_init(LoopPack *key) {
+  memset(key, 0, sizeof *key);
+  key->scale = 1.0;
+  key->scale_param = key->scale_vec = -1;
+  key->buf = -1;
+}
+
+static int pack_same(const LoopPack *p, const LoopPack *q) {
+  return p->param == q->param && p->N == q->N && p->K == q->K && p->sn == q->sn && p->sk == q->sk &&
+         p->scale == q->scale && p->scale_param == q->scale_param && p->scale_vec == q->scale_vec &&
+         p->vec_plus_one == q->vec_plus_one && p->vector == q->vector;
+}
+
+int gemm_pack_get(LoopModule *m, const LoopPack *key) {
   for (int i = 0; i < m->packs.len; i++) {
     const LoopPack *p = m->packs.data[i];
-    if (p->param == param && p->sn == g->sn && p->sk == g->sk) return p->buf;
+    if (pack_same(p, key)) return p->buf;
   }
-  int64_t panels = (g->N + LOOP_PACK_NR - 1) / LOOP_PACK_NR;
+  int64_t n = key->vector ? key->N : (key->N + LOOP_PACK_NR - 1) / LOOP_PACK_NR * LOOP_PACK_NR * key->K;
   char name[64];
-  snprintf(name, sizeof name, "packed #%d", param);
-  LoopBuf *b = loop_buf_new(m, LB_SCRATCH, IR_F32, ir_shape(1, (int64_t[]){panels * LOOP_PACK_NR * g->K}), 0, name);
+  snprintf(name, sizeof name, "%s #%d%s", key->vector ? "scaled" : "packed", key->param,
+           key->scale != 1.0 || key->scale_param >= 0 || key->scale_vec >= 0 ? " (scaled)" : "");
+  LoopBuf *b = loop_buf_new(m, LB_SCRATCH, IR_F32, ir_shape(1, (int64_t[]){n}), 0, name);
   b->persistent = 1;
   LoopPack *p = ARENA_NEW(m->arena, LoopPack);
-  p->param = param;
+  *p = *key;
   p->buf = b->id;
-  p->N = g->N;
-  p->K = g->K;
-  p->sn = g->sn;
-  p->sk = g->sk;
   ptrvec_push(&m->packs, p);
   return b->id;
+}
+
+LoopPack *gemm_pack_of_buf(const LoopModule *m, int buf) {
+  for (int i = 0; i < m->packs.len; i++) {
+    LoopPack *p = m->packs.data[i];
+    if (p->buf == buf) return p;
+  }
+  return NULL;
+}
+
+void gemm_packs_prune(LoopModule *m) {
+  int w = 0;
+  for (int i = 0; i < m->packs.len; i++) {
+    LoopPack *p = m->packs.data[i];
+    if (loop_buf_reads(m, p->buf) > 0) {
+      m->packs.data[w++] = p;
+    } else {
+      LoopBuf *b = (LoopBuf *)loop_buf(m, p->buf);
+      b->bytes = 0; /* layout gives it a token slot; nothing is packed into it */
+      b->shape = ir_shape(1, (int64_t[]){1});
+    }
+  }
+  m->packs.len = w;
+}
+
+static void collect_list(PtrVec *ks, PtrVec *out) {
+  for (int i = 0; i < ks->len; i++) {
+    LoopKernel *k = ks->data[i];
+    if (k->kind == LK_CALL && k->call == LC_GEMM) ptrvec_push(out, k);
+    for (int r = 0; r < k->nregions; r++) collect_list(&k->regions[r]->kernels, out);
+  }
+}
+
+void gemm_collect(LoopModule *m, PtrVec *out) { collect_list(&m->kernels, out); }
+
+static int pack_for(LoopModule *m, const GemmMatch *g) {
+  LoopPack key;
+  gemm_pack_key_init(&key);
+  key.param = loop_buf(m, g->w)->index;
+  key.N = g->N;
+  key.K = g->K;
+  key.sn = g->sn;
+  key.sk = g->sk;
+  return gemm_pack_get(m, &key);
 }
 
 static void gemm_kernels(LoopModule *m, PtrVec *ks, const PassOptions *o, int *scratch) {

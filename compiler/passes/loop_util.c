@@ -49,6 +49,20 @@ static int kernels_reads(const PtrVec *ks, int buf) {
 
 int loop_buf_reads(const LoopModule *m, int buf) { return kernels_reads(&m->kernels, buf); }
 
+int loop_kernel_reads(const LoopKernel *k, int buf) { return kernel_reads(k, buf); }
+
+static void walk_kernels(LoopModule *m, PtrVec *ks, void (*fn)(LoopModule *, LoopKernel *, void *), void *ctx) {
+  for (int i = 0; i < ks->len; i++) {
+    LoopKernel *k = ks->data[i];
+    fn(m, k, ctx);
+    for (int r = 0; r < k->nregions; r++) walk_kernels(m, &k->regions[r]->kernels, fn, ctx);
+  }
+}
+
+void loop_walk_kernels(LoopModule *m, void (*fn)(LoopModule *, LoopKernel *, void *), void *ctx) {
+  walk_kernels(m, &m->kernels, fn, ctx);
+}
+
 static int kernels_writes(const PtrVec *ks, int buf) {
   int n = 0;
   for (int i = 0; i < ks->len; i++) {
@@ -99,6 +113,8 @@ static void verify_expr(VCtx *v, const LoopKernel *k, const LoopExpr *e) {
   }
   if ((e->kind == LX_UNARY || e->kind == LX_BINARY || e->kind == LX_SELECT || e->kind == LX_REDUCE) && !e->a)
     return vfail(v, k, "expression without operand");
+  if (e->kind == LX_TEMP && (e->var < 0 || e->var >= k->nlets || e->round))
+    return vfail(v, k, "reference to an unknown let");
   verify_expr(v, k, e->a);
   verify_expr(v, k, e->b);
   verify_expr(v, k, e->c);
@@ -114,6 +130,11 @@ static void verify_kernels(VCtx *v, const PtrVec *ks) {
       if (k->out < 0 || !k->body) return vfail(v, k, "loop without output or body");
       if (k->rank != loop_buf(v->m, k->out)->shape.rank) return vfail(v, k, "domain rank differs from the output's");
       verify_expr(v, k, k->body);
+      for (int l = 0; l < k->nlets && !v->bad; l++) {
+        if (!k->lets[l].e || k->lets[l].level < 0 || k->lets[l].level > k->rank + (k->red_outer ? 1 : 0))
+          return vfail(v, k, "let without expression or with a bad level");
+        verify_expr(v, k, k->lets[l].e);
+      }
     }
     if (k->kind == LK_CALL && k->call == LC_GEMM) {
       if (k->args[0] < 0 || k->out < 0) return vfail(v, k, "gemm without input or output");

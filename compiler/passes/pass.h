@@ -26,9 +26,18 @@ typedef struct PassOptions {
   int fuse;               /* elementwise + epilogue fusion (-fno-fuse clears) */
   int tile;               /* GEMM micro-kernel with register and cache tiling (-fno-tile clears) */
   int pack;               /* weights packed at init into the micro-kernel layout (-fno-pack clears) */
+  int f32_math;           /* -O2 pass f32math: short all-f32 loop nests in float (on by default; tests clear it) */
+  int fold_scales;        /* static scales / RMSNorm weights folded into packed weights (-fno-fold-scales) */
+  int prologue;           /* RMSNorm as a GEMM row scale, never materialised (-fno-prologue) */
+  int glu;                /* GLU product of two GEMMs as one GEMM (-fno-glu) */
+  int memplan;            /* liveness-based arena planning, -O1+ (-fno-memplan clears; memplan.c) */
   int verify;             /* verify after every pass (on by default; tests and debug) */
   int profile;            /* generated code times every top-level kernel (--profile) */
+  int count;              /* generated code counts mixture/skip region rows (--count, NAME_count_*) */
+  const char *count_path; /* run_compiled_opt: write those counters as JSON here (run --count FILE) */
   const char *dump_after; /* print the IR after this pass to dump_out, or NULL */
+  int target;             /* LoopTarget of the emitted GEMM kernels (--target; 0 = native) */
+  const char *march;      /* -march=X given to the C compiler by run/bench, or NULL (backend_cflags) */
   FILE *dump_out;         /* NULL = stdout */
 } PassOptions;
 
@@ -41,8 +50,28 @@ void pass_cse(IrModule *m, const PassOptions *o);
 
 /* ---- loop passes (LoopModule, in place) ---- */
 void pass_gemm(LoopModule *m, const PassOptions *o);
+void pass_attention(LoopModule *m, const PassOptions *o);
 void pass_epilogue(LoopModule *m, const PassOptions *o);
 void pass_fuse(LoopModule *m, const PassOptions *o);
+void pass_scalefold(LoopModule *m, const PassOptions *o);
+void pass_prologue(LoopModule *m, const PassOptions *o);
+void pass_glu(LoopModule *m, const PassOptions *o);
+void pass_interchange(LoopModule *m, const PassOptions *o);
+void pass_scan_inplace(LoopModule *m, const PassOptions *o);
+void pass_licm(LoopModule *m, const PassOptions *o);
+void pass_f32math(LoopModule *m, const PassOptions *o);
+/* memplan.c: arena offsets by liveness (replaces loop_module_layout's one slice per buffer). */
+void pass_memplan(LoopModule *m, const PassOptions *o);
+/* Live interval [first[b], last[b]] of every buffer over kernel positions (pre-order over all
+ * depths; a use inside an LK_SCAN body covers the whole outermost scan); -1 if unused.
+ * Returns the number of positions. */
+int memplan_liveness(const LoopModule *m, int *first, int *last);
+/* Largest sum of aligned sizes of live non-persistent scratch buffers at any position. */
+int64_t memplan_live_peak(const LoopModule *m, const int *first, const int *last, int npos);
+/* State + persistent bytes + memplan_live_peak: no layout of this liveness can be smaller. */
+int64_t memplan_lower_bound(const LoopModule *m);
+/* Bytes a buffer takes in the arena (64-byte aligned; empty buffers keep a token slot). */
+int64_t memplan_buf_size(const LoopBuf *b);
 
 /* ---- the pipeline (pipeline.c) ---- */
 /* Clones im (graph passes never touch the caller's module), runs the graph
@@ -59,6 +88,10 @@ int pipeline_has_pass(const char *name);
 /* Number of places that read buffer `buf` (loads, call/copy arguments, region
  * bindings, scan results, ...), over the whole module. */
 int loop_buf_reads(const LoopModule *m, int buf);
+/* Number of places kernel k (and its regions) reads `buf`, as loop_buf_reads counts them. */
+int loop_kernel_reads(const LoopKernel *k, int buf);
+/* Calls fn on every kernel of the module, region kernels after their control kernel. */
+void loop_walk_kernels(LoopModule *m, void (*fn)(LoopModule *, LoopKernel *, void *), void *ctx);
 /* Number of kernels that write `buf` as their `out`. */
 int loop_buf_writes(const LoopModule *m, int buf);
 /* 1 if kernel k writes buffer buf in any way (out, state updates, caches). */

@@ -2,8 +2,12 @@
  *
  *   graph IR:  dce → cse → dce            (-O1+)
  *   lower:     loop_lower (one kernel per op, the -O0 program)
- *   loop IR:   gemm (-O2, tile) → epilogue (-O2, tile + fuse) → fuse (-O1+, fuse)
- *   layout:    arena offsets (always last)
+ *   loop IR:   gemm (-O2, tile) → attention (-O2, tile) → scalefold → prologue (-O2, packed) → epilogue (-O2, tile + fuse)
+ *              → glu (-O2, packed + fuse) → fuse (-O1+, fuse)
+ *              → interchange → scan_inplace → licm → f32math (-O2; licm after the
+ *              others: it needs the final kernel outputs and loop orders)
+ *   layout:    arena offsets, one slice per buffer (always)
+ *   memplan:   arena offsets by liveness, scratch shared (-O1+, -fno-memplan; memplan.c)
  *
  * Each entry names the pass (the `--dump-after` key), the IR it works on and
  * the condition under which it runs. After every pass that ran, the IR is
@@ -30,9 +34,18 @@ static const PassEntry pass_list[] = {
     {"dce2", ON_GRAPH, pass_dce, NULL},
     {"lower", ON_LOWER, NULL, NULL},
     {"gemm", ON_LOOP, NULL, pass_gemm},
+    {"attention", ON_LOOP, NULL, pass_attention},
+    {"scalefold", ON_LOOP, NULL, pass_scalefold},
+    {"prologue", ON_LOOP, NULL, pass_prologue},
     {"epilogue", ON_LOOP, NULL, pass_epilogue},
+    {"glu", ON_LOOP, NULL, pass_glu},
     {"fuse", ON_LOOP, NULL, pass_fuse},
+    {"interchange", ON_LOOP, NULL, pass_interchange},
+    {"scan_inplace", ON_LOOP, NULL, pass_scan_inplace},
+    {"licm", ON_LOOP, NULL, pass_licm},
+    {"f32math", ON_LOOP, NULL, pass_f32math},
     {"layout", ON_LAYOUT, NULL, NULL},
+    {"memplan", ON_LOOP, NULL, pass_memplan},
 };
 #define NPASSES ((int)(sizeof pass_list / sizeof pass_list[0]))
 
@@ -41,8 +54,15 @@ static int pass_enabled(const PassEntry *p, const PassOptions *o) {
   if (!strcmp(n, "lower") || !strcmp(n, "layout")) return 1;
   if (!strcmp(n, "dce") || !strcmp(n, "cse") || !strcmp(n, "dce2")) return o->opt_level >= 1;
   if (!strcmp(n, "gemm")) return o->opt_level >= 2 && o->tile;
+  if (!strcmp(n, "attention")) return o->opt_level >= 2 && o->tile;
   if (!strcmp(n, "epilogue")) return o->opt_level >= 2 && o->tile && o->fuse;
+  if (!strcmp(n, "scalefold")) return o->opt_level >= 2 && o->tile && o->pack && o->fold_scales;
+  if (!strcmp(n, "prologue")) return o->opt_level >= 2 && o->tile && o->pack && o->prologue;
+  if (!strcmp(n, "glu")) return o->opt_level >= 2 && o->tile && o->pack && o->fuse && o->glu;
   if (!strcmp(n, "fuse")) return o->opt_level >= 1 && o->fuse;
+  if (!strcmp(n, "memplan")) return o->opt_level >= 1 && o->memplan;
+  if (!strcmp(n, "interchange") || !strcmp(n, "scan_inplace") || !strcmp(n, "licm")) return o->opt_level >= 2;
+  if (!strcmp(n, "f32math")) return o->opt_level >= 2 && o->f32_math;
   return 0;
 }
 
@@ -50,6 +70,9 @@ void pass_options_init(PassOptions *o, int opt_level) {
   memset(o, 0, sizeof *o);
   o->opt_level = opt_level;
   o->fuse = o->tile = o->pack = 1;
+  o->f32_math = 1;
+  o->fold_scales = o->prologue = o->glu = 1;
+  o->memplan = 1;
   o->verify = 1;
 }
 
@@ -116,7 +139,9 @@ LoopModule *pipeline_run(Arena *a, const IrModule *im, const char *c_name, const
         return NULL;
       }
       lm->opt_level = o->opt_level;
+      lm->target = o->target;
       lm->profile = o->profile;
+      lm->count = o->count;
       if (o->verify && loop_verify(lm, verr, sizeof verr) != 0) bad = 1;
       break;
     case ON_LOOP:

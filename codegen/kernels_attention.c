@@ -1,0 +1,463 @@
+/* kernels_attention.c — the text of the flash-style attention kernel that -O2
+ * code calls instead of the runtime's gat_k_attention (LC_ATTENTION calls
+ * marked attn_fast by pass_attention; loopir.h).
+ *
+ * Algorithm: the new K/V (and kb) rows are appended to the caches exactly as
+ * the reference does; then, per head, the queries are taken in tiles of
+ * QT = 2 vector widths (32 with AVX-512). A tile holds its queries in vector
+ * lanes (q transposed into a DK x QT block on the stack), walks the visible
+ * keys in blocks of 64 and keeps a running max m, sum l and output O (DV x QT,
+ * transposed) per lane: per block, S = q.k (register block of KR keys x two
+ * lane vectors, the key element broadcast, like the GEMM micro-kernel), then
+ * scale + qb + kb, the causal/window mask (only in blocks that need it), the
+ * new max, alpha = e^(m_old - m_new), P = e^(S - m_new), l = l alpha + sum P,
+ * O = O alpha + P.V (register block of KR value columns x two lane vectors).
+ * No T x T buffer: the largest temporary is one 64 x QT score block. The lane
+ * layout makes every softmax step lane-wise (no horizontal reductions) and
+ * needs no transposition of the K/V caches. Fewer than QT/3 + 1 queries left
+ * (decode, small steps): one query at a time, vectorized along the head
+ * dimension with the output row in registers. e^x is a polynomial (about
+ * 1e-7 relative) so it vectorizes.
+ *
+ * Specialization: the head dims DK, DV are compile-time constants (one copy
+ * of the tile and row functions per pair in use), so the d loops unroll and
+ * the accumulators stay in registers. Accumulation is f32 with FMA
+ * contraction enabled for these functions only; -O0/-O1 (and -fno-tile) keep
+ * the double-accumulating reference kernel. */
+#include "kernels_attention.h"
+
+#include <string.h>
+
+/* support code, once per module */
+static const char *attn_text_head =
+    "/* ---- flash attention kernel (gattnc -O2; codegen/kernels_attention.c) ------------\n"
+    " * Same semantics as the runtime's gat_k_attention (new K/V rows appended to the caches\n"
+    " * at pos0 .. pos0+T-1 first, causal softmax over cached keys, GQA, window, qb/kb\n"
+    " * biases) in f32: online softmax over blocks of GAT_FA_KB keys, no T x T buffer.\n"
+    " * Prefill: tiles of GAT_FA_QT queries of one head held in vector lanes (queries\n"
+    " * transposed), so scores, running max/sum, exp and the p.V update are all lane-wise;\n"
+    " * the q.k and p.V products are register-blocked like the GEMM micro-kernel\n"
+    " * (GAT_FA_KR keys or values x 2 lane vectors of accumulators). Few queries (decode):\n"
+    " * one query at a time, vectorized along the head dimension. */\n"
+    "#if defined(__AVX512F__)\n"
+    "#define GAT_FA_VL 16\n"
+    "#define GAT_FA_KR 8\n"
+    "#elif defined(__AVX__)\n"
+    "#define GAT_FA_VL 8\n"
+    "#define GAT_FA_KR 6\n"
+    "#else\n"
+    "#define GAT_FA_VL 4\n"
+    "#define GAT_FA_KR 4\n"
+    "#endif\n"
+    "#define GAT_FA_KB 64\n"
+    "#if (defined(__GNUC__) || defined(__clang__)) && !defined(GAT_NO_VECTOR_EXT)\n"
+    "#define GAT_FA_VEC 1\n"
+    "typedef float gat_fa_v __attribute__((vector_size(GAT_FA_VL * 4)));\n"
+    "typedef int32_t gat_fa_vi __attribute__((vector_size(GAT_FA_VL * 4)));\n"
+    "typedef float gat_fa_vu __attribute__((vector_size(GAT_FA_VL * 4), aligned(4), may_alias));\n"
+    "#else\n"
+    "#undef GAT_FA_VL\n"
+    "#define GAT_FA_VL 1 /* plain C: a \"vector\" is one float */\n"
+    "typedef float gat_fa_v;\n"
+    "#endif\n"
+    "#define GAT_FA_QT (2 * GAT_FA_VL)             /* queries per prefill tile: two lane vectors */\n"
+    "#define GAT_FA_MINQ (GAT_FA_QT / 3 + 1)       /* fewer queries left: one at a time */\n"
+    "#if defined(__GNUC__) || defined(__clang__)\n"
+    "#define GAT_FA_UNUSED __attribute__((unused)) /* not every model has every head size */\n"
+    "#else\n"
+    "#define GAT_FA_UNUSED\n"
+    "#endif\n"
+    "/* contraction of a*b+c into one FMA: on for the kernels only (ISO C mode turns it off) */\n"
+    "#if defined(__clang__)\n"
+    "#define GAT_FA_FMA_ATTR\n"
+    "#define GAT_FA_FMA_BEGIN _Pragma(\"clang fp contract(fast)\")\n"
+    "#elif defined(__GNUC__)\n"
+    "#define GAT_FA_FMA_ATTR __attribute__((optimize(\"fp-contract=fast\")))\n"
+    "#define GAT_FA_FMA_BEGIN\n"
+    "#else\n"
+    "#define GAT_FA_FMA_ATTR\n"
+    "#define GAT_FA_FMA_BEGIN\n"
+    "#endif\n"
+    "\n"
+    "/* software prefetch of a row slice (cache rows of one head are a page or more apart, past\n"
+    " * the reach of the hardware prefetchers) */\n"
+    "#if defined(__GNUC__) || defined(__clang__)\n"
+    "#define GAT_FA_PREFETCH(p, n)                                                        \\\n"
+    "  do {                                                                               \\\n"
+    "    for (int pf_ = 0; pf_ < (n); pf_ += 16) __builtin_prefetch((const float *)(p) + pf_); \\\n"
+    "  } while (0)\n"
+    "#else\n"
+    "#define GAT_FA_PREFETCH(p, n) ((void)0)\n"
+    "#endif\n"
+    "\n"
+    "static inline GAT_FA_FMA_ATTR gat_fa_v gat_fa_splat(float x) { return (gat_fa_v){0} + x; }\n"
+    "\n"
+    "/* e^x for x <= 0 (-inf allowed), lane-wise; 0 below -87 (where e^x < 2^-125).\n"
+    " * 2^n * p(r), n = round(x log2 e), r = x - n ln 2 (two-part), p of degree 7:\n"
+    " * about 1e-7 relative. */\n"
+    "static inline GAT_FA_FMA_ATTR gat_fa_v gat_fa_exp(gat_fa_v x) {\n"
+    "  GAT_FA_FMA_BEGIN\n"
+    "#ifdef GAT_FA_VEC\n"
+    "  const gat_fa_v lo = gat_fa_splat(-87.0f);\n"
+    "  const gat_fa_vi small = x < lo;\n"
+    "  x = (gat_fa_v)(((gat_fa_vi)x & ~small) | ((gat_fa_vi)lo & small));\n"
+    "  const gat_fa_v t = x * 1.44269504088896341f + 12582912.0f; /* 1.5 * 2^23: rounds to an integer */\n"
+    "  const gat_fa_v n = t - 12582912.0f;\n"
+    "  gat_fa_v r = x - n * 0.693145751953125f;\n"
+    "  r = r - n * 1.428606765330187e-06f;\n"
+    "  gat_fa_v p = gat_fa_splat(1.0f / 5040);\n"
+    "  p = p * r + 1.0f / 720;\n"
+    "  p = p * r + 1.0f / 120;\n"
+    "  p = p * r + 1.0f / 24;\n"
+    "  p = p * r + 1.0f / 6;\n"
+    "  p = p * r + 0.5f;\n"
+    "  p = p * r + 1.0f;\n"
+    "  p = p * r + 1.0f;\n"
+    "  const gat_fa_vi e = (((gat_fa_vi)t - 0x4B400000) + 127) << 23;\n"
+    "  p = p * (gat_fa_v)e;\n"
+    "  return (gat_fa_v)((gat_fa_vi)p & ~small);\n"
+    "#else\n"
+    "  return x < -87.0f ? 0.0f : expf(x);\n"
+    "#endif\n"
+    "}\n"
+    "\n"
+    "static inline GAT_FA_FMA_ATTR gat_fa_v gat_fa_max(gat_fa_v a, gat_fa_v b) {\n"
+    "#ifdef GAT_FA_VEC\n"
+    "  const gat_fa_vi m = a > b;\n"
+    "  return (gat_fa_v)(((gat_fa_vi)a & m) | ((gat_fa_vi)b & ~m));\n"
+    "#else\n"
+    "  return a > b ? a : b;\n"
+    "#endif\n"
+    "}\n"
+    "\n"
+    "/* s where key j is visible from query i (j <= i, and i - w < j when w > 0), else -inf */\n"
+    "static inline GAT_FA_FMA_ATTR gat_fa_v gat_fa_mask(gat_fa_v s, float j, gat_fa_v i, float w) {\n"
+    "#ifdef GAT_FA_VEC\n"
+    "  const gat_fa_v jv = gat_fa_splat(j);\n"
+    "  gat_fa_vi vis = jv <= i;\n"
+    "  if (w > 0) vis &= i - w < jv;\n"
+    "  return (gat_fa_v)(((gat_fa_vi)s & vis) | ((gat_fa_vi)gat_fa_splat(-INFINITY) & ~vis));\n"
+    "#else\n"
+    "  return j <= i && (w <= 0 || i - w < j) ? s : -INFINITY;\n"
+    "#endif\n"
+    "}\n"
+    "\n"
+    "/* the sum of the lanes: halves added until 4 lanes are left */\n"
+    "static inline GAT_FA_FMA_ATTR float gat_fa_hsum(gat_fa_v v) {\n"
+    "#if defined(GAT_FA_VEC) && GAT_FA_VL >= 4\n"
+    "  typedef float gat_fa_v4 __attribute__((vector_size(16)));\n"
+    "#if GAT_FA_VL == 16\n"
+    "  typedef float gat_fa_v8 __attribute__((vector_size(32)));\n"
+    "  gat_fa_v8 a, b;\n"
+    "  memcpy(&a, &v, sizeof a);\n"
+    "  memcpy(&b, (const char *)&v + sizeof a, sizeof b);\n"
+    "  a += b;\n"
+    "#else\n"
+    "  gat_fa_v a = v;\n"
+    "#endif\n"
+    "#if GAT_FA_VL >= 8\n"
+    "  gat_fa_v4 c, d;\n"
+    "  memcpy(&c, &a, sizeof c);\n"
+    "  memcpy(&d, (const char *)&a + sizeof c, sizeof d);\n"
+    "  c += d;\n"
+    "#else\n"
+    "  gat_fa_v4 c = a;\n"
+    "#endif\n"
+    "  return (c[0] + c[2]) + (c[1] + c[3]);\n"
+    "#else\n"
+    "  float t[GAT_FA_VL], s = 0;\n"
+    "  memcpy(t, &v, sizeof t);\n"
+    "  for (int l = 0; l < GAT_FA_VL; l++) s += t[l];\n"
+    "  return s;\n"
+    "#endif\n"
+    "}\n"
+    "\n"
+    "/* the reference's cache append: rows pos0 .. pos0+T-1 of cache_k, cache_v (and cache_kb) */\n"
+    "static GAT_FA_UNUSED void gat_fa_append(const gat_attn_args *a) {\n"
+    "  for (int64_t t = 0; t < a->T; t++) {\n"
+    "    memcpy(a->cache_k + (a->pos0 + t) * a->Hkv * a->dk, a->k + t * a->Hkv * a->dk,\n"
+    "           sizeof(float) * (size_t)(a->Hkv * a->dk));\n"
+    "    memcpy(a->cache_v + (a->pos0 + t) * a->Hkv * a->dv, a->v + t * a->Hkv * a->dv,\n"
+    "           sizeof(float) * (size_t)(a->Hkv * a->dv));\n"
+    "    if (a->kb && a->cache_kb)\n"
+    "      memcpy(a->cache_kb + (a->pos0 + t) * a->H, a->kb + t * a->H, sizeof(float) * (size_t)a->H);\n"
+    "  }\n"
+    "}\n";
+
+/* per (DK, DV) pair: "$$" stands for the name suffix _DK_DV, GAT_FA_DK / GAT_FA_DV
+   are #defined around it */
+static const char *attn_text_body =
+    "/* one tile: queries t0 .. t0+nq-1 (nq <= GAT_FA_QT) of head h, in lanes */\n"
+    "static GAT_FA_FMA_ATTR void gat_fa_tile$$(const gat_attn_args *a, int64_t h, int64_t t0, int nq) {\n"
+    "  GAT_FA_FMA_BEGIN\n"
+    "  enum { DK = GAT_FA_DK, DV = GAT_FA_DV, KR = GAT_FA_KR, KB = GAT_FA_KB, QT = GAT_FA_QT };\n"
+    "  const int64_t H = a->H, hk = h / (H / a->Hkv), ldk = a->Hkv * DK, ldv = a->Hkv * DV;\n"
+    "  const int64_t pos0 = a->pos0, ifirst = pos0 + t0, ilast = pos0 + t0 + nq - 1;\n"
+    "  const float scale = (float)a->scale, w = (float)a->window;\n"
+    "  const float *kbc = a->kb && a->cache_kb ? a->cache_kb + h : NULL;\n"
+    "  gat_fa_v qt[DK][2]; /* the queries, transposed: lane l = query t0 + l */\n"
+    "  gat_fa_v ot[DV][2]; /* output accumulators, transposed */\n"
+    "  gat_fa_v st[KB][2]; /* scores, then probabilities, of one key block */\n"
+    "  gat_fa_v iv[2], qbv[2], m[2], l[2];\n"
+    "  float tmp[QT];\n"
+    "  { /* row by row: contiguous reads of q, strided writes into L1 */\n"
+    "    float *qf = (float *)qt;\n"
+    "    for (int x = 0; x < QT; x++) {\n"
+    "      const float *qr = a->q + ((t0 + (x < nq ? x : 0)) * H + h) * DK;\n"
+    "      for (int d = 0; d < DK; d++) qf[d * QT + x] = x < nq ? qr[d] : 0.0f;\n"
+    "    }\n"
+    "  }\n"
+    "  for (int x = 0; x < QT; x++) tmp[x] = (float)(ifirst + (x < nq ? x : nq - 1));\n"
+    "  memcpy(iv, tmp, sizeof tmp);\n"
+    "  for (int x = 0; x < QT; x++) tmp[x] = a->qb ? a->qb[(t0 + (x < nq ? x : nq - 1)) * H + h] : 0.0f;\n"
+    "  memcpy(qbv, tmp, sizeof tmp);\n"
+    "  for (int v = 0; v < 2; v++) {\n"
+    "    m[v] = gat_fa_splat(-1e30f); /* finite: no inf - inf before the first visible key */\n"
+    "    l[v] = gat_fa_splat(0.0f);\n"
+    "  }\n"
+    "  for (int e = 0; e < DV; e++) ot[e][0] = ot[e][1] = gat_fa_splat(0.0f);\n"
+    "  const int64_t jlo = a->window > 0 && ifirst - a->window + 1 > 0 ? ifirst - a->window + 1 : 0;\n"
+    "  for (int64_t j0 = jlo; j0 <= ilast; j0 += KB) {\n"
+    "    const int nk = ilast + 1 - j0 < KB ? (int)(ilast + 1 - j0) : KB;\n"
+    "    /* raw scores q.k: KR keys x 2 lane vectors of accumulators */\n"
+    "    for (int jj = 0; jj < nk; jj += KR) {\n"
+    "      const int kr = nk - jj < KR ? nk - jj : KR;\n"
+    "      const float *kp[KR];\n"
+    "      for (int r = 0; r < KR; r++) kp[r] = a->cache_k + (j0 + jj + (r < kr ? r : kr - 1)) * ldk + hk * DK;\n"
+    "      gat_fa_v c0[KR], c1[KR];\n"
+    "      for (int r = 0; r < KR; r++) c0[r] = c1[r] = gat_fa_splat(0.0f);\n"
+    "      for (int d = 0; d < DK; d++) {\n"
+    "        const gat_fa_v q0 = qt[d][0], q1 = qt[d][1];\n"
+    "        for (int r = 0; r < KR; r++) {\n"
+    "          const float kd = kp[r][d];\n"
+    "          c0[r] += kd * q0;\n"
+    "          c1[r] += kd * q1;\n"
+    "        }\n"
+    "      }\n"
+    "      for (int r = 0; r < kr; r++) {\n"
+    "        st[jj + r][0] = c0[r];\n"
+    "        st[jj + r][1] = c1[r];\n"
+    "      }\n"
+    "    }\n"
+    "    /* scale, biases, mask; the block's running max */\n"
+    "    const int need_mask = j0 + nk - 1 > ifirst || (a->window > 0 && j0 <= ilast - a->window);\n"
+    "    gat_fa_v mn[2] = {m[0], m[1]};\n"
+    "    for (int jj = 0; jj < nk; jj++) {\n"
+    "      const int64_t j = j0 + jj;\n"
+    "      const float kbj = kbc ? kbc[j * H] : 0.0f;\n"
+    "      for (int v = 0; v < 2; v++) {\n"
+    "        gat_fa_v s = st[jj][v] * scale + (qbv[v] + kbj);\n"
+    "        if (need_mask) s = gat_fa_mask(s, (float)j, iv[v], w);\n"
+    "        st[jj][v] = s;\n"
+    "        mn[v] = gat_fa_max(mn[v], s);\n"
+    "      }\n"
+    "    }\n"
+    "    gat_fa_v alpha[2], ls[2];\n"
+    "    for (int v = 0; v < 2; v++) {\n"
+    "      alpha[v] = gat_fa_exp(m[v] - mn[v]);\n"
+    "      m[v] = mn[v];\n"
+    "      ls[v] = gat_fa_splat(0.0f);\n"
+    "    }\n"
+    "    for (int jj = 0; jj < nk; jj++)\n"
+    "      for (int v = 0; v < 2; v++) {\n"
+    "        const gat_fa_v p = gat_fa_exp(st[jj][v] - m[v]);\n"
+    "        st[jj][v] = p;\n"
+    "        ls[v] += p;\n"
+    "      }\n"
+    "    for (int v = 0; v < 2; v++) l[v] = l[v] * alpha[v] + ls[v];\n"
+    "    /* o = o * alpha + p.V: KR values x 2 lane vectors of accumulators */\n"
+    "    enum { EF = DV - DV % KR };\n"
+    "    for (int e0 = 0; e0 < EF; e0 += KR) {\n"
+    "      gat_fa_v c0[KR], c1[KR];\n"
+    "      for (int r = 0; r < KR; r++) {\n"
+    "        c0[r] = ot[e0 + r][0] * alpha[0];\n"
+    "        c1[r] = ot[e0 + r][1] * alpha[1];\n"
+    "      }\n"
+    "      const float *vp = a->cache_v + j0 * ldv + hk * DV + e0;\n"
+    "      for (int jj = 0; jj < nk; jj++, vp += ldv) {\n"
+    "        const gat_fa_v p0 = st[jj][0], p1 = st[jj][1];\n"
+    "        for (int r = 0; r < KR; r++) {\n"
+    "          c0[r] += vp[r] * p0;\n"
+    "          c1[r] += vp[r] * p1;\n"
+    "        }\n"
+    "      }\n"
+    "      for (int r = 0; r < KR; r++) {\n"
+    "        ot[e0 + r][0] = c0[r];\n"
+    "        ot[e0 + r][1] = c1[r];\n"
+    "      }\n"
+    "    }\n"
+    "    if ((int)EF < (int)DV) {\n"
+    "      gat_fa_v c0[KR], c1[KR];\n"
+    "      for (int r = 0; r < DV - EF; r++) {\n"
+    "        c0[r] = ot[EF + r][0] * alpha[0];\n"
+    "        c1[r] = ot[EF + r][1] * alpha[1];\n"
+    "      }\n"
+    "      const float *vp = a->cache_v + j0 * ldv + hk * DV + EF;\n"
+    "      for (int jj = 0; jj < nk; jj++, vp += ldv) {\n"
+    "        const gat_fa_v p0 = st[jj][0], p1 = st[jj][1];\n"
+    "        for (int r = 0; r < DV - EF; r++) {\n"
+    "          c0[r] += vp[r] * p0;\n"
+    "          c1[r] += vp[r] * p1;\n"
+    "        }\n"
+    "      }\n"
+    "      for (int r = 0; r < DV - EF; r++) {\n"
+    "        ot[EF + r][0] = c0[r];\n"
+    "        ot[EF + r][1] = c1[r];\n"
+    "      }\n"
+    "    }\n"
+    "  }\n"
+    "  const gat_fa_v inv[2] = {1.0f / l[0], 1.0f / l[1]};\n"
+    "  for (int e = 0; e < DV; e++) {\n"
+    "    ot[e][0] *= inv[0];\n"
+    "    ot[e][1] *= inv[1];\n"
+    "  }\n"
+    "  { /* row by row: strided reads from L1, contiguous writes of out */\n"
+    "    const float *of = (const float *)ot;\n"
+    "    for (int x = 0; x < nq; x++) {\n"
+    "      float *orow = a->out + ((t0 + x) * H + h) * DV;\n"
+    "      for (int e = 0; e < DV; e++) orow[e] = of[e * QT + x];\n"
+    "    }\n"
+    "  }\n"
+    "}\n"
+    "\n"
+    "/* one query row t of head h (decode, tails): vectorized along the head dimension, the\n"
+    " * output row in registers */\n"
+    "static GAT_FA_FMA_ATTR void gat_fa_row$$(const gat_attn_args *a, int64_t h, int64_t t) {\n"
+    "  GAT_FA_FMA_BEGIN\n"
+    "  enum { DK = GAT_FA_DK, DV = GAT_FA_DV, KB = GAT_FA_KB, VL = GAT_FA_VL };\n"
+    "  enum { NKV = DK / VL, NVV = DV / VL, VT = DV % VL + 1 /* + 1: never an empty array */ };\n"
+    "  const int64_t H = a->H, hk = h / (H / a->Hkv), ldk = a->Hkv * DK, ldv = a->Hkv * DV;\n"
+    "  const int64_t i = a->pos0 + t;\n"
+    "  const float scale = (float)a->scale;\n"
+    "  const float qb = a->qb ? a->qb[t * H + h] : 0.0f;\n"
+    "  const float *kbc = a->kb && a->cache_kb ? a->cache_kb + h : NULL;\n"
+    "  const float *q = a->q + (t * H + h) * DK;\n"
+    "  gat_fa_v qv[NKV + 1], ov[NVV + 1];\n"
+    "  float otl[VT], sc[KB], mx = -1e30f, l = 0.0f;\n"
+    "  for (int c = 0; c < NKV; c++) memcpy(&qv[c], q + c * VL, sizeof qv[c]);\n"
+    "  for (int c = 0; c < NVV; c++) ov[c] = gat_fa_splat(0.0f);\n"
+    "  for (int e = 0; e < VT; e++) otl[e] = 0.0f;\n"
+    "  const int64_t jlo = a->window > 0 && i - a->window + 1 > 0 ? i - a->window + 1 : 0;\n"
+    "  for (int64_t j0 = jlo; j0 <= i; j0 += KB) {\n"
+    "    const int nk = i + 1 - j0 < KB ? (int)(i + 1 - j0) : KB;\n"
+    "    float mb = mx;\n"
+    "    for (int jj = 0; jj < nk; jj++) {\n"
+    "      const float *kr = a->cache_k + (j0 + jj) * ldk + hk * DK;\n"
+    "      if (j0 + jj + 4 <= i) GAT_FA_PREFETCH(kr + 4 * ldk, DK);\n"
+    "      GAT_FA_PREFETCH(a->cache_v + (j0 + jj) * ldv + hk * DV, DV);\n"
+    "      gat_fa_v acc = gat_fa_splat(0.0f);\n"
+    "      for (int c = 0; c < NKV; c++) {\n"
+    "        gat_fa_v kv;\n"
+    "        memcpy(&kv, kr + c * VL, sizeof kv);\n"
+    "        acc += qv[c] * kv;\n"
+    "      }\n"
+    "      float s = gat_fa_hsum(acc);\n"
+    "      for (int d = NKV * VL; d < DK; d++) s += q[d] * kr[d];\n"
+    "      s = s * scale + (kbc ? qb + kbc[(j0 + jj) * H] : qb);\n"
+    "      sc[jj] = s;\n"
+    "      mb = s > mb ? s : mb;\n"
+    "    }\n"
+    "    for (int jj = nk; jj < KB; jj++) sc[jj] = -INFINITY;\n"
+    "    const float alpha = mx - mb < -87.0f ? 0.0f : expf(mx - mb);\n"
+    "    mx = mb;\n"
+    "    gat_fa_v ls = gat_fa_splat(0.0f);\n"
+    "    for (int jj = 0; jj < KB; jj += VL) {\n"
+    "      gat_fa_v p;\n"
+    "      memcpy(&p, sc + jj, sizeof p);\n"
+    "      p = gat_fa_exp(p - mx);\n"
+    "      memcpy(sc + jj, &p, sizeof p);\n"
+    "      ls += p;\n"
+    "    }\n"
+    "    l = l * alpha + gat_fa_hsum(ls);\n"
+    "    for (int c = 0; c < NVV; c++) ov[c] *= alpha;\n"
+    "    for (int e = 0; e < VT - 1; e++) otl[e] *= alpha;\n"
+    "    for (int jj = 0; jj < nk; jj++) {\n"
+    "      const float p = sc[jj], *vr = a->cache_v + (j0 + jj) * ldv + hk * DV;\n"
+    "      for (int c = 0; c < NVV; c++) {\n"
+    "        gat_fa_v vv;\n"
+    "        memcpy(&vv, vr + c * VL, sizeof vv);\n"
+    "        ov[c] += p * vv;\n"
+    "      }\n"
+    "      for (int e = 0; e < VT - 1; e++) otl[e] += p * vr[NVV * VL + e];\n"
+    "    }\n"
+    "  }\n"
+    "  float *out = a->out + (t * H + h) * DV;\n"
+    "  const float inv = 1.0f / l;\n"
+    "  for (int c = 0; c < NVV; c++) {\n"
+    "    const gat_fa_v r = ov[c] * inv;\n"
+    "    memcpy(out + c * VL, &r, sizeof r);\n"
+    "  }\n"
+    "  for (int e = 0; e < VT - 1; e++) out[NVV * VL + e] = otl[e] * inv;\n"
+    "}\n"
+    "\n"
+    "/* the whole call: append the new rows, then every head, prefill tiles or single rows */\n"
+    "static GAT_FA_UNUSED void gat_flash_attn$$(const gat_attn_args *a) {\n"
+    "  gat_fa_append(a);\n"
+    "  for (int64_t h = 0; h < a->H; h++)\n"
+    "    for (int64_t t0 = 0; t0 < a->T; t0 += GAT_FA_QT) {\n"
+    "      const int nq = a->T - t0 < GAT_FA_QT ? (int)(a->T - t0) : GAT_FA_QT;\n"
+    "      if (nq >= GAT_FA_MINQ)\n"
+    "        gat_fa_tile$$(a, h, t0, nq);\n"
+    "      else\n"
+    "        for (int x = 0; x < nq; x++) gat_fa_row$$(a, h, t0 + x);\n"
+    "    }\n"
+    "}\n";
+
+static int attn_is_fast(const LoopKernel *k) { return k->kind == LK_CALL && k->call == LC_ATTENTION && k->attn_fast; }
+
+/* head dims of every attn_fast call (regions included), deduplicated, into dims[2 * n] */
+static void attn_collect(const PtrVec *ks, int64_t *dims, int *n, int cap) {
+  for (int i = 0; i < ks->len; i++) {
+    const LoopKernel *k = ks->data[i];
+    if (attn_is_fast(k)) {
+      int64_t dk = k->sizes[3].k, dv = k->sizes[4].k;
+      int seen = 0;
+      for (int j = 0; j < *n; j++) seen |= dims[2 * j] == dk && dims[2 * j + 1] == dv;
+      GAT_ASSERT(seen || *n < cap); /* pass_attention marks at most that many shapes */
+      if (!seen) {
+        dims[2 * *n] = dk;
+        dims[2 * *n + 1] = dv;
+        (*n)++;
+      }
+    }
+    for (int r = 0; r < k->nregions; r++) attn_collect(&k->regions[r]->kernels, dims, n, cap);
+  }
+}
+
+int kernels_attention_needed(const LoopModule *m) {
+  int64_t dims[2 * KERNELS_ATTENTION_MAX_VARIANTS];
+  int n = 0;
+  attn_collect(&m->kernels, dims, &n, KERNELS_ATTENTION_MAX_VARIANTS);
+  return n > 0;
+}
+
+void kernels_attention_fn_name(StrBuf *o, const LoopKernel *k) {
+  GAT_ASSERT(attn_is_fast(k));
+  sb_printf(o, "gat_flash_attn_%lld_%lld", (long long)k->sizes[3].k, (long long)k->sizes[4].k);
+}
+
+void kernels_attention_emit(StrBuf *o, const LoopModule *m) {
+  int64_t dims[2 * KERNELS_ATTENTION_MAX_VARIANTS];
+  int n = 0;
+  attn_collect(&m->kernels, dims, &n, KERNELS_ATTENTION_MAX_VARIANTS);
+  if (n == 0) return;
+  sb_append(o, attn_text_head);
+  for (int v = 0; v < n; v++) {
+    char suffix[64];
+    snprintf(suffix, sizeof suffix, "_%lld_%lld", (long long)dims[2 * v], (long long)dims[2 * v + 1]);
+    sb_printf(o, "\n#define GAT_FA_DK %lld\n#define GAT_FA_DV %lld\n", (long long)dims[2 * v],
+              (long long)dims[2 * v + 1]);
+    for (const char *p = attn_text_body; *p;) {
+      const char *q = strstr(p, "$$");
+      if (!q) {
+        sb_append(o, p);
+        break;
+      }
+      sb_appendn(o, p, (size_t)(q - p));
+      sb_append(o, suffix);
+      p = q + 2;
+    }
+    sb_append(o, "#undef GAT_FA_DK\n#undef GAT_FA_DV\n");
+  }
+  sb_append(o, "/* ---- end of the flash attention kernel ---- */\n\n");
+}
