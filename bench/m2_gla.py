@@ -27,7 +27,7 @@ import torch.nn.functional as F  # noqa: E402
 import refmodels as rm  # noqa: E402
 
 VOCAB, D, N_LAYERS, HEADS, EXPAND_K, EXPAND_V, GATE_RANK, HIDDEN = 4096, 512, 4, 4, 0.5, 1, 16, 1408
-GLA_NORM_EPS = 1e-5
+GLA_NORM_EPS = 1e-6  # fla passes config.norm_eps to the layer's g_norm_swish_gate (m2_gla.gat: norm_eps: eps)
 
 
 def gla_recurrent(q, k, v, gk, S):

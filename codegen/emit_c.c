@@ -14,12 +14,17 @@
 #include <string.h>
 
 #include "emit_c.h"
+#include "emit_count.h"
+#include "kernels_attention.h"
 #include "kernels_gemm.h"
 
 typedef struct Emit {
   const LoopModule *m;
   StrBuf *o;
   int nred; /* reduction accumulators of the current kernel */
+  const LoopExpr *red_acc; /* LK_LOOP red_outer: this reduction reads acc[v<red_acc_var>] */
+  int red_acc_var;
+  int f32; /* LK_LOOP f32_math: values are float, not double */
 } Emit;
 
 static void ind(StrBuf *sb, int n) {
@@ -117,14 +122,18 @@ static void mark_kernel(char *used, const LoopKernel *k) {
   }
 }
 
-static void buf_decl(Emit *E, const LoopBuf *b) {
+/* restrict_out: the buffer an -O2 LK_LOOP kernel writes (declared restrict:
+ * distinct buffers never overlap, and the kernel reaches its output only
+ * through this pointer), or -1 */
+static void buf_decl(Emit *E, const LoopBuf *b, int restrict_out) {
   StrBuf *o = E->o;
   const char *ct = b->is_f64 ? "double" : emit_c_ctype(b->dtype);
+  const char *rq = b->id == restrict_out ? "restrict " : "";
   ind(o, 1);
   switch (b->kind) {
   case LB_SCRATCH:
   case LB_STATE:
-    sb_printf(o, "%s *b%d = (%s *)(void *)(c->a + %lld);", ct, b->id, ct, (long long)b->offset);
+    sb_printf(o, "%s *%sb%d = (%s *)(void *)(c->a + %lld);", ct, rq, b->id, ct, (long long)b->offset);
     break;
   case LB_PARAM:
     sb_printf(o, "const %s *b%d = (const %s *)c->m->w[%d];", ct, b->id, ct, b->index);
@@ -133,7 +142,7 @@ static void buf_decl(Emit *E, const LoopBuf *b) {
     sb_printf(o, "const %s *b%d = (const %s *)c->in[%d];", ct, b->id, ct, b->index);
     break;
   case LB_OUTPUT:
-    sb_printf(o, "%s *b%d = (%s *)c->out[%d];", ct, b->id, ct, b->index);
+    sb_printf(o, "%s *%sb%d = (%s *)c->out[%d];", ct, rq, b->id, ct, b->index);
     break;
   }
   sb_printf(o, " (void)b%d;", b->id); /* not every kernel reads every buffer it names */
@@ -148,8 +157,10 @@ static void buf_decl(Emit *E, const LoopBuf *b) {
 static void kernel_decls(Emit *E, const LoopKernel *k) {
   char *used = xcalloc((size_t)E->m->bufs.len + 1, 1);
   mark_kernel(used, k);
+  for (int l = 0; l < k->nlets; l++) mark_expr(used, k->lets[l].e);
+  int restrict_out = k->kind == LK_LOOP && E->m->opt_level >= 2 ? k->out : -1;
   for (int i = 0; i < E->m->bufs.len; i++)
-    if (used[i]) buf_decl(E, E->m->bufs.data[i]);
+    if (used[i]) buf_decl(E, E->m->bufs.data[i], restrict_out);
   free(used);
 }
 
@@ -239,7 +250,7 @@ static void emit_binary(StrBuf *o, IrFn fn, IrDType dt, const char *a, const cha
 static void emit_expr_raw(Emit *E, StrBuf *pre, int depth, int ktvar, const LoopExpr *x, StrBuf *o);
 /* An inlined producer (pass_fuse) is rounded to its dtype as its store was. */
 static void emit_expr(Emit *E, StrBuf *pre, int depth, int ktvar, const LoopExpr *x, StrBuf *o) {
-  if (!x->round) {
+  if (!x->round || (E->f32 && x->dtype == IR_F32)) { /* f32_math: every value is a float already */
     emit_expr_raw(E, pre, depth, ktvar, x, o);
     return;
   }
@@ -255,19 +266,34 @@ static void emit_expr(Emit *E, StrBuf *pre, int depth, int ktvar, const LoopExpr
 static void emit_expr_raw(Emit *E, StrBuf *pre, int depth, int ktvar, const LoopExpr *x, StrBuf *o) {
   StrBuf a = {0}, b = {0}, c = {0};
   switch (x->kind) {
-  case LX_CONST: double_lit(o, x->f); break;
+  case LX_CONST:
+    if (E->f32) sb_append(o, "((float)");
+    double_lit(o, x->f);
+    if (E->f32) sb_append(o, ")");
+    break;
   case LX_LOAD: {
     const LoopBuf *bf = loop_buf(E->m, x->buf);
-    sb_printf(o, "(double)b%d[", x->buf);
+    sb_printf(o, E->f32 ? "b%d[" : "(double)b%d[", x->buf);
     emit_flat(o, bf, x->idx);
     sb_append(o, "]");
     break;
   }
   case LX_VAR: sb_printf(o, "(double)v%d", x->var); break;
   case LX_POS0: sb_append(o, "(double)c->m->pos"); break;
+  case LX_TEMP: sb_printf(o, "l%d", x->var); break;
   case LX_UNARY:
     emit_expr(E, pre, depth, ktvar, x->a, &a);
-    emit_unary(o, x->fn, sb_cstr(&a));
+    if (E->f32 && x->fn != IR_FN_NEG) { /* pass_f32math allows these only */
+      static const struct { IrFn fn; const char *c; } f32fn[] = {
+          {IR_FN_EXP, "expf"}, {IR_FN_LOG, "logf"}, {IR_FN_SQRT, "sqrtf"}, {IR_FN_ABS, "fabsf"}, {IR_FN_TANH, "tanhf"}};
+      const char *name = NULL;
+      for (size_t i = 0; i < sizeof f32fn / sizeof f32fn[0]; i++)
+        if (f32fn[i].fn == x->fn) name = f32fn[i].c;
+      GAT_ASSERT(name);
+      sb_printf(o, "%s(%s)", name, sb_cstr(&a));
+    } else {
+      emit_unary(o, x->fn, sb_cstr(&a));
+    }
     break;
   case LX_BINARY:
     emit_expr(E, pre, depth, ktvar, x->a, &a);
@@ -281,12 +307,16 @@ static void emit_expr_raw(Emit *E, StrBuf *pre, int depth, int ktvar, const Loop
     sb_printf(o, "(%s != 0.0 ? %s : %s)", sb_cstr(&a), sb_cstr(&b), sb_cstr(&c));
     break;
   case LX_REDUCE: {
+    if (x == E->red_acc) { /* red_outer: summed into acc[] before the store loop */
+      sb_printf(o, "acc[v%d]", E->red_acc_var);
+      break;
+    }
     int r = E->nred++;
     StrBuf ext = {0}, inner = {0};
     dim_str(&ext, x->extent, ktvar);
     ind(pre, depth);
-    sb_printf(pre, "double r%d = %s;\n", r,
-              x->red == IR_RED_MAX ? "-INFINITY" : x->red == IR_RED_MIN ? "INFINITY" : "0.0");
+    sb_printf(pre, "%s r%d = %s;\n", E->f32 ? "float" : "double", r,
+              x->red == IR_RED_MAX ? "-INFINITY" : x->red == IR_RED_MIN ? "INFINITY" : E->f32 ? "0.0f" : "0.0");
     ind(pre, depth);
     sb_printf(pre, "for (int64_t v%d = 0; v%d < %s; v%d++) {\n", x->var, x->var, sb_cstr(&ext), x->var);
     emit_expr(E, pre, depth + 1, ktvar, x->a, &inner);
@@ -301,7 +331,7 @@ static void emit_expr_raw(Emit *E, StrBuf *pre, int depth, int ktvar, const Loop
     sb_append(pre, "}\n");
     if (x->red == IR_RED_MEAN) {
       ind(pre, depth);
-      sb_printf(pre, "r%d /= (double)%s;\n", r, sb_cstr(&ext));
+      sb_printf(pre, "r%d /= (%s)%s;\n", r, E->f32 ? "float" : "double", sb_cstr(&ext));
     }
     sb_printf(o, "r%d", r);
     sb_free(&ext);
@@ -356,7 +386,120 @@ static void emit_region_calls(Emit *E, const LoopRegion *r, int depth) {
   }
 }
 
+/* the store out[v + off] = value of an LK_LOOP kernel, at depth */
+static void emit_loop_store(Emit *E, const LoopKernel *k, const char *val, int depth) {
+  StrBuf *o = E->o;
+  const LoopBuf *ob = loop_buf(E->m, k->out);
+  LoopIndex oidx[IR_MAX_RANK];
+  memset(oidx, 0, sizeof oidx);
+  for (int d = 0; d < k->rank; d++) {
+    oidx[d].c = k->out_off[d];
+    oidx[d].nterms = 1;
+    oidx[d].var[0] = d;
+    oidx[d].coef[0] = 1;
+    oidx[d].dyn_buf = -1;
+  }
+  StrBuf st = {0};
+  ind(o, depth);
+  sb_printf(o, "b%d[", k->out);
+  emit_flat(o, ob, oidx);
+  sb_append(o, "] = ");
+  store_value(&st, ob->dtype, val);
+  sb_printf(o, "%s;\n", sb_cstr(&st));
+  sb_free(&st);
+}
+
+static void emit_open_loop(Emit *E, int var, int64_t ext, int tvar, int depth) {
+  StrBuf e = {0};
+  dim_str(&e, ext, tvar);
+  ind(E->o, depth);
+  sb_printf(E->o, "for (int64_t v%d = 0; v%d < %s; v%d++) {\n", var, var, sb_cstr(&e), var);
+  sb_free(&e);
+}
+
+static void emit_close(Emit *E, int depth) {
+  ind(E->o, depth);
+  sb_append(E->o, "}\n");
+}
+
+/* lets of one level (pass_licm), in index order */
+static void emit_lets(Emit *E, const LoopKernel *k, int level, int depth) {
+  for (int l = 0; l < k->nlets; l++) {
+    if (k->lets[l].level != level) continue;
+    StrBuf pre = {0}, val = {0};
+    emit_expr(E, &pre, depth, k->tvar, k->lets[l].e, &val);
+    sb_append(E->o, sb_cstr(&pre));
+    ind(E->o, depth);
+    sb_printf(E->o, "const %s l%d = %s;\n", E->f32 ? "float" : "double", l, sb_cstr(&val));
+    sb_free(&pre);
+    sb_free(&val);
+  }
+}
+
+static const LoopExpr *find_reduce_expr(const LoopExpr *e) {
+  if (!e) return NULL;
+  if (e->kind == LX_REDUCE) return e;
+  const LoopExpr *r = find_reduce_expr(e->a);
+  if (!r) r = find_reduce_expr(e->b);
+  if (!r) r = find_reduce_expr(e->c);
+  return r;
+}
+
+/* -O2 schedule (see LoopLet and red_outer in loopir.h): braces at every
+ * level, lets right after the loop that makes them computable, and with
+ * red_outer the reduction loop outside the innermost domain loop. */
+static void emit_loop_sched(Emit *E, const LoopKernel *k) {
+  StrBuf *o = E->o;
+  int depth = 1;
+  E->f32 = k->f32_math;
+  int nouter = k->red_outer ? k->rank - 1 : k->rank;
+  ind(o, depth++);
+  sb_append(o, "{\n");
+  emit_lets(E, k, 0, depth);
+  for (int d = 0; d < nouter; d++) {
+    emit_open_loop(E, d, k->ext[d], k->tvar, depth++);
+    emit_lets(E, k, d + 1, depth);
+  }
+  if (k->red_outer) {
+    const LoopExpr *r = find_reduce_expr(k->body);
+    int j = k->rank - 1;
+    GAT_ASSERT(r && r->red == IR_RED_SUM && k->ext[j] != IR_DIM_T);
+    ind(o, depth);
+    sb_printf(o, "%s acc[%lld];\n", E->f32 ? "float" : "double", (long long)k->ext[j]);
+    ind(o, depth);
+    sb_printf(o, "for (int64_t v%d = 0; v%d < %lld; v%d++) acc[v%d] = 0;\n", j, j, (long long)k->ext[j], j, j);
+    emit_open_loop(E, r->var, r->extent, k->tvar, depth++);
+    emit_lets(E, k, k->rank, depth);
+    emit_open_loop(E, j, k->ext[j], k->tvar, depth++);
+    StrBuf pre = {0}, val = {0};
+    emit_expr(E, &pre, depth, k->tvar, r->a, &val);
+    sb_append(o, sb_cstr(&pre));
+    ind(o, depth);
+    sb_printf(o, "acc[v%d] += %s;\n", j, sb_cstr(&val));
+    sb_free(&pre);
+    sb_free(&val);
+    emit_close(E, --depth);
+    emit_close(E, --depth);
+    emit_open_loop(E, j, k->ext[j], k->tvar, depth++);
+    E->red_acc = r;
+    E->red_acc_var = j;
+  }
+  StrBuf pre = {0}, val = {0};
+  emit_expr(E, &pre, depth, k->tvar, k->body, &val);
+  E->red_acc = NULL;
+  sb_append(o, sb_cstr(&pre));
+  emit_loop_store(E, k, sb_cstr(&val), depth);
+  sb_free(&pre);
+  sb_free(&val);
+  while (depth > 1) emit_close(E, --depth);
+  E->f32 = 0;
+}
+
 static void emit_loop_body(Emit *E, const LoopKernel *k) {
+  if (k->nlets || k->red_outer || k->f32_math) {
+    emit_loop_sched(E, k);
+    return;
+  }
   StrBuf *o = E->o;
   const LoopBuf *ob = loop_buf(E->m, k->out);
   int depth = 1;
@@ -523,15 +666,37 @@ static void emit_call(Emit *E, const LoopKernel *k) {
     sb_printf(o, "A.T = %s; A.H = %s; A.Hkv = %s; A.dk = %s; A.dv = %s; A.window = %s;\n", sb_cstr(&s[0]),
               sb_cstr(&s[1]), sb_cstr(&s[2]), sb_cstr(&s[3]), sb_cstr(&s[4]), sb_cstr(&s[5]));
     ind(o, 2);
-    sb_printf(o, "A.pos0 = c->m->pos; A.max_T = %lld; A.scale = ", (long long)E->m->max_T);
+    if (k->nargs > 10 && k->args[10] >= 0) /* under a skip/route: the packed row count (loopir.h) */
+      sb_printf(o, "A.pos0 = (int64_t)b%d[0]; A.max_T = %lld; A.scale = ", k->args[10], (long long)E->m->max_T);
+    else
+      sb_printf(o, "A.pos0 = c->m->pos; A.max_T = %lld; A.scale = ", (long long)E->m->max_T);
     double_lit(o, k->reals[0]);
     sb_printf(o, "; A.scratch = b%d;\n", k->args[8]);
+    if (k->nargs > 9 && k->args[9] >= 0) { /* relative-position bias table (attr relbias) */
+      ind(o, 2);
+      sb_printf(o, "A.relbias = b%d; A.relbias_len = %s;\n", k->args[9], sb_cstr(&s[6]));
+    }
     ind(o, 2);
-    sb_append(o, "gat_k_attention(&A);\n");
+    if (k->attn_fast) { /* -O2 pass_attention: the flash kernel emitted into this file */
+      kernels_attention_fn_name(o, k);
+      sb_append(o, "(&A);\n");
+    } else {
+      sb_append(o, "gat_k_attention(&A);\n");
+    }
     ind(o, 1);
     sb_append(o, "}\n");
     break;
   case LC_GEMM:
+    if (k->nargs > 7 && k->args[7] >= 0) { /* GLU product (pass_glu), both weights packed */
+      sb_printf(o, "gat_gemm_glu_f32(b%d, b%d, b%d, b%d, ", k->out, k->args[0], k->args[1], k->args[7]);
+      arg_or_null(o, k->args[2]);
+      sb_append(o, ", ");
+      arg_or_null(o, k->args[8]);
+      sb_append(o, ", ");
+      arg_or_null(o, k->args[6]);
+      sb_printf(o, ", %s, %s, %s, %d);\n", sb_cstr(&s[0]), sb_cstr(&s[1]), sb_cstr(&s[2]), k->epi_act);
+      break;
+    }
     sb_printf(o, "gat_gemm_f32(b%d, b%d, ", k->out, k->args[0]);
     arg_or_null(o, k->args[1]);
     sb_append(o, ", ");
@@ -542,6 +707,8 @@ static void emit_call(Emit *E, const LoopKernel *k) {
     arg_or_null(o, k->args[2]);
     sb_append(o, ", ");
     arg_or_null(o, k->args[3]);
+    sb_append(o, ", ");
+    arg_or_null(o, k->nargs > 6 ? k->args[6] : -1);
     sb_printf(o, ", %s, %s, %s, %d);\n", sb_cstr(&s[0]), sb_cstr(&s[1]), sb_cstr(&s[2]), k->epi_act);
     break;
   }
@@ -641,6 +808,11 @@ static void emit_mixture(Emit *E, const LoopKernel *k) {
   where_text_as(o, k, 1);
   sb_printf(o, "\", (long)b%d[i], (long long)(i / K));\n", idx);
   int acc = k->args[3] >= 0 ? k->args[3] : k->out; /* double accumulator (interpreter rounding) */
+  int cbase = emit_count_base(E->m, k); /* --count: tokens, then rows/calls per expert */
+  if (cbase >= 0) {
+    ind(o, 1);
+    sb_printf(o, "c->m->count[%d] += (uint64_t)T;\n", cbase);
+  }
   ind(o, 1);
   sb_printf(o, "memset(b%d, 0, sizeof(b%d[0]) * (size_t)(T * RE));\n", acc, acc);
   for (int e = 0; e < k->nregions; e++) {
@@ -657,6 +829,10 @@ static void emit_mixture(Emit *E, const LoopKernel *k) {
     sb_printf(o, "if (b%d[t * K + j] == %d) { b%d[n++] = (int32_t)t; break; }\n", idx, e, rows);
     ind(o, 2);
     sb_append(o, "if (n > 0) {\n");
+    if (cbase >= 0) {
+      ind(o, 3);
+      sb_printf(o, "c->m->count[%d] += (uint64_t)n; c->m->count[%d]++;\n", cbase + 1 + 2 * e, cbase + 2 + 2 * e);
+    }
     emit_gather_rows(E, k, r, 3);
     ind(o, 3);
     sb_append(o, "for (int64_t r = 0; r < n; r++) {\n");
@@ -707,22 +883,105 @@ static void emit_skip(Emit *E, const LoopKernel *k) {
   ind(o, 1);
   sb_printf(o, "memcpy(b%d, b%d, sizeof(b%d[0]) * (size_t)(T * RE));\n", k->out, prev, k->out);
   ind(o, 1);
-  sb_printf(o, "for (int64_t t = 0; t < T; t++) if (b%d[t] == 0) b%d[n++] = (int32_t)t;\n", cond, rows);
+  if (k->reals[0] > 0 || k->reals[1] > 0) {
+    /* a router (route top(...) by r; loopir.h LK_SKIP): the rows of rank < keep */
+    int tau = k->reals[2] >= 0; /* (the line is already indented) */
+    if (k->reals[0] > 0) {
+      sb_append(o, "int64_t keep = (int64_t)ceil(");
+      double_lit(o, k->reals[0]);
+      sb_append(o, " * (double)T - 1e-9);\n");
+      ind(o, 1);
+      sb_append(o, "if (keep < 1) keep = 1;\n");
+    } else {
+      sb_printf(o, "int64_t keep = T < %lld ? T : %lld;\n", (long long)k->reals[1], (long long)k->reals[1]);
+    }
+    ind(o, 1);
+    if (tau) {
+      sb_printf(o, "if (T == 1) { if (1.0 / (1.0 + exp(-(double)b%d[0])) >= ", cond);
+      double_lit(o, k->reals[2]);
+      sb_printf(o, ") b%d[n++] = 0; } else\n", rows);
+      ind(o, 1);
+    }
+    sb_append(o, "for (int64_t t = 0; t < T; t++) {\n");
+    ind(o, 2);
+    sb_append(o, "int64_t rank = 0;\n");
+    ind(o, 2);
+    sb_printf(o, "for (int64_t u = 0; u < T && rank < keep; u++) rank += b%d[u] > b%d[t] || (b%d[u] == b%d[t] && u < t);\n",
+              cond, cond, cond, cond);
+    ind(o, 2);
+    sb_printf(o, "if (rank < keep) b%d[n++] = (int32_t)t;\n", rows);
+    ind(o, 1);
+    sb_append(o, "}\n");
+  } else {
+    sb_printf(o, "for (int64_t t = 0; t < T; t++) if (b%d[t] == 0) b%d[n++] = (int32_t)t;\n", cond, rows);
+  }
+  int cbase = emit_count_base(E->m, k); /* --count: tokens, kept rows, calls */
+  if (cbase >= 0) {
+    ind(o, 1);
+    sb_printf(o, "c->m->count[%d] += (uint64_t)T;\n", cbase);
+  }
   ind(o, 1);
   sb_append(o, "if (n > 0) {\n");
+  if (cbase >= 0) {
+    ind(o, 2);
+    sb_printf(o, "c->m->count[%d] += (uint64_t)n; c->m->count[%d]++;\n", cbase + 1, cbase + 2);
+  }
   emit_gather_rows(E, k, r, 2);
   ind(o, 2);
   sb_printf(o, "for (int64_t r = 0; r < n; r++) memcpy(b%d + (int64_t)b%d[r] * RE, b%d + r * RE, sizeof(b%d[0]) * (size_t)RE);\n",
             k->out, rows, r->yields[0], k->out);
+  if (k->nstates > 0) { /* rows_state: the packed sequence grew by n rows */
+    ind(o, 2);
+    sb_printf(o, "b%d[0] += (int32_t)n;\n", k->state_bufs[0]);
+  }
   ind(o, 1);
   sb_append(o, "}\n");
   sb_free(&T);
   sb_free(&re);
 }
 
+/* -O2 scheduled nests run in a helper whose output is a restrict parameter:
+ * compilers honour restrict on parameters (also after inlining), not on
+ * locals, and without it the inner loops of a kernel inlined into forward
+ * stay scalar. Only the output: with the read-only inputs restrict as well,
+ * GCC 12 -O3 -mavx2 changed the results of a scan step once the helpers
+ * were inlined into the scan loop (test_loopfast TransposedNumbersMatchO0). */
+static int kernel_has_nest_fn(const Emit *E, const LoopKernel *k) {
+  return k->kind == LK_LOOP && E->m->opt_level >= 2 && (k->nlets || k->red_outer || k->f32_math);
+}
+
+static void emit_nest_params(Emit *E, const LoopKernel *k, int decl) {
+  char *used = xcalloc((size_t)E->m->bufs.len + 1, 1);
+  mark_kernel(used, k);
+  for (int l = 0; l < k->nlets; l++) mark_expr(used, k->lets[l].e);
+  for (int i = 0; i < E->m->bufs.len; i++) {
+    if (!used[i]) continue;
+    const LoopBuf *b = E->m->bufs.data[i];
+    if (decl)
+      sb_printf(E->o, ", %s%s *%sb%d", i == k->out ? "" : "const ", b->is_f64 ? "double" : emit_c_ctype(b->dtype),
+                i == k->out ? "restrict " : "", i);
+    else
+      sb_printf(E->o, ", b%d", i);
+  }
+  free(used);
+}
+
+static void emit_nest_fn(Emit *E, const LoopKernel *k) {
+  StrBuf *o = E->o;
+  sb_append(o, "static void ");
+  kernel_name(o, E->m, k);
+  sb_printf(o, "_nest(%s_ctx *c", E->m->name);
+  emit_nest_params(E, k, 1);
+  sb_append(o, ") {\n  (void)c;\n");
+  emit_loop_sched(E, k);
+  sb_append(o, "}\n\n");
+  E->nred = 0;
+}
+
 static void emit_kernel(Emit *E, const LoopKernel *k) {
   StrBuf *o = E->o;
   E->nred = 0;
+  if (kernel_has_nest_fn(E, k)) emit_nest_fn(E, k);
   sb_printf(o, "/* k%d: %s", k->id, k->opname ? k->opname : "op");
   if (k->what) {
     sb_append(o, " -> ");
@@ -735,7 +994,17 @@ static void emit_kernel(Emit *E, const LoopKernel *k) {
   sb_printf(o, "(%s_ctx *c) {\n", E->m->name);
   kernel_decls(E, k);
   switch (k->kind) {
-  case LK_LOOP: emit_loop_body(E, k); break;
+  case LK_LOOP:
+    if (kernel_has_nest_fn(E, k)) {
+      ind(o, 1);
+      kernel_name(o, E->m, k);
+      sb_append(o, "_nest(c");
+      emit_nest_params(E, k, 0);
+      sb_append(o, ");\n");
+    } else {
+      emit_loop_body(E, k);
+    }
+    break;
   case LK_CALL: emit_call(E, k); break;
   case LK_COPY: {
     StrBuf s = {0};
@@ -779,7 +1048,7 @@ static void emit_spec_table(StrBuf *o, const char *N, const char *what, const Lo
 
 int emit_c_source(FILE *out, const LoopModule *m, const char *header_name) {
   StrBuf sb = {0};
-  Emit E = {m, &sb, 0};
+  Emit E = {m, &sb, 0, NULL, 0, 0};
   const char *N = m->name;
   StrBuf up = {0};
   for (const char *p = N; *p; p++) {
@@ -812,7 +1081,8 @@ int emit_c_source(FILE *out, const LoopModule *m, const char *header_name) {
   emit_spec_table(&sb, N, "inputs", m->inputs, m->ninputs);
   emit_spec_table(&sb, N, "outputs", m->outputs, m->noutputs);
   sb_append(&sb, "\n");
-  if (loop_module_has_gemm(m)) kernels_gemm_emit(&sb);
+  if (loop_module_has_gemm(m)) kernels_gemm_emit_target(&sb, m->target);
+  kernels_attention_emit(&sb, m); /* nothing unless pass_attention marked a call */
   if (m->profile) {
     sb_printf(&sb, "/* --profile: nanoseconds and calls per top-level kernel (a profiling build only). */\n");
     sb_printf(&sb, "static uint64_t %s_prof_ns[%d], %s_prof_calls[%d];\n", N, m->kernels.len + 1, N, m->kernels.len + 1);
@@ -832,6 +1102,7 @@ int emit_c_source(FILE *out, const LoopModule *m, const char *header_name) {
     sb_printf(&sb, "uint64_t %s_profile_calls(int i) { return %s_prof_calls[i]; }\n", N, N);
     sb_printf(&sb, "void %s_profile_clear(void) { memset(%s_prof_ns, 0, sizeof %s_prof_ns); memset(%s_prof_calls, 0, sizeof %s_prof_calls); }\n\n", N, N, N, N, N);
   }
+  emit_count_defs(&sb, m);
   emit_protos(&E, &m->kernels);
   sb_append(&sb, "\n");
   for (int i = 0; i < m->kernels.len; i++) emit_kernel(&E, m->kernels.data[i]);
@@ -882,9 +1153,26 @@ int emit_c_source(FILE *out, const LoopModule *m, const char *header_name) {
   if (m->packs.len) sb_append(&sb, "  /* weights packed into the GEMM micro-kernel layout (-O2) */\n");
   for (int i = 0; i < m->packs.len; i++) {
     const LoopPack *p = m->packs.data[i];
-    sb_printf(&sb, "  gat_gemm_pack((float *)(void *)(m->arena + %lld), (const float *)m->w[%d], %lld, %lld, %lld, %lld, 0, %lld);\n",
+    StrBuf sc = {0}; /* folded scales (pass_scalefold) */
+    double_lit(&sc, p->scale);
+    if (p->scale_param >= 0)
+      sb_printf(&sc, ", (const float *)m->w[%d]", p->scale_param);
+    else
+      sb_append(&sc, ", NULL");
+    if (p->vector) {
+      sb_printf(&sb, "  gat_gemm_pack_vec((float *)(void *)(m->arena + %lld), (const float *)m->w[%d], %lld, %s);\n",
+                (long long)loop_buf(m, p->buf)->offset, p->param, (long long)p->N, sb_cstr(&sc));
+      sb_free(&sc);
+      continue;
+    }
+    if (p->scale_vec >= 0)
+      sb_printf(&sc, ", (const float *)m->w[%d], %d", p->scale_vec, p->vec_plus_one);
+    else
+      sb_append(&sc, ", NULL, 0");
+    sb_printf(&sb, "  gat_gemm_pack((float *)(void *)(m->arena + %lld), (const float *)m->w[%d], %lld, %lld, %lld, %lld, 0, %lld, %s);\n",
               (long long)loop_buf(m, p->buf)->offset, p->param, (long long)p->N, (long long)p->K, (long long)p->sn,
-              (long long)p->sk, (long long)p->K);
+              (long long)p->sk, (long long)p->K, sb_cstr(&sc));
+    sb_free(&sc);
   }
   sb_printf(&sb, "  return %s_reset(m);\n}\n\n", N);
 

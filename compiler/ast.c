@@ -12,6 +12,7 @@
  *   types    int | float | bool | str | (f32 E...) | (i32 E...)   ; f32[] = (f32)
  *   stmts    (const (a E)...) | (let (a E)...)
  *            (assign (x y) E) | (assign (x) E (skip-when E))
+ *            (assign (x) E (route-top CAP SCORE [THRESHOLD]))
  *            (assign (S [i j]) E)                      ; index notation, emit too
  *            (input x TYPE) | (output x TYPE) | (param w TYPE [E])
  *            (maxseq T E) | (repeat i LO HI [@"scope"] STMT...) | (return E)
@@ -323,6 +324,17 @@ void ast_dump_stmt(FILE *out, const AstStmt *s) {
     if (s->skip_when) {
       fputs(" (skip-when ", out);
       ast_dump_expr(out, s->skip_when);
+      fputc(')', out);
+    }
+    if (s->route_top) {
+      fputs(" (route-top ", out);
+      ast_dump_expr(out, s->route_top);
+      fputc(' ', out);
+      ast_dump_expr(out, s->route_by);
+      if (s->route_threshold) {
+        fputc(' ', out);
+        ast_dump_expr(out, s->route_threshold);
+      }
       fputc(')', out);
     }
     fputc(')', out);

@@ -116,6 +116,10 @@ struct AstStmt {
   AstList indices;
   AstExpr *value;
   AstExpr *skip_when; /* ASSIGN: `skip when cond`, or NULL */
+  /* ASSIGN: `route top(route_top [, threshold: route_threshold]) by route_by`
+     (Mixture-of-Depths: only the top tokens by score compute the value);
+     route_top NULL when absent, route_threshold NULL when not written */
+  AstExpr *route_top, *route_by, *route_threshold;
   /* INPUT/OUTPUT/PARAM: name = names.items[0] */
   AstType *type;
   AstExpr *init; /* PARAM: an init call such as normal(0, 0.02), or NULL for the default */

@@ -23,6 +23,7 @@
 
 #if defined(GAT_HAVE_CODEGEN) && __has_include("backend.h")
 #include "backend.h"
+#include "backend_llvm.h"
 #include "passes/pass.h"
 #define GAT_BACKEND 1
 #else
@@ -35,9 +36,21 @@ void driver_pass_options(const DriverOptions *o, PassOptions *po) {
   po->fuse = !o->no_fuse;
   po->tile = !o->no_tile;
   po->pack = !o->no_pack;
+  po->fold_scales = !o->no_fold_scales;
+  po->prologue = !o->no_prologue;
+  po->glu = !o->no_glu;
+  /* the LLVM backend does not implement the loop-IR fields of scalefold / prologue / glu yet
+     (LC_GEMM args[6..8], LoopPack scales): keep them off there until it does */
+  if ((o->emit && strcmp(o->emit, "c")) || o->jit || (o->backend && !strcmp(o->backend, "llvm")))
+    po->fold_scales = po->prologue = po->glu = 0;
+  po->memplan = !o->no_memplan;
   po->verify = o->verify;
   po->profile = o->profile;
+  po->count = o->count || o->count_path;
+  po->count_path = o->count_path;
   po->dump_after = o->dump_after;
+  po->target = o->gemm_target;
+  po->march = o->march;
 }
 #endif
 
@@ -172,7 +185,12 @@ static int cmd_run(const IrModule *m, const DriverOptions *o) {
 #if GAT_BACKEND
     PassOptions po;
     driver_pass_options(o, &po);
-    if (run_compiled_opt(m, &weights, &inputs, (int)o->step, &po, &outputs, err, sizeof err) != 0) {
+    /* GATTNC_RUN_JIT=1 (the e2e tests' --backend jit) makes every compiled run a --jit run,
+       except --profile / --count runs: those instruments exist in the C backend only */
+    int jit = o->jit || (getenv("GATTNC_RUN_JIT") && strcmp(getenv("GATTNC_RUN_JIT"), "0") != 0 && !po.profile &&
+                         !po.count);
+    if ((jit ? run_jit_opt : run_compiled_opt)(m, &weights, &inputs, (int)o->step, &po, &outputs, err,
+                                                  sizeof err) != 0) {
       diag_plain_error("%s", err);
       goto done;
     }
@@ -182,6 +200,8 @@ static int cmd_run(const IrModule *m, const DriverOptions *o) {
     goto done;
 #endif
   }
+  /* run --count FILE: the interpreter writes the same counters (GAT_INTERP_COUNT). */
+  if (o->count_path) setenv("GAT_INTERP_COUNT", o->count_path, 1);
   InterpSession *s = interp_new(m, &weights, err, sizeof err);
   if (!s) {
     diag_plain_error("%s", err);
@@ -285,6 +305,7 @@ static int cmd_compile(const IrModule *m, const DriverOptions *o) {
   char err[1024];
   PassOptions po;
   driver_pass_options(o, &po);
+  if (o->stats) return driver_stats(m, o);
   if (o->dump_loops || o->dump_after) {
     if (backend_dump_loops_opt(o->dump_after ? NULL : stdout, m, &po, err, sizeof err) != 0) {
       diag_plain_error("%s", err);
@@ -292,6 +313,7 @@ static int cmd_compile(const IrModule *m, const DriverOptions *o) {
     }
     return 0;
   }
+  if (o->emit && strcmp(o->emit, "c") != 0) return driver_llvm_compile(m, o); /* LLVM backend */
   char *def = o->output ? NULL : default_c_name(o->input);
   int rc;
   if (o->embed_weights) {
@@ -339,7 +361,7 @@ int driver_main(const DriverOptions *o) {
     status = cmd_init(m, o);
   } else if (o->command == DRIVER_BENCH) {
 #if GAT_BACKEND
-    status = driver_bench(m, o);
+    status = o->backend && strcmp(o->backend, "c") != 0 ? driver_llvm_bench(m, o) : driver_bench(m, o);
 #else
     diag_plain_error("this gattnc was built without the C backend: bench needs it");
     status = 1;

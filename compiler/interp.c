@@ -42,6 +42,7 @@ typedef struct IVal {
 typedef struct IcCount {
   const IrOp *op;
   int64_t *rows;   /* per expert (mixture) or [0] (skip) */
+  int64_t *calls;  /* times each region ran (same indexing), as a --count build counts them */
   int64_t tokens;  /* rows offered to the op (sum of its T over calls) */
 } IcCount;
 
@@ -862,10 +863,16 @@ static int ic_conv1d(InterpSession *s, const IrOp *op, const IcCtx *c) {
 }
 
 static int ic_attention(InterpSession *s, const IrOp *op, const IcCtx *c) {
-  IVal *in[5];
-  if ((op->nin != 3 && op->nin != 5) || op->nout != 1) return ic_op_fail(s, op, "expects (q, k, v[, qb, kb])");
-  if (ic_operands(s, op, in, 5) < 0) return -1;
-  IVal *q = in[0], *k = in[1], *v = in[2], *qb = op->nin == 5 ? in[3] : NULL, *kb = op->nin == 5 ? in[4] : NULL;
+  IVal *in[6];
+  /* attr relbias: the (last) operand holding the Toeplitz bias table, see ir.h */
+  int rbi = ir_op_attr(op, "relbias") ? (int)ir_op_int(op, "relbias", -1) : -1;
+  int nqkv = op->nin - (rbi >= 0);
+  if ((nqkv != 3 && nqkv != 5) || (rbi >= 0 && rbi != op->nin - 1) || op->nout != 1)
+    return ic_op_fail(s, op, "expects (q, k, v[, qb, kb][, relbias])");
+  if (ic_operands(s, op, in, 6) < 0) return -1;
+  IVal *q = in[0], *k = in[1], *v = in[2], *qb = nqkv == 5 ? in[3] : NULL, *kb = nqkv == 5 ? in[4] : NULL;
+  IVal *rb = rbi >= 0 ? in[rbi] : NULL;
+  int64_t rb_n = rb ? rb->n : 0, rb_c = (rb_n - 1) / 2;
   if (q->rank != 3 || k->rank != 3 || v->rank != 3) return ic_op_fail(s, op, "q, k, v must have rank 3");
   int64_t T = q->dims[0], H = q->dims[1], dk = q->dims[2], Hkv = k->dims[1], dv = v->dims[2];
   if (k->dims[0] != T || v->dims[0] != T || T != c->T || k->dims[2] != dk || v->dims[1] != Hkv || Hkv < 1 ||
@@ -925,6 +932,10 @@ static int ic_attention(InterpSession *s, const IrOp *op, const IcCtx *c) {
         for (int64_t d = 0; d < dk; d++) dot += qv[d] * kv[d];
         double l = dot * scale;
         if (qb) l += qb->d[t * H + h] + KB[j * H + h];
+        if (rb) {
+          int64_t r = rb_c + j - i;
+          l += rb->d[r < 0 ? 0 : r >= rb_n ? rb_n - 1 : r];
+        }
         p[j] = l;
         if (l > mx) mx = l;
       }
@@ -1033,6 +1044,7 @@ static void ic_count_collect(InterpSession *s, const IrBlock *b) {
       IcCount *k = &s->counts[s->ncounts++];
       k->op = op;
       k->rows = xcalloc((size_t)(op->kind == IR_OP_MIXTURE ? op->nregions + 1 : 1), sizeof(int64_t));
+      k->calls = xcalloc((size_t)(op->kind == IR_OP_MIXTURE ? op->nregions + 1 : 1), sizeof(int64_t));
       k->tokens = 0;
     }
     for (int r = 0; r < op->nregions; r++) ic_count_collect(s, op->regions[r]);
@@ -1052,9 +1064,11 @@ static void ic_count_write(InterpSession *s) {
     if (op->kind == IR_OP_MIXTURE) {
       fprintf(f, "\"experts\": [");
       for (int e = 0; e < op->nregions; e++) fprintf(f, "%s%lld", e ? ", " : "", (long long)k->rows[e]);
+      fprintf(f, "], \"calls\": [");
+      for (int e = 0; e < op->nregions; e++) fprintf(f, "%s%lld", e ? ", " : "", (long long)k->calls[e]);
       fprintf(f, "]}");
     } else {
-      fprintf(f, "\"rows\": %lld}", (long long)k->rows[0]);
+      fprintf(f, "\"rows\": %lld, \"calls\": %lld}", (long long)k->rows[0], (long long)k->calls[0]);
     }
   }
   fprintf(f, "\n]}\n");
@@ -1131,7 +1145,7 @@ static int ic_mixture(InterpSession *s, const IrOp *op, const IcCtx *c) {
     }
     if (n == 0) continue; /* experts no token chose are not run */
     IcCount *cnt = ic_count_of(s, op);
-    if (cnt) cnt->rows[e] += n;
+    if (cnt) cnt->rows[e] += n, cnt->calls[e]++;
     IVal *y = ic_run_rows(s, op, op->regions[e], 2, c, rows, n);
     if (!y) { rc = -1; break; }
     if (y->n != n * row) { rc = ic_op_fail(s, op, "expert %lld yields %lld elements, expected %lld", (long long)e, (long long)y->n, (long long)(n * row)); break; }
@@ -1160,13 +1174,46 @@ static int ic_skip(InterpSession *s, const IrOp *op, const IcCtx *c) {
   memcpy(out->d, prev->d, sizeof(double) * (size_t)out->n);
   int64_t row = out->n / T, n = 0;
   int64_t *rows = xmalloc(sizeof(int64_t) * (size_t)T);
-  for (int64_t t = 0; t < T; t++)
-    if (cond->d[t] == 0) rows[n++] = t;
+  const IrAttr *cap = ir_op_attr(op, "capacity"), *topk = ir_op_attr(op, "top_k"), *tau = ir_op_attr(op, "threshold");
+  if (tau && T == 1) {
+    /* a router in causal decode: sigmoid(r) against the threshold */
+    if (1.0 / (1.0 + exp(-cond->d[0])) >= tau->f) rows[n++] = 0;
+  } else if (cap || topk) {
+    /* a router: the top `keep` rows by score, ties to the lower row; a row's
+       rank is the number of rows ahead of it */
+    int64_t keep = cap ? (int64_t)ceil(cap->f * (double)T - 1e-9) : (topk->i < T ? topk->i : T);
+    if (keep < 1) keep = 1;
+    for (int64_t t = 0; t < T; t++) {
+      int64_t rank = 0;
+      for (int64_t u = 0; u < T; u++)
+        if (cond->d[u] > cond->d[t] || (cond->d[u] == cond->d[t] && u < t)) rank++;
+      if (rank < keep) rows[n++] = t;
+    }
+  } else {
+    for (int64_t t = 0; t < T; t++)
+      if (cond->d[t] == 0) rows[n++] = t;
+  }
   IcCount *cnt = ic_count_of(s, op);
-  if (cnt) cnt->rows[0] += n, cnt->tokens += T;
+  if (cnt) cnt->rows[0] += n, cnt->tokens += T, cnt->calls[0] += n > 0;
   int rc = 0;
+  /* rows_state: the kept rows form one packed sequence across calls, so their
+     positions inside the region continue from the rows of earlier calls */
+  IcCtx packed = *c;
+  int64_t *ppos = NULL;
+  int rs = ic_state_slot(s, op, "rows_state", 1, 0);
+  if (rs == -2) {
+    free(rows);
+    return -1;
+  }
+  if (rs >= 0) {
+    ppos = xmalloc(sizeof(int64_t) * (size_t)T);
+    int64_t base = (int64_t)s->states[rs][0];
+    for (int64_t i = 0; i < n; i++) ppos[rows[i]] = base + i;
+    packed.pos = ppos;
+    s->states[rs][0] = (double)(base + n);
+  }
   if (n > 0) {
-    IVal *y = ic_run_rows(s, op, op->regions[0], 2, c, rows, n);
+    IVal *y = ic_run_rows(s, op, op->regions[0], 2, &packed, rows, n);
     if (!y) rc = -1;
     else if (y->n != n * row) rc = ic_op_fail(s, op, "region yields %lld elements, expected %lld", (long long)y->n, (long long)(n * row));
     else
@@ -1174,6 +1221,7 @@ static int ic_skip(InterpSession *s, const IrOp *op, const IcCtx *c) {
         memcpy(out->d + rows[i] * row, y->d + i * row, sizeof(double) * (size_t)row);
   }
   free(rows);
+  free(ppos);
   return rc;
 }
 
@@ -1375,7 +1423,7 @@ void interp_free(InterpSession *s) {
   free(s->states);
   free(s->state_n);
   free(s->written);
-  for (int i = 0; i < s->ncounts; i++) free(s->counts[i].rows);
+  for (int i = 0; i < s->ncounts; i++) free(s->counts[i].rows), free(s->counts[i].calls);
   free(s->counts);
   free(s->count_path);
   free(s);

@@ -63,7 +63,9 @@ typedef enum IrInitKind {
                            (for conv weights [C,1,W] the product of the dims after the first) */
   IR_INIT_LOG_UNIFORM,  /* log(U(a, b)) — e.g. GDN's A_log */
   IR_INIT_DT_BIAS,      /* inverse softplus of dt ~ exp(U(log a, log b)), e.g. GDN's dt_bias */
-  IR_INIT_EYE           /* identity-like: 1 where the last two indices are equal, 0 elsewhere */
+  IR_INIT_EYE,          /* identity-like: 1 where the last two indices are equal, 0 elsewhere */
+  IR_INIT_ONE_HOT_LAST  /* 1 where the last index is the last of its dim, 0 elsewhere (DenseFormer's
+                           alphas: all weight on the newest block output) */
 } IrInitKind;
 
 typedef struct IrInit {
@@ -204,7 +206,11 @@ typedef enum IrOpKind {
                       when the bias operands are present); attrs scale, causal (always 1 for now),
                       window (0 = unlimited: key j visible iff i - window < j), state_k, state_v
                       (and state_kb when biased): KV cache slots [max_T, Hkv, d] (and [max_T, H]).
-                      Query head h uses KV head h / (H / Hkv). */
+                      Query head h uses KV head h / (H / Hkv).
+                      Optional relative-position bias: attr relbias = the index of an extra last
+                      operand rb f32[R] (R = 2M - 1 odd, no T); the logit of (i, j) gets
+                      rb[clamp(M - 1 + j - i, 0, R - 1)] (a Toeplitz term, Mega's rel_pos_bias).
+                      Test for it with ir_op_attr(op, "relbias"); it needs no cache slot. */
   IR_OP_SCAN,      /* region 0: args (t: i32[], s_0 .. s_{n-1}) ; yields (s_0' .. s_{n-1}', emit_0 ..).
                       One result per emitted value, stacked over t: [T] ++ emit.shape. attr states (ints): the state
                       slot of each s_i; states start from their slot and are written back at the end. */
@@ -214,7 +220,16 @@ typedef enum IrOpKind {
                       Experts not chosen by any token are not run. idx out of [0, E) = runtime error. */
   IR_OP_SKIP,      /* operands (cond [T], prev [T, ...], x_1 .. x_n [T, ...]); region 0 with args
                       (x_1' .. x_n') over the kept rows (cond == 0) yielding y. Result: prev[t] where
-                      cond[t] != 0, y at the kept rows elsewhere. Skipped rows are not computed. */
+                      cond[t] != 0, y at the kept rows elsewhere. Skipped rows are not computed.
+                      As a router (`route top(...) by r`, Mixture-of-Depths) it has attr capacity = c
+                      (float in (0, 1]) or top_k = k (int >= 1), and cond is the score r f32[T]: the kept
+                      rows are the n = ceil(c * T - 1e-9) (or min(k, T)) rows with the largest r, ties
+                      to the lower row, in row order. With attr threshold = tau (float in [0, 1]) a call
+                      with T == 1 keeps its row iff sigmoid(r) >= tau instead (causal decode).
+                      attr rows_state (optional, an i32[1] state slot) counts the rows the region ran
+                      on in earlier calls (base); the kept rows then have positions base + 0 .. base +
+                      n - 1 inside the region (packed: attention there sees only kept tokens, its KV
+                      cache rows are packed), and the slot grows by n after each call. */
   IR_OP_COUNT_
 } IrOpKind;
 const char *ir_op_name(IrOpKind k); /* the text form: "input", "param", ..., "skip" */

@@ -806,7 +806,7 @@ static IrInit parse_init(Parser *p) {
   } rules[] = {{"normal", IR_INIT_NORMAL, 2},         {"uniform", IR_INIT_UNIFORM, 2},
                {"constant", IR_INIT_CONST, 1},        {"linear", IR_INIT_LINEAR, 0},
                {"log_uniform", IR_INIT_LOG_UNIFORM, 2}, {"dt_bias", IR_INIT_DT_BIAS, 2},
-               {"eye", IR_INIT_EYE, 0}};
+               {"eye", IR_INIT_EYE, 0},               {"one_hot_last", IR_INIT_ONE_HOT_LAST, 0}};
   for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
     if (!at_word(p, rules[i].name)) continue;
     lex(p);

@@ -311,6 +311,7 @@ static void print_init(StrBuf *sb, IrInit in) {
       return;
     case IR_INIT_LINEAR: sb_append(sb, "linear"); return;
     case IR_INIT_EYE: sb_append(sb, "eye"); return;
+    case IR_INIT_ONE_HOT_LAST: sb_append(sb, "one_hot_last"); return;
   }
   print_double(sb, in.a);
   sb_append(sb, ", ");

@@ -442,6 +442,23 @@ static void verify_skip(Verifier *v, const IrOp *op) {
   if (y->dtype != prev->dtype || !ir_shape_eq(y->shape, prev->shape))
     vfail(v, op, "the region yields %s, but the kept value (operand 1) is %s", vstr(y).s, vstr(prev).s);
   need_result(v, op, 0, prev->dtype, prev->shape);
+  /* a router: a score, one way to size the kept set, a threshold in [0, 1] */
+  const IrAttr *cap = ir_op_attr(op, "capacity"), *topk = ir_op_attr(op, "top_k"), *tau = ir_op_attr(op, "threshold");
+  if (cap && topk) vfail(v, op, "a router has capacity or top_k, not both");
+  if (cap && !(cap->kind == IR_ATTR_FLOAT && cap->f > 0 && cap->f <= 1))
+    vfail(v, op, "capacity must be a float in (0, 1]");
+  if (topk && !(topk->kind == IR_ATTR_INT && topk->i >= 1)) vfail(v, op, "top_k must be an int >= 1");
+  if (tau && !(cap || topk)) vfail(v, op, "threshold needs capacity or top_k (a router)");
+  if (tau && !(tau->kind == IR_ATTR_FLOAT && tau->f >= 0 && tau->f <= 1)) vfail(v, op, "threshold must be in [0, 1]");
+  if ((cap || topk) && cond->dtype != IR_F32) vfail(v, op, "a router's score (operand 0) must be f32");
+  const IrAttr *rs = ir_op_attr(op, "rows_state");
+  if (rs) {
+    if (rs->kind != IR_ATTR_INT || rs->i < 0 || rs->i >= v->m->states.len)
+      vfail(v, op, "rows_state names no state slot");
+    const IrState *s = v->m->states.data[rs->i];
+    if (s->dtype != IR_I32 || s->shape.rank != 1 || s->shape.dims[0] != 1)
+      vfail(v, op, "rows_state: state slot %lld \"%s\" must be i32[1]", (long long)rs->i, s->name);
+  }
 }
 
 /* ---- the other ops ------------------------------------------------------------------ */
@@ -790,11 +807,22 @@ static void verify_kind(Verifier *v, const IrOp *op, const IrBlock *b) {
       return;
     }
     case IR_OP_ATTENTION: {
-      if (op->nin != 3 && op->nin != 5) need_counts(v, op, 3, 3, 1);
-      need_counts(v, op, 3, 5, 1);
+      /* relbias, when present, is the last operand (its index in the attr). */
+      int rbi = ir_op_attr(op, "relbias") ? (int)ir_op_int(op, "relbias", -1) : -1;
+      int nqkv = op->nin - (rbi >= 0);
+      if (rbi >= 0 && rbi != op->nin - 1) vfail(v, op, "relbias = %d must name the last operand", rbi);
+      if (nqkv != 3 && nqkv != 5) need_counts(v, op, 3, 3, 1);
+      need_counts(v, op, 3, 6, 1);
       const IrValue *q = op->in[0], *k = op->in[1], *vv = op->in[2];
       const char *names[5] = {"q", "k", "v", "qb", "kb"};
-      for (int i = 0; i < op->nin; i++) {
+      if (rbi >= 0) {
+        const IrValue *rb = op->in[rbi];
+        need_dtype(v, op, rb, IR_F32, "relbias");
+        need_rank(v, op, rb, 1, "relbias");
+        if (rb->shape.dims[0] == IR_DIM_T || rb->shape.dims[0] % 2 == 0)
+          vfail(v, op, "relbias %s must have an odd length without T", vstr(rb).s);
+      }
+      for (int i = 0; i < nqkv; i++) {
         need_dtype(v, op, op->in[i], IR_F32, names[i]);
         need_rank(v, op, op->in[i], i < 3 ? 3 : 2, names[i]);
         if (op->in[i]->shape.dims[0] != IR_DIM_T)
@@ -806,7 +834,7 @@ static void verify_kind(Verifier *v, const IrOp *op, const IrBlock *b) {
       if (k->shape.dims[2] != dk) vfail(v, op, "q %s and k %s differ in head size", vstr(q).s, vstr(k).s);
       if (vv->shape.dims[1] != Hkv) vfail(v, op, "k %s and v %s differ in head count", vstr(k).s, vstr(vv).s);
       if (H % Hkv) vfail(v, op, "%lld query heads do not divide into %lld KV heads", (long long)H, (long long)Hkv);
-      for (int i = 3; i < op->nin; i++)
+      for (int i = 3; i < nqkv; i++)
         if (op->in[i]->shape.dims[1] != H)
           vfail(v, op, "%s must be [T, H] with H = %lld, got %s", names[i], (long long)H, vstr(op->in[i]).s);
       need_float(v, op, "scale");
@@ -815,7 +843,7 @@ static void verify_kind(Verifier *v, const IrOp *op, const IrBlock *b) {
       int64_t sk[3] = {m->max_T, Hkv, dk}, sv[3] = {m->max_T, Hkv, dv}, skb[2] = {m->max_T, H};
       need_state(v, op, "state_k", shape_of(3, sk));
       need_state(v, op, "state_v", shape_of(3, sv));
-      if (op->nin == 5) need_state(v, op, "state_kb", shape_of(2, skb));
+      if (nqkv == 5) need_state(v, op, "state_kb", shape_of(2, skb));
       int64_t rs[3] = {IR_DIM_T, H, dv};
       need_result(v, op, 0, IR_F32, shape_of(3, rs));
       return;

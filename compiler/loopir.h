@@ -63,7 +63,9 @@ typedef struct LoopIndex {
 } LoopIndex;
 
 typedef enum LoopExprKind {
-  LX_CONST, LX_LOAD, LX_VAR, LX_POS0, LX_UNARY, LX_BINARY, LX_SELECT, LX_REDUCE
+  LX_CONST, LX_LOAD, LX_VAR, LX_POS0, LX_UNARY, LX_BINARY, LX_SELECT, LX_REDUCE,
+  LX_TEMP /* -O2 (pass_licm): the value of let number `var` of the enclosing LK_LOOP kernel
+             (k->lets[var], see LoopLet); never rounded itself (round = 0) */
 } LoopExprKind;
 
 typedef struct LoopExpr LoopExpr;
@@ -87,7 +89,13 @@ typedef enum LoopCallKind {
   LC_GEMM /* -O2 (pass_gemm): out[M, N] = epilogue(a[M, K] . W^T); args[0] a, args[1] W packed
              (a persistent buffer filled at init, see LoopPack) or -1, args[2] bias[N] or -1,
              args[3] residual[M, N] or -1, args[4] the raw weight (param) when not packed,
-             args[5] per-call packing scratch when not packed; sizes M, N, K; epi_act below */
+             args[5] per-call packing scratch when not packed; sizes M, N, K; epi_act below.
+             args[6] row scale rs[M] (f32) or -1 (pass_prologue: a folded RMSNorm; the
+             accumulator of row m is multiplied by rs[m] before the bias).
+             args[7] second packed weight U or -1 (pass_glu: out = act(a.W^T [*rs] + bias)
+             * (a.U^T [*rs] + args[8]), each step rounded to f32; epi_act applies to the W
+             product only, args[3] must then be -1), args[8] the bias of U or -1. The args
+             after [5] are absent (-1) unless nargs covers them. */
 } LoopCallKind;
 
 typedef enum LoopKernelKind { LK_LOOP, LK_CALL, LK_COPY, LK_SCAN, LK_MIXTURE, LK_SKIP } LoopKernelKind;
@@ -100,6 +108,22 @@ typedef struct LoopRegion {
   int *yields;  /* buffers holding the region's results */
   PtrVec kernels; /* LoopKernel* */
 } LoopRegion;
+
+/* A loop-invariant temporary of an LK_LOOP kernel (-O2, pass_licm).
+ * The kernel's loop order is its domain loops v0 .. v{rank-1}, outermost
+ * first; with red_outer set it is v0 .. v{rank-2}, v_R, v{rank-1} where v_R
+ * is the variable of the body's one reduction (see red_outer). A let of
+ * `level` L is evaluated once per iteration of the first L loops of that
+ * order (L = 0: once per kernel call, before all loops), in index order, as
+ * a double: exactly the value its expression `e` would have had at the
+ * places LX_TEMP nodes now stand (including `round` of e's root). `e` uses
+ * only the variables of those L loops, lets of smaller index, and loads of
+ * buffers the kernel does not write; it may contain reductions over their
+ * own variables. Evaluating every LX_TEMP in place (e inlined) is correct. */
+typedef struct LoopLet {
+  int level;
+  LoopExpr *e;
+} LoopLet;
 
 #define LOOP_MAX_ARGS 12
 typedef struct LoopKernel {
@@ -117,6 +141,20 @@ typedef struct LoopKernel {
   int64_t ext[IR_MAX_RANK];   /* domain; IR_DIM_T allowed */
   int64_t out_off[IR_MAX_RANK];
   LoopExpr *body;
+  int nlets;           /* LK_LOOP, -O2: loop-invariant temporaries, see LoopLet */
+  LoopLet *lets;
+  int red_outer;       /* LK_LOOP schedule hint, -O2 (pass_interchange): the body holds exactly one
+                          LX_REDUCE R (sum, not inside a select branch) and ext[rank-1] is a constant;
+                          run R's loop outside the innermost domain loop: per v0..v{rank-2}, an array
+                          acc[ext[rank-1]] of doubles set to 0, then for v_R: for v{rank-1}:
+                          acc[v{rank-1}] += R's operand, then for v{rank-1}: out = body with R read as
+                          acc[v{rank-1}]. Same additions in the same order per element, so the same
+                          result as the plain nest; a backend may ignore the flag. */
+  int f32_math;        /* LK_LOOP, -O2 (pass_f32math): evaluate lets, body and reductions in IEEE
+                          single precision (float; each operation rounded to float, exp as expf, ...)
+                          instead of double. Set only when every value is f32 and the expressions
+                          use only + - * /, neg, exp, log, sqrt, abs, tanh, select, sum/mean over a
+                          constant extent; results differ from -O0 by float rounding (~1e-7 rel). */
   /* LK_CALL: args are buffers (-1 = absent), sizes and reals are call-specific */
   LoopCallKind call;
   int nargs;
@@ -126,13 +164,42 @@ typedef struct LoopKernel {
   double reals[4];
   int epi_act;         /* LC_GEMM: 0 = none, else 1 + the IrFn applied after the bias */
   int64_t w_sn, w_sk;  /* LC_GEMM: strides of the weight along N and K (linear: K, 1; matmul: 1, N) */
+  int attn_fast;       /* LC_ATTENTION schedule hint, -O2 (pass_attention): 1 = the C backend calls its
+                          emitted flash kernel gat_flash_attn_DK_DV (codegen/kernels_attention.c)
+                          instead of the runtime's gat_k_attention. Arguments, sizes and semantics are
+                          unchanged and equal gat_k_attention's (new K/V/kb rows appended at
+                          pos0 .. pos0+T-1 first, same visible keys, biases, scale, GQA, window);
+                          only the arithmetic differs: f32 accumulation with FMA and a polynomial exp
+                          instead of double (about 1e-6 relative). Set only when there is no relbias
+                          (args[9] == -1, nargs <= 10), dk and dv are constants <= 256 and T is the
+                          only row-dependent size; args[8] (the scores scratch) is unused then. A
+                          backend may ignore the flag and call gat_k_attention. */
   /* LK_COPY: args[0] -> out, sizes[0] elements */
   /* LK_SCAN: args[0] = t buffer, args[1] = emit-stacked result; state_bufs[i] per state;
      region yields = (s_0' .. s_{n-1}', emit).
      LK_MIXTURE: args[0] idx, args[1] w, args[2] rows scratch, args[3] f64 accumulator
      [T, row] (experts add into it in double, rounded once, like the interpreter), out;
      x_1..x_n in xs;
-     sizes[0] = K, E = nregions. LK_SKIP: args[0] cond, args[1] prev, args[2] rows, out; xs. */
+     sizes[0] = K, E = nregions. LK_SKIP: args[0] cond, args[1] prev, args[2] rows, out; xs.
+     LK_SKIP semantics: out = prev; rows[0..n) = the kept rows in increasing order; if n > 0,
+     the region's args (tvar rows = n) get xs gathered at those rows, the region runs, and its
+     yield's n rows are scattered to out at those rows. Plain skip: kept iff cond[t] == 0.
+     LK_SKIP as a router (`route top(...) by r`, graph-IR skip with capacity/top_k): a router
+     iff reals[0] > 0 or reals[1] > 0; cond (f32[T]) is then the score r; reals[0] = capacity
+     c, reals[1] = top_k k (exactly one is > 0), reals[2] = threshold tau (< 0: none).
+     keep = c > 0 ? max(1, ceil(c * T - 1e-9)) : min(k, T), computed in double; row t is kept
+     iff rank(t) < keep, rank(t) = #{u : r[u] > r[t] or (r[u] == r[t] and u < t)} (descending,
+     ties to the lower row). If tau >= 0 and T == 1, row 0 is kept iff
+     1 / (1 + exp(-(double)r[0])) >= tau instead.
+     LK_SKIP with nstates == 1 (graph-IR attr rows_state; an attention runs in the region):
+     state_bufs[0] is an i32[1] state holding the rows the region ran on in earlier calls
+     (base); the region's rows form one packed sequence, so positions inside the region are
+     base + row, and after the region ran (n > 0) state_bufs[0][0] += n. LC_ATTENTION kernels
+     in such a region have nargs == 11 and args[10] = that buffer: their pos0 (KV cache row of
+     the first query, keys 0 .. pos0 + row visible) is args[10][0] instead of the tokens
+     before this call. Backends without this must refuse nargs > 10 (pass_attention does).
+     Execution counters (m->count, codegen/emit_count.h): per LK_MIXTURE/LK_SKIP kernel in
+     pre-order, tokens += T on entry, and per region that runs: rows += n, calls += 1. */
   int nstates;
   int *state_bufs;
   int *state_tmp;      /* LK_SCAN: per state, a scratch copy of its new value when that value
@@ -153,10 +220,27 @@ typedef struct LoopTensorInfo { /* params, inputs, outputs, states as the API se
 /* A weight packed at init into the GEMM micro-kernel layout: panels of NR
  * output columns, each K rows of NR floats, zero-padded (NR <= LOOP_PACK_NR). */
 #define LOOP_PACK_NR 32
+
+/* --target: what the emitted GEMM kernels assume about the CPU. NATIVE picks
+ * the vector width from the compiler's target macros; PORTABLE is plain C11
+ * loops (no vector extensions); the others fix width and register block
+ * (X86_64: SSE2 4 floats, 4 x 8; AVX2: 8 floats + FMA, 6 x 16; AVX512: 16
+ * floats, 8 x 32) and #error when compiled for a CPU without the features. */
+typedef enum LoopTarget { LT_NATIVE, LT_PORTABLE, LT_X86_64, LT_AVX2, LT_AVX512 } LoopTarget;
 typedef struct LoopPack {
   int param;          /* parameter index */
   int buf;            /* destination: a persistent scratch buffer */
   int64_t N, K, sn, sk;
+  /* Folded static scales (pass_scalefold; all neutral when made by pass_gemm):
+   * packed W'[n, k] = (float)((double)W[n, k] * scale * alpha * vec(k)), one rounding, where
+   * alpha = param #scale_param's first element (or 1 when -1) and vec(k) = param
+   * #scale_vec[k] (1 + that when vec_plus_one; 1 when scale_vec is -1). */
+  double scale;       /* static factor (1.0 = none) */
+  int scale_param;    /* -1 or a parameter with one element (ReZero alpha) */
+  int scale_vec;      /* -1 or a parameter of K elements (an RMSNorm weight g) */
+  int vec_plus_one;
+  int vector;         /* 1: not panels but a plain copy dst[n] = (float)(W[n] * scale * alpha) of an
+                         N-element parameter (a folded bias); K = 1, sn = 1, sk = 0, scale_vec -1 */
 } LoopPack;
 
 typedef struct LoopModule {
@@ -173,7 +257,10 @@ typedef struct LoopModule {
   int64_t arena_bytes;
   PtrVec packs;         /* LoopPack*: weights packed by NAME_init (pass_gemm) */
   int profile;          /* emit per-kernel timing (--profile) */
+  int count;            /* emit execution counters per mixture expert / skip region (--count;
+                           codegen/emit_count.c): rows and calls of every region, tokens offered */
   int opt_level;        /* for the generated file's comment */
+  int target;           /* LoopTarget the GEMM kernels are specialised for (--target) */
 } LoopModule;
 
 /* ---- construction (loopir.c) ---------------------------------------------- */

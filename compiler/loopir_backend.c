@@ -131,7 +131,19 @@ int backend_dump_loops(FILE *out, const IrModule *im, char *err, size_t errlen) 
 }
 
 const char *backend_cflags(const PassOptions *po) {
-  return po && po->opt_level >= 1 ? "-O3 -march=native" : "-O2";
+  static char buf[160]; /* one configuration per process at a time */
+  if (!po || po->opt_level < 1) {
+    if (!po || !po->march) return "-O2";
+    snprintf(buf, sizeof buf, "-O2 -march=%.120s", po->march);
+    return buf;
+  }
+  /* -march=X as given, else the one --target's kernels are written for */
+  static const char *const arch[] = {"native", NULL, "x86-64", "x86-64-v3", "skylake-avx512"};
+  const char *a = po->march;
+  if (!a && po->target >= LT_NATIVE && po->target <= LT_AVX512) a = arch[po->target];
+  if (!a) return "-O3";
+  snprintf(buf, sizeof buf, "-O3 -march=%.120s", a);
+  return buf;
 }
 
 int backend_dump_loops_opt(FILE *out, const IrModule *im, const PassOptions *po, char *err, size_t errlen) {

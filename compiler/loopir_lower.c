@@ -23,6 +23,11 @@ typedef struct Lower {
   char *err;
   size_t errlen;
   int failed;
+  int cur_base;   /* inside a skip region with attr rows_state: its i32[1] state buffer
+                     (rows of earlier calls; positions there are base + row), else -1 */
+  int cur_pos;    /* inside a mixture/skip region: the i32 buffer of the absolute
+                     positions of its rows (gathered like the other per-token
+                     operands); -1 at the top, where a position is pos0 + t */
 } Lower;
 
 static void lower_fail(Lower *L, const IrOp *op, const char *msg) {
@@ -213,6 +218,17 @@ static int io_index(const PtrVec *v, const char *name) {
   return -1;
 }
 
+/* Does b (or a region nested in it) read positions? */
+static int block_uses_position(const IrBlock *b) {
+  for (int i = 0; i < b->ops.len; i++) {
+    const IrOp *op = b->ops.data[i];
+    if (op->kind == IR_OP_POSITION) return 1;
+    for (int r = 0; r < op->nregions; r++)
+      if (block_uses_position(op->regions[r])) return 1;
+  }
+  return 0;
+}
+
 static void lower_op(Lower *L, const IrOp *op, PtrVec *into, int tvar) {
   LoopModule *m = L->m;
   const IrValue *r0 = op->nout > 0 ? op->out[0] : NULL;
@@ -271,6 +287,20 @@ static void lower_op(Lower *L, const IrOp *op, PtrVec *into, int tvar) {
     return;
   }
   case IR_OP_POSITION: {
+    if (L->cur_base >= 0) { /* a packed region: base + row */
+      LoopExpr *b = expr_load(L, L->cur_base, 1);
+      b->idx[0].c = 0;
+      LoopExpr *v = loop_expr_new(m, LX_VAR, IR_I32);
+      v->var = 0;
+      loop_kernel(L, op, tvar, into, out, expr_bin(L, IR_FN_ADD, IR_I32, b, v));
+      return;
+    }
+    if (L->cur_pos >= 0) { /* the routed rows' own positions */
+      LoopExpr *e = expr_load(L, L->cur_pos, 1);
+      idx_var(&e->idx[0], 0, 0);
+      loop_kernel(L, op, tvar, into, out, e);
+      return;
+    }
     LoopExpr *v = loop_expr_new(m, LX_VAR, IR_I32);
     v->var = 0;
     loop_kernel(L, op, tvar, into, out, expr_bin(L, IR_FN_ADD, IR_I32, loop_expr_new(m, LX_POS0, IR_I32), v));
@@ -513,7 +543,12 @@ static void lower_op(Lower *L, const IrOp *op, PtrVec *into, int tvar) {
     int64_t sk = ir_op_int(op, "state_k", -1), sv = ir_op_int(op, "state_v", -1),
             skb = ir_op_int(op, "state_kb", -1);
     if (sk < 0 || sv < 0 || sk >= L->im->states.len || sv >= L->im->states.len) return lower_fail(L, op, "bad KV state slots");
-    if (op->nin > 3 && (skb < 0 || skb >= L->im->states.len)) return lower_fail(L, op, "bad kb state slot");
+    /* attr relbias: the last operand is the Toeplitz bias table (ir.h); it goes to
+       args[9] and its length to sizes[6], so a kernel can tell it is there. */
+    int rbi = ir_op_attr(op, "relbias") ? (int)ir_op_int(op, "relbias", -1) : -1;
+    int biased = op->nin - (rbi >= 0) > 3;
+    if (rbi >= 0 && rbi != op->nin - 1) return lower_fail(L, op, "relbias must be the last operand");
+    if (biased && (skb < 0 || skb >= L->im->states.len)) return lower_fail(L, op, "bad kb state slot");
     LoopBuf *scratch = loop_buf_new(m, LB_SCRATCH, IR_F32, ir_shape_scalar(), tvar, "scores");
     scratch->is_f64 = 1;
     scratch->bytes = 8 * (m->max_T > 0 ? m->max_T : 1);
@@ -523,20 +558,26 @@ static void lower_op(Lower *L, const IrOp *op, PtrVec *into, int tvar) {
     k->args[0] = buf_of(L, q);
     k->args[1] = buf_of(L, kk);
     k->args[2] = buf_of(L, v);
-    k->args[3] = op->nin > 3 ? buf_of(L, op->in[3]) : -1;
-    k->args[4] = op->nin > 4 ? buf_of(L, op->in[4]) : -1;
+    k->args[3] = biased ? buf_of(L, op->in[3]) : -1;
+    k->args[4] = biased ? buf_of(L, op->in[4]) : -1;
     k->args[5] = L->state_buf[sk];
     k->args[6] = L->state_buf[sv];
-    k->args[7] = op->nin > 3 ? L->state_buf[skb] : -1;
+    k->args[7] = biased ? L->state_buf[skb] : -1;
     k->args[8] = scratch->id;
-    k->nargs = 9;
+    k->args[9] = rbi >= 0 ? buf_of(L, op->in[rbi]) : -1;
+    k->nargs = 10;
+    if (L->cur_base >= 0) { /* under a skip/route: positions continue the packed rows */
+      k->args[10] = L->cur_base;
+      k->nargs = 11;
+    }
     k->sizes[0] = size_dims(q->shape, 0, 1, tvar);
     k->sizes[1] = size_k(q->shape.dims[1]);
     k->sizes[2] = size_k(kk->shape.dims[1]);
     k->sizes[3] = size_k(q->shape.dims[2]);
     k->sizes[4] = size_k(v->shape.dims[2]);
     k->sizes[5] = size_k(ir_op_int(op, "window", 0));
-    k->nsizes = 6;
+    k->sizes[6] = size_k(rbi >= 0 ? op->in[rbi]->shape.dims[0] : 0);
+    k->nsizes = 7;
     k->reals[0] = ir_op_float(op, "scale", 1.0 / sqrt((double)q->shape.dims[2]));
     return;
   }
@@ -598,15 +639,67 @@ static void lower_op(Lower *L, const IrOp *op, PtrVec *into, int tvar) {
     }
     k->out = out;
     if (mix) k->sizes[0] = size_k(op->in[0]->shape.dims[1]);
+    if (!mix) { /* a router (route top(...) by r): see LK_SKIP in loopir.h */
+      k->reals[0] = ir_op_float(op, "capacity", 0.0);
+      k->reals[1] = (double)ir_op_int(op, "top_k", 0);
+      k->reals[2] = ir_op_float(op, "threshold", -1.0);
+    }
     k->nxs = op->nin - nfixed;
     k->xs = ARENA_ARRAY(m->arena, int, k->nxs ? k->nxs : 1);
     for (int i = 0; i < k->nxs; i++) k->xs[i] = buf_of(L, op->in[nfixed + i]);
     k->nregions = op->nregions;
     k->regions = ARENA_ARRAY(m->arena, LoopRegion *, op->nregions);
+    /* Positions read inside the regions: the enclosing block's positions
+       travel as one more gathered operand (the last xs / region arg). */
+    int pos_parent = L->cur_pos, nx_ir = k->nxs;
+    int want_pos = 0;
+    int64_t rows_state = mix ? -1 : ir_op_int(op, "rows_state", -1);
+    if (rows_state >= 0) { /* packed rows: LK_SKIP state_bufs[0] (loopir.h) */
+      if (rows_state >= L->im->states.len) return lower_fail(L, op, "bad rows_state slot");
+      k->nstates = 1;
+      k->state_bufs = ARENA_ARRAY(m->arena, int, 1);
+      k->state_bufs[0] = L->state_buf[rows_state];
+    }
+    for (int e = 0; e < op->nregions && rows_state < 0; e++) want_pos |= block_uses_position(op->regions[e]);
+    if (want_pos && pos_parent < 0) {
+      LoopBuf *pb = loop_buf_new(m, LB_SCRATCH, IR_I32, ir_shape(1, (int64_t[]){IR_DIM_T}), tvar, "positions");
+      LoopExpr *v = loop_expr_new(m, LX_VAR, IR_I32);
+      v->var = 0;
+      LoopKernel *pk = loop_kernel(L, op, tvar, into, pb->id,
+                                   expr_bin(L, IR_FN_ADD, IR_I32, loop_expr_new(m, LX_POS0, IR_I32), v));
+      pk->opname = "position";
+      /* the kernel must run before the mixture/skip kernel: swap them */
+      GAT_ASSERT(into->len >= 2 && into->data[into->len - 2] == k);
+      into->data[into->len - 2] = pk;
+      into->data[into->len - 1] = k;
+      pos_parent = pb->id;
+    }
+    if (want_pos) {
+      int *xs = ARENA_ARRAY(m->arena, int, k->nxs + 1);
+      for (int i = 0; i < k->nxs; i++) xs[i] = k->xs[i];
+      xs[k->nxs++] = pos_parent;
+      k->xs = xs;
+    }
+    int saved_pos = L->cur_pos, saved_base = L->cur_base;
+    if (rows_state >= 0) L->cur_base = k->state_bufs[0];
     for (int e = 0; e < op->nregions; e++) {
-      if (op->regions[e]->nargs != k->nxs || op->regions[e]->nyield != 1)
+      if (op->regions[e]->nargs != nx_ir || op->regions[e]->nyield != 1)
         return lower_fail(L, op, "region signature does not match the operands");
-      k->regions[e] = lower_region(L, op->regions[e], m->ntvars++, 1);
+      int rtv = m->ntvars++;
+      int parg = -1;
+      if (want_pos)
+        parg = loop_buf_new(m, LB_SCRATCH, IR_I32, ir_shape(1, (int64_t[]){IR_DIM_T}), rtv, "positions")->id;
+      L->cur_pos = parg;
+      LoopRegion *reg = lower_region(L, op->regions[e], rtv, 1);
+      L->cur_pos = saved_pos;
+      if (e == op->nregions - 1) L->cur_base = saved_base;
+      if (want_pos) {
+        int *args = ARENA_ARRAY(m->arena, int, reg->nargs + 1);
+        for (int i = 0; i < reg->nargs; i++) args[i] = reg->args[i];
+        args[reg->nargs++] = parg;
+        reg->args = args;
+      }
+      k->regions[e] = reg;
     }
     return;
   }
@@ -637,6 +730,8 @@ LoopModule *loop_lower(Arena *a, const IrModule *im, const char *c_name, char *e
   L.im = im;
   L.err = err;
   L.errlen = errlen;
+  L.cur_pos = -1;
+  L.cur_base = -1;
   L.vbuf = ARENA_ARRAY(a, int, im->next_value_id + 1);
   for (int i = 0; i <= im->next_value_id; i++) L.vbuf[i] = -1;
   LoopModule *m = L.m;

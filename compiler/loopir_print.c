@@ -101,6 +101,7 @@ static void pr_expr_raw(FILE *f, const LoopExpr *e, int tvar) {
     pr_expr(f, e->a, tvar);
     break;
   }
+  case LX_TEMP: fprintf(f, "l%d", e->var); break;
   }
 }
 
@@ -128,6 +129,14 @@ static void pr_kernel(FILE *f, const LoopModule *m, const LoopKernel *k, int dep
   fputs(": ", f);
   switch (k->kind) {
   case LK_LOOP:
+    /* -O2 schedule: lets (let lN@level = e) and the reduction-outside flag */
+    for (int l = 0; l < k->nlets; l++) {
+      fprintf(f, "let l%d@%d = ", l, k->lets[l].level);
+      pr_expr(f, k->lets[l].e, k->tvar);
+      fputs("; ", f);
+    }
+    if (k->red_outer) fputs("red_outer ", f);
+    if (k->f32_math) fputs("f32_math ", f);
     fputs("for (", f);
     for (int d = 0; d < k->rank; d++) {
       if (d) fputs(", ", f);
@@ -160,6 +169,7 @@ static void pr_kernel(FILE *f, const LoopModule *m, const LoopKernel *k, int dep
     }
     fputs(")", f);
     if (k->call == LC_GEMM && k->epi_act) fprintf(f, " epilogue %s", ir_fn_name((IrFn)(k->epi_act - 1)));
+    if (k->call == LC_ATTENTION && k->attn_fast) fputs(" flash", f);
     fputs("\n", f);
     break;
   case LK_COPY:
@@ -183,6 +193,11 @@ static void pr_kernel(FILE *f, const LoopModule *m, const LoopKernel *k, int dep
     fprintf(f, "%s b%d <- (b%d, b%d; rows b%d", k->kind == LK_MIXTURE ? "mixture" : "skip", k->out,
             k->args[0], k->args[1], k->args[2]);
     if (k->kind == LK_MIXTURE && k->args[3] >= 0) fprintf(f, "; acc b%d", k->args[3]);
+    if (k->kind == LK_SKIP && (k->reals[0] > 0 || k->reals[1] > 0)) {
+      if (k->reals[0] > 0) fprintf(f, "; route top %g*T", k->reals[0]);
+      else fprintf(f, "; route top %lld", (long long)k->reals[1]);
+      if (k->reals[2] >= 0) fprintf(f, " threshold %g", k->reals[2]);
+    }
     fputs("; x", f);
     for (int i = 0; i < k->nxs; i++) fprintf(f, "%sb%d", i ? ", " : " ", k->xs[i]);
     fputs(")\n", f);

@@ -6,6 +6,15 @@
 
 #include "driver.h"
 
+/* --target=NAME of the C backend's GEMM kernels: the LoopTarget number
+ * (loopir.h), or -1 when NAME is not one (then it is an LLVM target triple). */
+static int gemm_target_of(const char *t) {
+  static const char *const names[] = {"native", "portable", "x86-64", "avx2", "avx512"};
+  for (int i = 0; i < 5; i++)
+    if (!strcmp(t, names[i])) return i;
+  return -1;
+}
+
 static void usage(FILE *f) {
   fputs(
       "usage: gattnc FILE.gat [-o NAME.c] [options]     compile a model to C (NAME.c + NAME.h)\n"
@@ -37,9 +46,24 @@ static void usage(FILE *f) {
       "                     loop nest per op, -O1 + dce/cse/elementwise fusion, -O2 + GEMM\n"
       "                     micro-kernel, weights packed at init, GEMM epilogue fusion\n"
       "  -fno-fuse -fno-tile -fno-pack   switch single optimizations off\n"
+      "  -fno-fold-scales -fno-prologue -fno-glu   (also -O2 passes; docs/optimizer.md)\n"
+      "  --target=T         GEMM kernels for T: native (default), portable, x86-64, avx2, avx512\n"
+      "  -march=X           C compiler -march for run/bench (default from --target, else native)\n"
+      "  -fno-memplan       one arena slice per buffer (no liveness-based sharing; -O1+)\n"
+      "  --stats            print arena bytes (state, scratch, persistent) against the liveness\n"
+      "                     lower bound, weight bytes, kernels per kind and FLOPs (-T N) and stop\n"
+      "  --plot OUT.svg     (bench) also sweep T = 64, 128, ... and plot -O0 vs -O2 prefill time\n"
       "  --dump-after=NAME  print the IR after pass NAME (dce, cse, dce2, lower, gemm, epilogue,\n"
-      "                     fuse, layout) and stop\n"
+      "                     fuse, layout, memplan, ...) and stop\n"
       "  --profile          generated code times each kernel (NAME_profile_*)\n"
+      "  --emit=KIND        c (default), or with the LLVM backend: llvm (NAME.ll), bc, obj (NAME.o),\n"
+      "                     asm; NAME.h is written next to it as for C\n"
+      "  --target TRIPLE    (LLVM) target triple, default the host; -mcpu=CPU its CPU (default host)\n"
+      "  --jit              (run) compile in-process with LLVM ORC instead of the C compiler\n"
+      "  --backend=c|llvm   (bench) llvm: compare the C build with the LLVM object and JIT\n"
+      "  --count            generated code counts the rows and calls of every mixture expert\n"
+      "                     and skip region (NAME_count_*; docs/layers.md)\n"
+      "  --count FILE       (run) write those counters as JSON (interpreter or compiled C)\n"
       "  --version, --help\n",
       f);
 }
@@ -144,6 +168,23 @@ int main(int argc, char **argv) {
       o.no_tile = 1;
     } else if (!strcmp(a, "-fno-pack")) {
       o.no_pack = 1;
+    } else if (!strcmp(a, "-fno-fold-scales")) {
+      o.no_fold_scales = 1;
+    } else if (!strcmp(a, "-fno-prologue")) {
+      o.no_prologue = 1;
+    } else if (!strcmp(a, "-fno-glu")) {
+      o.no_glu = 1;
+    } else if (!strncmp(a, "--target=", 9) && gemm_target_of(a + 9) >= 0) { /* C backend GEMM target */
+      o.gemm_target = gemm_target_of(a + 9);
+    } else if (!strncmp(a, "-march=", 7)) {
+      o.march = a + 7;
+    } else if (!strcmp(a, "-fno-memplan")) {
+      o.no_memplan = 1;
+    } else if (!strcmp(a, "--stats")) {
+      o.stats = 1;
+    } else if (!strcmp(a, "--plot")) {
+      if (!need_arg(argc, argv, i)) return 2;
+      o.bench_plot = argv[++i];
     } else if (!strncmp(a, "--dump-after=", 13)) {
       o.dump_after = a + 13;
     } else if (!strcmp(a, "--dump-after")) {
@@ -151,6 +192,14 @@ int main(int argc, char **argv) {
       o.dump_after = argv[++i];
     } else if (!strcmp(a, "--profile")) {
       o.profile = 1;
+    } else if (!strcmp(a, "--count")) {
+      /* compile: a flag; run: the JSON file the counters go to */
+      if (o.command == DRIVER_RUN) {
+        if (!need_arg(argc, argv, i)) return 2;
+        o.count_path = argv[++i];
+      } else {
+        o.count = 1;
+      }
     } else if (!strcmp(a, "-T") || !strcmp(a, "--decode") || !strcmp(a, "--reps")) {
       if (!need_arg(argc, argv, i) || !parse_int(a, argv[i + 1], &v)) return 2;
       if (v < 0 || (v < 1 && a[1] == 'T')) {
@@ -163,6 +212,26 @@ int main(int argc, char **argv) {
       i++;
     } else if (!strcmp(a, "-O0") || !strcmp(a, "-O1") || !strcmp(a, "-O2")) {
       o.opt_level = a[2] - '0';
+    } else if (!strncmp(a, "--emit=", 7)) { /* LLVM backend options (driver_llvm.c) */
+      o.emit = a + 7;
+      if (strcmp(o.emit, "c") && strcmp(o.emit, "llvm") && strcmp(o.emit, "bc") && strcmp(o.emit, "obj") &&
+          strcmp(o.emit, "asm")) {
+        fprintf(stderr, "gattnc: error: --emit must be c, llvm, bc, obj or asm, not '%s'\n", o.emit);
+        return 2;
+      }
+    } else if (!strcmp(a, "--target") || !strncmp(a, "--target=", 9)) {
+      if (a[8] != '=' && !need_arg(argc, argv, i)) return 2;
+      o.target = a[8] == '=' ? a + 9 : argv[++i];
+    } else if (!strncmp(a, "-mcpu=", 6)) {
+      o.mcpu = a + 6;
+    } else if (!strcmp(a, "--jit")) {
+      o.jit = 1;
+    } else if (!strncmp(a, "--backend=", 10)) {
+      o.backend = a + 10;
+      if (strcmp(o.backend, "c") && strcmp(o.backend, "llvm")) {
+        fprintf(stderr, "gattnc: error: --backend must be c or llvm, not '%s'\n", o.backend);
+        return 2;
+      }
     } else if (a[0] == '-' && a[1]) {
       fprintf(stderr, "gattnc: error: unknown option '%s' (see gattnc --help)\n", a);
       return 2;

@@ -595,13 +595,14 @@ static void exec_assign(Sema *S, AstStmt *st) {
       for (int i = 0; i < S->scan->nstates; i++)
         if (strcmp(S->scan->state_names[i], target) == 0) want = &S->scan->state_shapes[i];
     if (st->skip_when) diag_error(st->skip_when->loc, "'skip when' cannot be used with index notation");
+    if (st->route_top) diag_error(st->route_top->loc, "'route' cannot be used with index notation");
     Val v = sema_index_assign(S, st, want);
     assign_name(S, target, v, st->loc);
     return;
   }
-  if (st->skip_when) {
+  if (st->skip_when || st->route_top) {
     if (st->names.len != 1) {
-      diag_error(st->loc, "'skip when' needs exactly one target");
+      diag_error(st->loc, "'%s' needs exactly one target", st->skip_when ? "skip when" : "route");
       return;
     }
     Val v = eval_skip(S, st);
@@ -645,6 +646,7 @@ static int eval_init(Sema *S, AstExpr *e, IrInit *init) {
       {"zeros", IR_INIT_CONST, 0},     {"ones", IR_INIT_CONST, 0},
       {"constant", IR_INIT_CONST, 1},  {"log_uniform", IR_INIT_LOG_UNIFORM, 2},
       {"dt_bias", IR_INIT_DT_BIAS, 2}, {"eye", IR_INIT_EYE, 0},
+      {"one_hot_last", IR_INIT_ONE_HOT_LAST, 0},
   };
   if (e->kind != AST_EXPR_CALL) {
     diag_error(e->loc, "a param's init must be a rule such as normal(0, 0.02), zeros() or ones()");
@@ -1396,20 +1398,26 @@ static Val eval_mixture(Sema *S, AstExpr *e) {
 }
 
 /* ---- skip ----------------------------------------------------------------- */
+/* `skip when cond`, and `route top(...) by r` (sema_route.c), which is a skip
+ * whose condition operand is the router score and whose attributes choose
+ * the kept rows. */
 static Val eval_skip(Sema *S, AstStmt *st) {
   IrModule *m = S->m;
   const char *name = st->names.items[0];
-  Val cond = sema_eval(S, st->skip_when);
+  int route = st->route_top != NULL;
+  AstExpr *ce = route ? st->route_by : st->skip_when;
+  const char *what = route ? "route" : "skip when";
+  Val cond = sema_eval(S, ce);
   Binding *pb = env_lookup(S->env, name);
   if (!pb) {
-    diag_error(st->loc, "'%s' has no previous value for the skipped tokens to keep; "
-                        "'skip when' needs an existing binding", name);
+    diag_error(st->loc, "'%s' has no previous value for the %s tokens to keep; "
+                        "'%s' needs an existing binding", name, route ? "unrouted" : "skipped", what);
     return val_poison();
   }
   Val prev = sema_lookup_name(S, name, st->loc);
   if (cond.kind == VAL_POISON || prev.kind == VAL_POISON) return val_poison();
   if (prev.kind != VAL_TENSOR || prev.t->shape.rank < 1 || prev.t->shape.dims[0] != IR_DIM_T) {
-    diag_error(st->loc, "'skip when' needs '%s' to be a per-token tensor [T, ...], not %s", name,
+    diag_error(st->loc, "'%s' needs '%s' to be a per-token tensor [T, ...], not %s", what, name,
                prev.kind == VAL_TENSOR ? sema_type_str(S, prev.t->dtype, prev.t->shape) : val_kind_name(prev));
     return val_poison();
   }
@@ -1417,15 +1425,18 @@ static Val eval_skip(Sema *S, AstStmt *st) {
       cond.t->shape.dims[1] == 1) {
     int64_t d = IR_DIM_T;
     IrValue *in = cond.t;
-    cond = val_tensor(sema_op1(S, IR_OP_RESHAPE, 1, &in, in->dtype, ir_shape(1, &d), st->skip_when->loc));
+    cond = val_tensor(sema_op1(S, IR_OP_RESHAPE, 1, &in, in->dtype, ir_shape(1, &d), ce->loc));
   }
   if (cond.kind != VAL_TENSOR || cond.t->shape.rank != 1 || cond.t->shape.dims[0] != IR_DIM_T) {
-    diag_error(st->skip_when->loc, "the condition of 'skip when' must give one value per token (shape [T]), not %s",
+    diag_error(ce->loc, "the %s of '%s' must give one value per token (shape [T]), not %s",
+               route ? "score" : "condition", what,
                cond.kind == VAL_TENSOR ? sema_type_str(S, cond.t->dtype, cond.t->shape) : val_kind_name(cond));
     return val_poison();
   }
+  if (route && cond.t->dtype != IR_F32) cond.t = sema_cast(S, cond.t, IR_F32, ce->loc);
   IrValue *ins[2] = {cond.t, prev.t};
   IrOp *op = sema_op(S, IR_OP_SKIP, 2, ins, st->loc);
+  if (route && sema_route_attrs(S, st, op) != 0) return val_poison();
   IrBlock *rb = ir_op_add_region(m, op);
   Region R = {.op = op, .parent = S->region, .cur = rb};
   ptrvec_push(&R.blocks, rb);
@@ -1453,6 +1464,14 @@ static Val eval_skip(Sema *S, AstStmt *st) {
     return val_poison();
   }
   ir_block_set_yields(m, rb, 1, &y.t);
+  /* Attention under a skip/route sees only the tokens that ran the branch,
+     as one shorter sequence: their KV cache rows are packed, and a counter
+     state (attr rows_state) says how many rows earlier calls appended. */
+  if (sema_block_has_attention(rb)) {
+    int64_t one = 1;
+    int slot = sema_state(S, sema_join_scope(S, S->scope, "routed_rows"), IR_I32, ir_shape(1, &one), 0);
+    ir_op_set_int(m, op, "rows_state", slot);
+  }
   return val_tensor(ir_op_add_result(m, op, prev.t->dtype, prev.t->shape));
 }
 

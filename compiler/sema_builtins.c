@@ -1018,12 +1018,13 @@ static int is_thd(IrValue *v) {
 }
 
 static Val bi_attention(Sema *S, AstExpr *call) {
-  static const char *const names[] = {"q", "k", "v", "scale", "window", "qbias", "kbias", NULL};
+  static const char *const names[] = {"q", "k", "v", "scale", "window", "qbias", "kbias", "relbias", NULL};
   Args A;
   int bad = 0;
   const char *scope = call_scope(S, call, &bad);
   if (bind_args(S, call, names, 3, &A) < 0 || bad) return val_poison();
-  if (reject_token_only(S, call->loc, "attention") < 0) return val_poison();
+  /* under one skip/route, attention runs over the routed tokens only (sema.c eval_skip) */
+  if (!sema_attention_allowed(S) && reject_token_only(S, call->loc, "attention") < 0) return val_poison();
   IrValue *q = arg_tensor(S, &A, 0, "q"), *k = arg_tensor(S, &A, 1, "k"), *v = arg_tensor(S, &A, 2, "v");
   if (!q || !k || !v) return val_poison();
   const char *qn[3] = {"q", "k", "v"};
@@ -1077,12 +1078,29 @@ static Val bi_attention(Sema *S, AstExpr *call) {
     qb = sema_cast(S, qb, IR_F32, call->loc);
     kb = sema_cast(S, kb, IR_F32, call->loc);
   }
+  /* relbias: a Toeplitz term b[c + j - i] on the logits (c = centre of an odd-length
+     table, i.e. distance 0; Mega's rel_pos_bias). It needs no cache: it depends only
+     on the absolute positions, which prefill and decode share. */
+  IrValue *rb = NULL;
+  if (A.given[7]) {
+    rb = arg_tensor(S, &A, 7, "relbias");
+    if (!rb) return val_poison();
+    if (rb->dtype != IR_F32 || rb->shape.rank != 1 || rb->shape.dims[0] == IR_DIM_T || rb->shape.dims[0] % 2 == 0) {
+      diag_error(A.loc[7], "attention: relbias must be f32[2*M - 1] (one value per distance j - i from "
+                           "-(M - 1) to M - 1, centre = distance 0), not %s",
+                 sema_type_str(S, rb->dtype, rb->shape));
+      return val_poison();
+    }
+  }
   /* -3 marks "max_T": lower_model fixes the size once max T is final. */
   int64_t kd[3] = {-3, Hkv, dk}, vd[3] = {-3, Hkv, dv}, bd[2] = {-3, H};
   int sk = sema_state(S, sema_join_scope(S, scope, "k_cache"), IR_F32, ir_shape(3, kd), 0.0);
   int sv = sema_state(S, sema_join_scope(S, scope, "v_cache"), IR_F32, ir_shape(3, vd), 0.0);
-  IrValue *ins[5] = {q, k, v, qb, kb};
-  IrOp *op = sema_op(S, IR_OP_ATTENTION, biased ? 5 : 3, ins, call->loc);
+  IrValue *ins[6] = {q, k, v, qb, kb, NULL};
+  int nin = biased ? 5 : 3;
+  if (rb) ins[nin++] = rb;
+  IrOp *op = sema_op(S, IR_OP_ATTENTION, nin, ins, call->loc);
+  if (rb) ir_op_set_int(S->m, op, "relbias", nin - 1);
   ir_op_set_float(S->m, op, "scale", scale);
   ir_op_set_int(S->m, op, "causal", 1);
   ir_op_set_int(S->m, op, "window", window);

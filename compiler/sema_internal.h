@@ -158,6 +158,16 @@ Val sema_slice(Sema *S, AstExpr *e);
 int sema_fold_fn(IrFn fn, double a, double b, double *out);
 int sema_fn_of_name(const char *name, int *arity); /* elementwise builtin -> IrFn, or -1 */
 
+/* ---- sema_route.c ---- */
+/* Sets the router attributes (capacity or top_k, threshold) of the skip op
+ * that `st` (an assignment with `route top(...) by r`) lowers to. 0, or -1
+ * after reporting an error. */
+int sema_route_attrs(Sema *S, AstStmt *st, IrOp *op);
+/* Does b (or a region in it) hold an attention op? */
+int sema_block_has_attention(const IrBlock *b);
+/* May attention be used here? Under one skip/route (not a mixture, not nested). */
+int sema_attention_allowed(Sema *S);
+
 /* ---- sema_index.c ---- */
 /* Lowers `target[vars] = value`; returns the new tensor (or poison). `want`
  * (may be NULL) is a required output shape (scan states). */

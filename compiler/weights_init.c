@@ -97,6 +97,12 @@ static double wi_value(WiRng *r, const IrParam *p, const int64_t *idx) {
       if (rk < 2) return 1.0;
       return idx[rk - 1] == idx[rk - 2] ? 1.0 : 0.0;
     }
+    case IR_INIT_ONE_HOT_LAST: {
+      /* DenseFormer: Z_i starts as X_i, the newest of the averaged outputs */
+      int rk = p->shape.rank;
+      if (rk < 1) return 1.0;
+      return idx[rk - 1] == p->shape.dims[rk - 1] - 1 ? 1.0 : 0.0;
+    }
   }
   gat_unreachable();
 }

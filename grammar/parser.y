@@ -195,6 +195,20 @@ static AstStmt *make_if(ParseState *ps, AstExpr *cond, AstList body, AstStmt *el
   return s;
 }
 
+/* `targets = value route top(cap [, threshold: tau]) by score`: the words `top`
+ * and `threshold` are plain names (not reserved), checked here. */
+static AstStmt *make_route(ParseState *ps, AstStmt *s, const char *top, SrcLoc top_loc, AstExpr *cap,
+                           AstExpr *score, const char *opt, AstExpr *opt_value, SrcLoc opt_loc) {
+  if (strcmp(top, "top") != 0)
+    diag_error(top_loc, "expected 'top(...)' after 'route', not '%s'", top);
+  if (opt && strcmp(opt, "threshold") != 0)
+    diag_error(opt_loc, "unknown route option '%s' (the only one is 'threshold: tau')", opt);
+  s->route_top = cap;
+  s->route_by = score;
+  s->route_threshold = opt ? opt_value : NULL;
+  return s;
+}
+
 static AstExpr *make_mixture(ParseState *ps, const char *var, AstExpr *lo, AstExpr *hi, AstExpr *idx,
                              AstExpr *weights, AstList body, SrcLoc loc) {
   AstExpr *e = ast_expr_new(ps->arena, AST_EXPR_MIXTURE, loc);
@@ -245,7 +259,7 @@ static AstExpr *make_mixture(ParseState *ps, const char *var, AstExpr *lo, AstEx
 %token <ival> INT
 %token <fval> FLOAT
 %token IMPORT MODEL LAYER CONST LET INPUT OUTPUT PARAM RETURN REPEAT IN SCAN WITH EMIT
-%token MIXTURE BY WEIGHTED SKIP WHEN AS AND OR NOT IF ELSE
+%token MIXTURE BY WEIGHTED SKIP WHEN AS AND OR NOT IF ELSE ROUTE
 %token <ival> TRUE FALSE
 %token <str> SUM MAX MIN MEAN
 %token DOTDOT ARROW POW LE GE EQ NE
@@ -416,6 +430,14 @@ stmt:
   | names '=' expr SKIP WHEN expr {
       $$ = make_assign(ps, $1, (AstList){0, NULL}, $3, LOC(@1));
       $$->skip_when = $6;
+    }
+  | names '=' expr ROUTE NAME '(' expr ')' BY expr {
+      $$ = make_route(ps, make_assign(ps, $1, (AstList){0, NULL}, $3, LOC(@1)), $5, LOC(@5), $7, $10, NULL, NULL,
+                      LOC(@5));
+    }
+  | names '=' expr ROUTE NAME '(' expr ',' NAME ':' expr ')' BY expr {
+      $$ = make_route(ps, make_assign(ps, $1, (AstList){0, NULL}, $3, LOC(@1)), $5, LOC(@5), $7, $14, $9, $11,
+                      LOC(@9));
     }
   | NAME '[' ixvars ']' '=' expr { $$ = make_index_assign(ps, $1, $3, $6, LOC(@1)); }
   | EMIT '=' expr { $$ = make_assign(ps, names1(ps->arena, "emit"), (AstList){0, NULL}, $3, LOC(@1)); }
@@ -685,6 +707,7 @@ static const char *token_text(yysymbol_kind_t k) {
   case YYSYMBOL_WEIGHTED: return "'weighted'";
   case YYSYMBOL_SKIP: return "'skip'";
   case YYSYMBOL_WHEN: return "'when'";
+  case YYSYMBOL_ROUTE: return "'route'";
   case YYSYMBOL_AS: return "'as'";
   case YYSYMBOL_AND: return "'and'";
   case YYSYMBOL_OR: return "'or'";

@@ -240,6 +240,10 @@ void gat_k_attention(const gat_attn_args *a) {
         s *= a->scale;
         if (a->qb) s += a->qb[t * a->H + h];
         if (a->kb && a->cache_kb) s += a->cache_kb[j * a->H + h];
+        if (a->relbias) {
+          int64_t r = (a->relbias_len - 1) / 2 + j - i;
+          s += a->relbias[r < 0 ? 0 : r >= a->relbias_len ? a->relbias_len - 1 : r];
+        }
         a->scratch[j - j0] = s;
         if (s > mx) mx = s;
       }

@@ -165,6 +165,11 @@ typedef struct gat_attn_args {
   int64_t T, H, Hkv, dk, dv, pos0, max_T, window;
   double scale;
   double *scratch;
+  /* Relative-position bias (Toeplitz): the logit of (i, j) gets
+   * relbias[clamp((relbias_len - 1) / 2 + j - i, 0, relbias_len - 1)];
+   * NULL = none. Fast kernels that do not handle it must leave such calls here. */
+  const float *relbias;
+  int64_t relbias_len;
 } gat_attn_args;
 void gat_k_attention(const gat_attn_args *a);
 

@@ -3,8 +3,11 @@
 # so running it again is a no-op. Needs root (or sudo) only when something
 # is missing.
 set -euo pipefail
+# libopenblas0-pthread: without it Debian's python3-torch multiplies matrices with
+# the reference BLAS (libblas3, ~0.4 GFLOP/s), which makes bench/run.py's PyTorch
+# column meaningless; installing it switches the libblas.so.3 alternative.
 PKGS=(gcc g++ make cmake pkg-config flex bison llvm-dev libffi-dev libgtest-dev
-      libcjson-dev clang python3 python3-torch python3-numpy)
+      libcjson-dev clang python3 python3-torch python3-numpy libopenblas0-pthread)
 missing=()
 for p in "${PKGS[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

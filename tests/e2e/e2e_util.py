@@ -53,6 +53,7 @@ class Case:
 
     def __init__(self, args, name, source, init_seed=3):
         self.gattnc, self.dir, self.name = args.gattnc, args.workdir, name
+        self.backend = getattr(args, "backend", "c")
         os.makedirs(self.dir, exist_ok=True)
         self.src = os.path.join(self.dir, name + ".gat")
         with open(self.src, "w") as f:
@@ -79,6 +80,8 @@ class Case:
         argv = ["run", self.src, "--weights", self.wpath, "--inputs", ipath, "-o", opath]
         if not compiled:
             argv.append("--interp")
+        elif self.backend == "jit":
+            argv.append("--jit")
         if step:
             argv += ["--step", str(step)]
         self.gattnc_run(*argv)
@@ -99,7 +102,13 @@ def parse_args():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gattnc", required=True)
     ap.add_argument("--workdir", required=True)
-    return ap.parse_args()
+    # c: compiled runs build the generated C (cc + dlopen); jit: the LLVM backend
+    # in-process (`gattnc run --jit`), also for tests that call `gattnc run` themselves
+    ap.add_argument("--backend", choices=("c", "jit"), default="c")
+    args = ap.parse_args()
+    if args.backend == "jit":
+        os.environ["GATTNC_RUN_JIT"] = "1"
+    return args
 
 
 def perturb(weights, seed=1, scale=0.1):

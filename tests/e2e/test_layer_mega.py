@@ -6,7 +6,13 @@ The EMA reference uses the convolution form fairseq uses for prefill,
 y_t[d] = sum_{l<=t} K[d, l] x_{t-l}[d] with K[d, l] = sum_n p beta q^l gamma n^-1/2
 (p = sigmoid(delta), q = 1 - p sigmoid(alpha)), checked against the
 recurrence h_t = p beta x_t + q h_{t-1}. The block reference builds the full
-attention matrix with a causal (and, with chunk_size C, same-chunk) mask.
+attention matrix with a causal (and, with chunk_size C, same-chunk) mask and
+fairseq's simple relative position bias, built as fairseq's
+SimpleRelativePositionalBias.forward does (slice, pad, tile, view, crop of
+`rel_pos_bias` [2M - 1]); per chunk with chunk_size. Beyond M - 1 (which
+fairseq rejects) gattnc reuses the farthest entry: one case checks that
+against a reference indexing b[clamp(M - 1 + j - i)] directly, and one checks
+rel_pos: false (no bias) at T = 40.
 
 Metric: max |gattnc - ref| / max |ref| over the layer output, tolerance 1e-4.
 T in {1, 7, 64, 1024}, interpreter and compiled C, prefill and decode
@@ -19,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from e2e_util import Case, check, parse_args, perturb, set_weights
-from e2e_util import model_source, sweep
+from e2e_util import model_source, sweep, variant
 
 RTOL = 1e-4
 D, ZDIM, HDIM, NDIM = 32, 16, 48, 4
@@ -57,7 +63,30 @@ def ema_rec(W, p, x):
     return F.silu(y + W[p + "omega"] * x)
 
 
-def mega_ref(W, p, x, chunk=0, eps=1e-5):
+def simple_rel_pos(rpb, M, L):
+    """fairseq SimpleRelativePositionalBias.forward(L): an [L, L] Toeplitz matrix."""
+    b = rpb[M - L:M + L - 1]
+    t = torch.tile(F.pad(b, (0, L)), (L,))[:-L].view(L, 3 * L - 2)
+    r = (2 * L - 1) // 2
+    return t[:, r:t.shape[1] - r]
+
+
+def rel_bias(W, p, Tn, chunk, M, clamp=False):
+    rpb = W.get(p + "rel_pos_bias.rel_pos_bias")
+    bias = torch.zeros(Tn, Tn, dtype=torch.float64)
+    if rpb is None:
+        return bias
+    if clamp:
+        i, j = torch.arange(Tn)[:, None], torch.arange(Tn)[None, :]
+        return rpb[(M - 1 + j - i).clamp(0, 2 * M - 2)]
+    C = chunk if chunk > 0 else Tn
+    for s in range(0, Tn, C):
+        L = min(C, Tn - s)
+        bias[s:s + L, s:s + L] = simple_rel_pos(rpb, M, L)
+    return bias
+
+
+def mega_ref(W, p, x, chunk=0, eps=1e-5, M=1024, clamp=False):
     Tn, Dm = x.shape
     xn = F.layer_norm(x, (Dm,), W[p + "norm.norm.weight"], W[p + "norm.norm.bias"], eps)
     v = F.silu(lin(W, p + "v_proj", xn))
@@ -67,7 +96,7 @@ def mega_ref(W, p, x, chunk=0, eps=1e-5):
     z, r = torch.split(F.silu(zr), [ZDIM, HDIM], -1)
     qk = z[:, None, :] * W[p + "gamma"] + W[p + "beta"]
     q, k = qk[:, 0], qk[:, 1]
-    logits = (q * ZDIM ** -0.5) @ k.T
+    logits = (q * ZDIM ** -0.5) @ k.T + rel_bias(W, p, Tn, chunk, chunk if chunk > 0 else M, clamp)
     i, j = torch.arange(Tn)[:, None], torch.arange(Tn)[None, :]
     keep = (j <= i) & ((j // chunk == i // chunk) if chunk > 0 else True)
     att = torch.softmax(logits.masked_fill(~keep, -math.inf), -1)
@@ -95,12 +124,20 @@ def main():
     set_weights(c, perturb(c.weights, seed=31, scale=0.3))
     x = torch.randn(40, D)
     want = mega_ref(c.weights, "layer.", x.double(), chunk=16)
-    nochunk = mega_ref(c.weights, "layer.", x.double())
+    nochunk = mega_ref(c.weights, "layer.", x.double(), M=16, clamp=True)
     print(f"(chunked vs unchunked reference differ by {(want - nochunk).abs().max().item():.3g})")
     for label, step, compiled in [("interp prefill", 0, False), ("interp decode", 1, False),
                                   ("C prefill", 0, True), ("C decode", 1, True)]:
         got = c.run({"x": x}, step=step, tag="dec" if step else "out", compiled=compiled)["y"]
         results.append(check(f"mega chunk_size 16 T=40 {label}", got, want, RTOL))
+    ok = list(c.weights["layer.rel_pos_bias.rel_pos_bias"].shape) == [31]
+    print(f"{'ok' if ok else 'FAIL'}: chunk_size 16: rel_pos_bias.rel_pos_bias has 2*16 - 1 entries")
+    results.append(ok)
+    # distances beyond the table (max_positions 8, T = 40, no chunks) reuse the farthest entry
+    results += variant(args, "mega_relclamp", f"mega(x, zdim: {ZDIM}, hdim: {HDIM}, ndim: {NDIM}, max_positions: 8)",
+                       lambda W, p, x: mega_ref(W, p, x, M=8, clamp=True), D, c_decode=True)
+    results += variant(args, "mega_norel", f"mega(x, zdim: {ZDIM}, hdim: {HDIM}, ndim: {NDIM}, rel_pos: false)",
+                       lambda W, p, x: mega_ref(W, p, x), D)
     print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
     return 0 if all(results) else 1
 

@@ -4,14 +4,15 @@
 (skip when sigmoid(router x^) < 0.5) and ReZero (one `resweight` shared by
 two sublayers) and DenseFormer depth-weighted averaging, against float64 PyTorch references written from
 /work/shared/design/layers.md §12, interpreter and C, prefill and decode. The
-interpreter's execution counter (GAT_INTERP_COUNT) must show that each skip
-region ran on exactly the tokens PyTorch decides to keep, no more."""
+execution counters (`gattnc run --count FILE`: the interpreter's, and those a
+--count build of the generated C keeps) must show that each skip region ran
+on exactly the tokens PyTorch decides to keep, no more, in every run."""
 import json
 import os
 
 import torch
 
-from e2e_util import Case, check, parse_args, perturb, set_weights
+from e2e_util import Case, check, parse_args, perturb, read_st, set_weights, write_st
 
 D, F, TAU = 32, 24, 0.5
 F_ = torch.nn.functional
@@ -117,6 +118,22 @@ model skip_denseformer {{
 """
 
 
+def run_counted(c, inputs, cpath, tag, step=0, compiled=False):
+    """Case.run plus `--count cpath`: returns (outputs, counted ops)."""
+    ipath = os.path.join(c.dir, f"{c.name}.{tag}.in.safetensors")
+    opath = os.path.join(c.dir, f"{c.name}.{tag}.safetensors")
+    write_st(ipath, inputs)
+    if os.path.exists(cpath):
+        os.remove(cpath)
+    argv = ["run", c.src, "--weights", c.wpath, "--inputs", ipath, "-o", opath, "--count", cpath]
+    if not compiled:
+        argv.append("--interp")
+    if step:
+        argv += ["--step", str(step)]
+    c.gattnc_run(*argv)
+    return {k: v.double() for k, v in read_st(opath).items()}, json.load(open(cpath))["ops"]
+
+
 def spread_gates(W):
     """Gate logits of both signs, so some tokens skip and some do not."""
     g = torch.Generator().manual_seed(11)
@@ -139,12 +156,17 @@ def main():
              ("skip_denseformer", DENSEFORMER_SRC, ref_denseformer)]
     for name, src, ref in cases:
         c = Case(args, name, src)
+        alphas = {k: v for k, v in c.weights.items() if k.startswith("dwa_modules.")}
+        if alphas:  # `gattnc init`: DenseFormer's alpha starts at 1 on the newest X, 0 elsewhere
+            ok = all(torch.equal(v, torch.nn.functional.one_hot(torch.tensor([v.shape[1] - 1]), v.shape[1]).double())
+                     for v in alphas.values())
+            print(f"{'ok' if ok else 'FAIL'}: {name}: init alphas one-hot on the newest block "
+                  f"({', '.join(str(v[0].tolist()) for v in alphas.values())})")
+            passed += ok
+            failed += not ok
         W = spread_gates(perturb(c.weights, seed=3, scale=0.1))
         if "resweight" in W:
             W["resweight"] = torch.tensor([0.37], dtype=torch.float64)  # init 0 would hide both branches
-        for k in W:  # DenseFormer's init (1 on the newest X) plus noise
-            if k.startswith("dwa_modules."):
-                W[k][0, -1] += 1.0
         set_weights(c, W)
         for T in (1, 7, 64):
             x = torch.randn(T, D, generator=torch.Generator().manual_seed(100 + T), dtype=torch.float64)
@@ -154,21 +176,25 @@ def main():
                               ("interp decode", dict(step=1)), ("C decode", dict(step=1, compiled=True))]:
                 if T == 64 and "decode" in label:
                     continue
-                counting = label == "interp prefill" and keeps is not None
+                counting = keeps is not None
                 if counting:
-                    os.environ["GAT_INTERP_COUNT"] = cpath
-                try:
+                    got, ops = run_counted(c, {"x": x.float()}, cpath, label.replace(" ", "_"), **kw)
+                    got = got["y"]
+                else:
                     got = c.run({"x": x.float()}, **kw)["y"]
-                finally:
-                    os.environ.pop("GAT_INTERP_COUNT", None)
                 ok = check(f"{name} T={T} {label}", got, want, 1e-4)
                 passed += ok
                 failed += not ok
                 if counting:
-                    rows = [o["rows"] for o in json.load(open(cpath))["ops"] if o["kind"] == "skip"]
-                    ok = rows == keeps
-                    print(f"{'ok' if ok else 'FAIL'}: {name} T={T} rows computed per skip {rows} == tokens kept "
-                          f"in PyTorch {keeps} (of {T})")
+                    skips = [o for o in ops if o["kind"] == "skip"]
+                    rows = [o["rows"] for o in skips]
+                    ok = rows == keeps and all(o["tokens"] == T for o in skips)
+                    calls = [o.get("calls") for o in skips]
+                    if ok and None not in calls:  # compiled counters: the branch ran once per call with kept rows
+                        want_calls = keeps if kw.get("step") == 1 else [int(k > 0) for k in keeps]
+                        ok = calls == want_calls
+                    print(f"{'ok' if ok else 'FAIL'}: {name} T={T} {label}: rows computed per skip {rows}, "
+                          f"calls {calls} == tokens kept in PyTorch {keeps} (of {T})")
                     passed += ok
                     failed += not ok
     print(f"{passed} passed, {failed} failed")

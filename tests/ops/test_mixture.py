@@ -1,10 +1,17 @@
 """mixture: a top-2 softmax router over 4 SwiGLU experts (Mixtral-style, with
 renormalised weights), built from linear/softmax/topk/reduce ops; experts
-receive only their routed rows. Expert index out of range is an error."""
+receive only their routed rows. Expert index out of range is an error.
+The execution counters (`gattnc run --count`, interpreter and a --count build
+of the generated C) must show each expert computed exactly the rows the
+PyTorch router sends it, and unchosen experts none."""
+import json
+import os
+import subprocess
+
 import torch
 import torch.nn.functional as F
 
-from gatref import Test
+from gatref import Test, read_safetensors, write_safetensors
 
 t = Test("mixture")
 T, D, FF, E, K = 7, 8, 12, 4, 2
@@ -78,6 +85,42 @@ out = t.run(ir, weights, {"x": x, "route_bias": bias}, tag="two_experts")
 y, order = reference(bias)
 t.check("routing (2 experts used)", out["idx"], order)
 t.check("mixture output (2 experts used)", out["y"], y, atol=1e-5, rtol=1e-5)
+
+
+def run_counted(ir_text, inputs, tag, compiled, step=None):
+    """`gattnc run --count`: returns (outputs, counted ops)."""
+    irp, w, i, o, c = (t.path(tag + s) for s in (".ir", "_w.safetensors", "_in.safetensors", "_out.safetensors",
+                                                 ".count.json"))
+    with open(irp, "w") as f:
+        f.write(ir_text)
+    write_safetensors(w, weights)
+    write_safetensors(i, inputs)
+    cmd = [t.a.gattnc, "run", irp, "--weights", w, "--inputs", i, "-o", o, "--count", c] + ([] if compiled else ["--interp"])
+    cmd += ["--step", str(step)] if step else []
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        print("FAIL %s: %s" % (tag, r.stderr))
+        return None, []
+    return read_safetensors(o), json.load(open(c))["ops"]
+
+
+for bias in (torch.zeros(E), torch.tensor([30.0, 0.0, 20.0, 0.0])):
+    y, order = reference(bias)
+    want_rows = [int((order == e).any(1).sum()) for e in range(E)]
+    for compiled in (False, True):
+        for step in (None, 1):
+            tag = "count_%s_%s_%s" % ("c" if compiled else "interp", step, int(bias.sum()))
+            out, ops = run_counted(ir, {"x": x, "route_bias": bias}, tag, compiled, step)
+            what = "%s step=%s bias=%s" % ("C" if compiled else "interp", step, bias.tolist())
+            if out is None:
+                t.failures += 1
+                continue
+            t.check("counted run output " + what, out["y"], y, atol=1e-5, rtol=1e-5)
+            want_calls = want_rows if step == 1 else [int(n > 0) for n in want_rows]
+            got = (ops[0]["experts"], ops[0]["calls"], ops[0]["tokens"]) if len(ops) == 1 else None
+            t.check("expert rows/calls " + what, torch.tensor([*got[0], *got[1], got[2]] if got else [-1]),
+                    torch.tensor([*want_rows, *want_calls, T]))
+
 # An index op feeding the expert ids out of range must be rejected at run time.
 bad = ir.replace('%11 = mixture %7,', '%90 = const {value = 4.0} : i32[T, 2]\n  %11 = mixture %90,')
 t.run(bad, weights, {"x": x, "route_bias": bias}, tag="bad_expert", expect_fail="expert index 4")
