@@ -253,7 +253,11 @@ int run_compiled_opt(const IrModule *m, const TensorSet *weights, const TensorSe
   sb_printf(&path, "%s/%s.c", dir, RUN_NAME);
   if (backend_emit_c_opt(m, sb_cstr(&path), po, err, errlen) != 0) goto done;
 #ifdef RUN_SANITIZE
-  const char *cflags = RUN_CFLAGS;
+  /* sanitizer flags, plus the -march the chosen --target's kernels need */
+  char sanflags[400];
+  const char *march = strstr(backend_cflags(po), "-march=");
+  snprintf(sanflags, sizeof sanflags, "%s %s", RUN_CFLAGS, march ? march : "");
+  const char *cflags = sanflags;
 #else
   const char *cflags = backend_cflags(po);
 #endif
