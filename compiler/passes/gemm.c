@@ -4,9 +4,14 @@
  *
  * Rewrites: an LK_LOOP kernel whose body is
  *     sum_k A[i.., k] * W[n, k]   (linear)   or   sum_k A[i.., k] * W[k, n]  (matmul)
- * optionally + bias[n], where A is a dense row-major [M.., K] buffer read in
+ * optionally + bias[n] (on either side: index notation writes
+ * `b[j] + sum(k) ...`) and optionally wrapped as a whole in an activation the
+ * epilogue has (kernels_gemm_act_ok: `sigmoid(b[j] + sum(k) x[t, k] * w[j, k])`,
+ * GateSkip's gate), where A is a dense row-major [M.., K] buffer read in
  * place (no broadcasting), W a rank-2 parameter and the domain [M.., N] the
- * whole output, into LK_CALL LC_GEMM. With packing on (default) each weight
+ * whole output, into LK_CALL LC_GEMM (epi_act = the activation). Matching
+ * here, before pass_fuse, keeps such a nest from being fused into its
+ * elementwise reader as a plain loop. With packing on (default) each weight
  * gets one persistent arena buffer of ceil(N/32)*32*K floats filled by
  * NAME_init (LoopPack; one per weight and orientation, shared by every use);
  * with -fno-pack the kernel packs KC x NR slices into a per-call scratch.
@@ -17,13 +22,14 @@
 #include <string.h>
 
 #include "gemm_util.h"
+#include "kernels_gemm.h"
 
 static int is_var(const LoopIndex *ix, int var) {
   return ix->nterms == 1 && ix->var[0] == var && ix->coef[0] == 1 && ix->c == 0 && ix->dyn_buf < 0;
 }
 
 typedef struct GemmMatch {
-  int a, w, bias;
+  int a, w, bias, act; /* act: 0 or 1 + the IrFn of an activation wrapping the whole value */
   int64_t K, N, sn, sk;
 } GemmMatch;
 
@@ -66,13 +72,23 @@ static int match_gemm(const LoopModule *m, const LoopKernel *k, GemmMatch *g) {
   g->N = k->ext[k->rank - 1];
   if (g->N == IR_DIM_T) return 0;
   const LoopExpr *e = k->body;
-  if (e->kind == LX_BINARY && e->fn == IR_FN_ADD && e->b->kind == LX_LOAD && e->a->kind == LX_REDUCE) {
-    const LoopExpr *bl = e->b;
+  /* act(...) around the whole value (GateSkip's sigmoid(b + x W^T)): the GEMM epilogue applies it
+   * after the bias, as the unfused kernel would (the -O0 nest keeps the sum in double; the epilogue
+   * rounds it to f32 first, within the GEMM's f32-accumulation tolerance) */
+  if (e->kind == LX_UNARY && !e->round && kernels_gemm_act_ok(e->fn) && e->a) {
+    g->act = 1 + (int)e->fn;
+    e = e->a;
+  }
+  /* + bias[n] on either side (`b[n] + sum_k ...` is how index notation writes it) */
+  if (e->kind == LX_BINARY && e->fn == IR_FN_ADD && !e->round &&
+      ((e->b->kind == LX_LOAD && e->a->kind == LX_REDUCE) || (e->a->kind == LX_LOAD && e->b->kind == LX_REDUCE))) {
+    const LoopExpr *bl = e->b->kind == LX_LOAD ? e->b : e->a;
     const LoopBuf *bb = loop_buf(m, bl->buf);
-    if (bb->dtype != IR_F32 || bb->shape.rank != 1 || bb->shape.dims[0] != g->N || !is_var(&bl->idx[0], k->rank - 1))
+    if (bl->round || bb->is_f64 || bb->dtype != IR_F32 || bb->shape.rank != 1 || bb->shape.dims[0] != g->N ||
+        bl->nidx != 1 || !is_var(&bl->idx[0], k->rank - 1))
       return 0;
     g->bias = bl->buf;
-    e = e->a;
+    e = bl == e->b ? e->a : e->b;
   }
   if (e->kind != LX_REDUCE || e->red != IR_RED_SUM || e->extent == IR_DIM_T || e->var < k->rank) return 0;
   g->K = e->extent;
@@ -199,7 +215,7 @@ static void gemm_kernels(LoopModule *m, PtrVec *ks, const PassOptions *o, int *s
     k->nsizes = 3;
     k->w_sn = g.sn;
     k->w_sk = g.sk;
-    k->epi_act = 0;
+    k->epi_act = g.act;
     k->body = NULL;
   }
 }

@@ -28,30 +28,11 @@ extern "C" {
 #include "tensor.h"
 }
 
+#include "loop_fixtures.h"
+
 namespace {
 
-struct Compiled {
-  Arena a;
-  IrModule *m = nullptr;
-  explicit Compiled(const char *src) {
-    arena_init(&a);
-    FrontendOptions fo;
-    memset(&fo, 0, sizeof fo);
-    m = frontend_compile(&a, "test.gat", src, &fo);
-  }
-  ~Compiled() { arena_free(&a); }
-};
-
-struct Lowered {
-  Arena a;
-  LoopModule *lm = nullptr;
-  char err[2048] = "";
-  Lowered(const IrModule *m, const PassOptions &o) {
-    arena_init(&a);
-    lm = pipeline_run(&a, m, "t", &o, err, sizeof err);
-  }
-  ~Lowered() { arena_free(&a); }
-};
+using namespace loop_fixtures;
 
 void collect(const PtrVec *ks, LoopCallKind call, std::vector<const LoopKernel *> &out) {
   for (int i = 0; i < ks->len; i++) {
@@ -361,6 +342,103 @@ TEST(GemmOpt, TargetsCompileWarningFreeWithGccAndClang) {
     arena_free(&a);
   }
   sh("rm -rf " + dir);
+}
+
+// Index-notation contractions with the bias on the left and an activation
+// around the whole value (GateSkip's gate, the GRU input projection) become
+// GEMMs with the activation as epilogue, also when the gate is then read by
+// an elementwise product (the fuse pass used to swallow the nest first).
+const char *kIndexGates = R"(model gates {
+  max T = 64
+  input x : f32[T, 40]
+  output y : f32[T, 40]
+  output z : f32[T, 40]
+  param gw : f32[40, 40] = normal(0, 0.3)
+  param gb : f32[40] = normal(0, 1)
+  param lw : f32[40, 40] = normal(0, 0.3)
+  param lb : f32[40] = normal(0, 1)
+  param sw : f32[40, 40] = normal(0, 0.3)
+  param sb : f32[40] = normal(0, 1)
+  param tw : f32[40, 40] = normal(0, 0.3)
+  g[t, j] = sigmoid(gb[j] + sum(k) x[t, k] * gw[j, k])
+  l[t, j] = lb[j] + sum(k) x[t, k] * lw[j, k]
+  y = x + g * l
+  s[t, j] = silu((sum(k) x[t, k] * sw[j, k]) + sb[j])
+  u[t, j] = tanh(sum(k) tw[j, k] * x[t, k])
+  z = s + u
+}
+)";
+
+TEST(GemmOpt, IndexContractionsWithLeftBiasAndActivationAreGemms) {
+  Compiled c(kIndexGates);
+  ASSERT_NE(c.m, nullptr);
+  PassOptions o;
+  pass_options_init(&o, 2);
+  Lowered l(c.m, o);
+  ASSERT_NE(l.lm, nullptr) << l.err;
+  auto gemms = calls(l.lm, LC_GEMM);
+  // g * l became one GLU GEMM (sigmoid(x G^T + gb) * (x L^T + lb)); s and u their own
+  EXPECT_EQ(gemms.size(), 3u);
+  int glu = 0, silu = 0, tanh_ = 0;
+  for (auto *g : gemms) {
+    if (g->nargs > 7 && g->args[7] >= 0) {
+      glu++;
+      EXPECT_EQ(g->epi_act, 1 + (int)IR_FN_SIGMOID);
+      EXPECT_GE(g->args[2], 0);
+      EXPECT_GE(g->args[8], 0);
+    }
+    if (g->epi_act == 1 + (int)IR_FN_SILU) {
+      silu++;
+      EXPECT_GE(g->args[2], 0);
+    }
+    if (g->epi_act == 1 + (int)IR_FN_TANH) {
+      tanh_++;
+      EXPECT_LT(g->args[2], 0);
+    }
+  }
+  EXPECT_EQ(glu, 1);
+  EXPECT_EQ(silu, 1);
+  EXPECT_EQ(tanh_, 1);
+  // without glu the gate is a GEMM of its own (not swallowed by fuse)
+  o.glu = 0;
+  Lowered u(c.m, o);
+  ASSERT_NE(u.lm, nullptr) << u.err;
+  EXPECT_EQ(calls(u.lm, LC_GEMM).size(), 4u);
+  o.glu = 1;
+  for (int T : {1, 5, 13, 64}) EXPECT_LE(compiled_vs_interp(c.m, o, T, {"y", "z"}), 2e-5) << "T " << T;
+}
+
+// Shapes that take every path of the micro-kernel: several K blocks (K > 256),
+// several packed row blocks (M > 96), row tails, column tails (N % 32 != 0),
+// the GEMV (T = 1), the GLU GEMM, a sigmoid gate and -fno-pack; every target
+// this machine runs.
+TEST(GemmOpt, BlockingPathsAgreeOnEveryTarget) {
+  Compiled c(R"(import std
+model big {
+  max T = 160
+  input x : f32[T, 300]
+  output y : f32[T, 70]
+  output z : f32[T, 300]
+  param gw : f32[70, 300] = normal(0, 0.05)
+  param gb : f32[70] = normal(0, 1)
+  g[t, j] = sigmoid(gb[j] + sum(k) x[t, k] * gw[j, k])
+  y = linear(x, 70, bias: true) @ "l" * g
+  z = swiglu(x, hidden: 50) @ "mlp"
+}
+)");
+  ASSERT_NE(c.m, nullptr);
+  for (int t : {(int)LT_NATIVE, (int)LT_PORTABLE, (int)LT_X86_64, (int)LT_AVX2, (int)LT_AVX512}) {
+    if (t == LT_AVX512 && sh("grep -q avx512f /proc/cpuinfo") != 0) continue;
+    if (t == LT_AVX2 && sh("grep -q avx2 /proc/cpuinfo") != 0) continue;
+    for (int pack : {1, 0}) {
+      if (!pack && t != LT_NATIVE) continue;
+      PassOptions o;
+      pass_options_init(&o, 2);
+      o.target = t;
+      o.pack = pack;
+      for (int T : {1, 150}) EXPECT_LE(compiled_vs_interp(c.m, o, T, {"y", "z"}), 2e-5) << "target " << t << " pack " << pack << " T " << T;
+    }
+  }
 }
 
 // The targets that run on this machine give the interpreter's results.
