@@ -2,7 +2,11 @@
  * timing hook and the row kernels generated models call. Everything works on
  * caller-provided memory; nothing here allocates or keeps global state.
  * Arithmetic accumulates in double and rounds once when storing, the same
- * rule as the reference interpreter, so results agree to float rounding. */
+ * rule as the reference interpreter, so results agree to float rounding; the
+ * one exception is the conv's silu, evaluated in f32 on the rounded sums (a few
+ * ulps). The loops are written to vectorize (-O3): contiguous innermost loops,
+ * partial sums for reductions, cos/sin and weights hoisted out of the hot loops,
+ * stack buffers instead of allocation (see docs/optimizer.md, "Runtime kernels"). */
 #if !defined(_POSIX_C_SOURCE) || _POSIX_C_SOURCE < 199309L
 #undef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
@@ -93,18 +97,46 @@ void gat_k_softmax(float *out, const float *x, int64_t outer, int64_t n, int64_t
     }
 }
 
+/* sum of x[j]^2 (centre 0) or (x[j] - centre)^2 in double over 8 interleaved partial
+ * sums: the serial chain of one accumulator is bound by the add latency and does not
+ * vectorize (no reassociation in ISO C); the order changes results by ~1e-16 relative */
+static double rt_sum_sq(const float *x, int64_t n, double centre) {
+  double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t j = 0, k;
+  for (; j + 8 <= n; j += 8)
+    for (k = 0; k < 8; k++) {
+      const double d = (double)x[j + k] - centre;
+      s[k] += d * d;
+    }
+  for (; j < n; j++) {
+    const double d = (double)x[j] - centre;
+    s[0] += d * d;
+  }
+  return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+}
+
+static double rt_sum(const float *x, int64_t n) {
+  double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t j = 0, k;
+  for (; j + 8 <= n; j += 8)
+    for (k = 0; k < 8; k++) s[k] += x[j + k];
+  for (; j < n; j++) s[0] += x[j];
+  return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+}
+
 void gat_k_rms_norm(float *out, const float *x, const float *w, int64_t rows, int64_t n,
                     double eps, int plus_one) {
   int64_t r, j;
   for (r = 0; r < rows; r++) {
     const float *xr = x + r * n;
-    double ss = 0, inv;
-    for (j = 0; j < n; j++) ss += (double)xr[j] * xr[j];
-    inv = 1.0 / sqrt(ss / (double)n + eps);
-    for (j = 0; j < n; j++) {
-      double wj = w ? (plus_one ? 1.0 + w[j] : (double)w[j]) : 1.0;
-      out[r * n + j] = (float)(xr[j] * inv * wj);
-    }
+    float *yr = out + r * n;
+    const double inv = 1.0 / sqrt(rt_sum_sq(xr, n, 0.0) / (double)n + eps);
+    if (!w)
+      for (j = 0; j < n; j++) yr[j] = (float)(xr[j] * inv);
+    else if (plus_one)
+      for (j = 0; j < n; j++) yr[j] = (float)(xr[j] * inv * (1.0 + w[j]));
+    else
+      for (j = 0; j < n; j++) yr[j] = (float)(xr[j] * inv * w[j]);
   }
 }
 
@@ -113,16 +145,14 @@ void gat_k_layer_norm(float *out, const float *x, const float *w, const float *b
   int64_t r, j;
   for (r = 0; r < rows; r++) {
     const float *xr = x + r * n;
-    double mean = 0, var = 0, inv;
-    for (j = 0; j < n; j++) mean += xr[j];
-    mean /= (double)n;
-    for (j = 0; j < n; j++) var += (xr[j] - mean) * (xr[j] - mean);
-    inv = 1.0 / sqrt(var / (double)n + eps);
+    float *yr = out + r * n;
+    const double mean = rt_sum(xr, n) / (double)n;
+    const double inv = 1.0 / sqrt(rt_sum_sq(xr, n, mean) / (double)n + eps);
     for (j = 0; j < n; j++) {
       double y = (xr[j] - mean) * inv;
       if (w) y *= w[j];
       if (b) y += b[j];
-      out[r * n + j] = (float)y;
+      yr[j] = (float)y;
     }
   }
 }
@@ -130,9 +160,7 @@ void gat_k_layer_norm(float *out, const float *x, const float *w, const float *b
 void gat_k_l2_norm(float *out, const float *x, int64_t rows, int64_t n, double eps) {
   int64_t r, j;
   for (r = 0; r < rows; r++) {
-    double ss = 0, inv;
-    for (j = 0; j < n; j++) ss += (double)x[r * n + j] * x[r * n + j];
-    inv = 1.0 / sqrt(ss + eps);
+    const double inv = 1.0 / sqrt(rt_sum_sq(x + r * n, n, 0.0) + eps);
     for (j = 0; j < n; j++) out[r * n + j] = (float)(x[r * n + j] * inv);
   }
 }
@@ -172,45 +200,197 @@ void gat_k_topk(float *vals, int32_t *idxs, const float *x, int64_t rows, int64_
   }
 }
 
+/* ---- RoPE ------------------------------------------------------------------
+ * The angle of pair i at position p is p * inv_freq_i, inv_freq_i = base^(-2i/dims),
+ * evaluated in double like the interpreter and the float64 PyTorch references of the
+ * tests (PyTorch models usually take cos/sin of f32 angles, which moves them by up to
+ * about p * 2^-24; the interpreter is the reference, so double it is). cos/sin are
+ * computed once per (row, i) and shared by the H heads. For consecutive positions the
+ * (cos, sin) pair advances by the angle-addition formula, a rotation by inv_freq_i
+ * (four multiplies, vectorizable), and is re-anchored with libm every ROPE_ANCHOR rows,
+ * which keeps it within ~1e-15 of libm's values. The rotation itself is done in
+ * double and rounded once, as the interpreter does. Pairs are taken ROPE_ICH at a
+ * time (stack buffers, no allocation). */
+#define ROPE_ICH 64
+#define ROPE_ANCHOR 16
+
+/* Row t's position is pos[t] when pos is given (rows gathered into a
+ * mixture/skip region keep their own positions), else pos0 + t. */
+static void rope_rows(float *out, const float *x, int64_t T, int64_t H, int64_t D, int64_t pos0,
+                      const int32_t *pos, double base, int64_t dims) {
+  int64_t t, h, i, i0, half = dims / 2;
+  double invf[ROPE_ICH], c1[ROPE_ICH], s1[ROPE_ICH], cs[ROPE_ICH], sn[ROPE_ICH];
+  float a[ROPE_ICH], b[ROPE_ICH];
+  for (i0 = 0; i0 < half; i0 += ROPE_ICH) {
+    const int64_t ni = half - i0 < ROPE_ICH ? half - i0 : ROPE_ICH;
+    int64_t prev = 0, since = ROPE_ANCHOR; /* rows since the last libm anchor */
+    for (i = 0; i < ni; i++) {
+      invf[i] = pow(base, -(double)(2 * (i0 + i)) / (double)dims);
+      c1[i] = cos(invf[i]);
+      s1[i] = sin(invf[i]);
+    }
+    for (t = 0; t < T; t++) {
+      const int64_t p = pos ? (int64_t)pos[t] : pos0 + t;
+      if (t > 0 && p == prev) {
+        /* same position as the row before (routed rows): same cos/sin */
+      } else if (t > 0 && p == prev + 1 && since < ROPE_ANCHOR) {
+        for (i = 0; i < ni; i++) {
+          const double c = cs[i] * c1[i] - sn[i] * s1[i];
+          sn[i] = sn[i] * c1[i] + cs[i] * s1[i];
+          cs[i] = c;
+        }
+        since++;
+      } else {
+        for (i = 0; i < ni; i++) {
+          const double ang = (double)p * invf[i];
+          cs[i] = cos(ang);
+          sn[i] = sin(ang);
+        }
+        since = 1;
+      }
+      prev = p;
+      for (h = 0; h < H; h++) {
+        const float *xr = x + (t * H + h) * D + i0;
+        float *yr = out + (t * H + h) * D + i0;
+        /* local copies: out may be x (in place), and the loop below then needs no
+         * aliasing checks to vectorize */
+        memcpy(a, xr, sizeof(float) * (size_t)ni);
+        memcpy(b, xr + half, sizeof(float) * (size_t)ni);
+        for (i = 0; i < ni; i++) {
+          const double x1 = a[i], x2 = b[i];
+          yr[i] = (float)(x1 * cs[i] - x2 * sn[i]);
+          yr[i + half] = (float)(x2 * cs[i] + x1 * sn[i]);
+        }
+      }
+    }
+  }
+  if (out != x && 2 * half < D)
+    for (t = 0; t < T * H; t++)
+      memcpy(out + t * D + 2 * half, x + t * D + 2 * half, sizeof(float) * (size_t)(D - 2 * half));
+}
+
 void gat_k_rope(float *out, const float *x, int64_t T, int64_t H, int64_t D, int64_t pos0,
                 double base, int64_t dims) {
-  int64_t t, h, i, half = dims / 2;
-  for (t = 0; t < T; t++)
-    for (h = 0; h < H; h++) {
-      const float *xr = x + (t * H + h) * D;
-      float *yr = out + (t * H + h) * D;
-      for (i = 0; i < half; i++) {
-        double inv_freq = pow(base, -(double)(2 * i) / (double)dims);
-        double ang = (double)(pos0 + t) * inv_freq, c = cos(ang), s = sin(ang);
-        double x1 = xr[i], x2 = xr[i + half];
-        yr[i] = (float)(x1 * c - x2 * s);
-        yr[i + half] = (float)(x2 * c + x1 * s);
-      }
-      for (i = 2 * half; i < D; i++) yr[i] = xr[i];
+  rope_rows(out, x, T, H, D, pos0, NULL, base, dims);
+}
+
+void gat_k_rope_pos(float *out, const float *x, int64_t T, int64_t H, int64_t D, const int32_t *pos,
+                    double base, int64_t dims) {
+  rope_rows(out, x, T, H, D, 0, pos, base, dims);
+}
+
+/* ---- causal depthwise conv ------------------------------------------------------
+ * Time outer, channels innermost and contiguous: output row t, CONV_CCH channels at a
+ * time, is acc[c] = b[c] + sum_j w[c, j] * src_j[c] over the rows src_j of (tail ++ x),
+ * a loop that vectorizes along c; every stream (x rows, the out row, w) is read front to
+ * back. W = 4, the usual short conv, is one fused pass (w read as 4-wide groups, the sum
+ * in registers); other W a pass per tap. Accumulation in double (FMA where available),
+ * rounded once, as the interpreter. The silu runs on the rounded f32 sums with a
+ * vectorizable f32 e^x (conv_silu_f32), a few f32 ulps from the interpreter's double
+ * silu. Row pointers of the first CONV_WMAX taps are kept; wider kernels recompute the rest. */
+#define CONV_CCH 256
+#define CONV_WMAX 16
+/* a * b + c in one rounding where the target has FMA (GCC and Clang inline and vectorize
+ * fma/fmaf there); elsewhere the two-rounding expression, not a slow libm call */
+#if defined(__FMA__)
+#define GAT_FMA(a, b, c) fma(a, b, c)
+#define GAT_FMAF(a, b, c) fmaf(a, b, c)
+#else
+#define GAT_FMA(a, b, c) ((a) * (b) + (c))
+#define GAT_FMAF(a, b, c) ((a) * (b) + (c))
+#endif
+
+/* y[k] = a[k] * sigmoid(a[k]) for n <= CONV_CCH values, f32. e^-a = 2^m * P(r) with
+ * m = round(-a log2 e), r = -a - m ln 2 (two-part ln 2), P the degree-7 Taylor polynomial
+ * (|r| <= 0.35: error < 6e-9); 2^m is built from the exponent bits of the rounding
+ * constant through uint32 arrays (memcpy, no type punning) so every loop vectorizes. */
+static void conv_silu_f32(float *y, const float *a, int64_t n) {
+  float tt[CONV_CCH], pp[CONV_CCH];
+  uint32_t bits[CONV_CCH];
+  int64_t k;
+  for (k = 0; k < n; k++) {
+    float z = -a[k];
+    z = z < -87.0f ? -87.0f : z; /* e^z stays a normal float; beyond, the result is exact anyway */
+    z = z > 88.0f ? 88.0f : z;
+    {
+      const float t = GAT_FMAF(z, 1.44269504088896341f, 12582912.0f); /* 1.5 * 2^23: rounds to an integer */
+      const float m = t - 12582912.0f;
+      const float r = GAT_FMAF(m, -1.428606765330187e-06f, GAT_FMAF(m, -0.693145751953125f, z));
+      float p = 1.0f / 5040;
+      p = GAT_FMAF(p, r, 1.0f / 720);
+      p = GAT_FMAF(p, r, 1.0f / 120);
+      p = GAT_FMAF(p, r, 1.0f / 24);
+      p = GAT_FMAF(p, r, 1.0f / 6);
+      p = GAT_FMAF(p, r, 0.5f);
+      p = GAT_FMAF(p, r, 1.0f);
+      p = GAT_FMAF(p, r, 1.0f);
+      tt[k] = t;
+      pp[k] = p;
     }
+  }
+  memcpy(bits, tt, sizeof(float) * (size_t)n);
+  for (k = 0; k < n; k++) bits[k] = (bits[k] - 0x4B400000u + 127u) << 23; /* 2^m */
+  memcpy(tt, bits, sizeof(float) * (size_t)n);
+  for (k = 0; k < n; k++) y[k] = a[k] / GAT_FMAF(pp[k], tt[k], 1.0f);
 }
 
 void gat_k_conv1d(float *out, const float *x, const float *w, const float *b, float *tail,
                   int64_t T, int64_t C, int64_t W, int act) {
   int64_t t, c, j, r;
-  for (t = 0; t < T; t++)
-    for (c = 0; c < C; c++) {
-      double acc = b ? (double)b[c] : 0.0;
-      for (j = 0; j < W; j++) {
-        int64_t src = t - W + 1 + j; /* < 0: from the tail of earlier calls */
-        double xv = src >= 0 ? x[src * C + c] : tail[(W - 1 + src) * C + c];
-        acc += (double)w[c * W + j] * xv;
-      }
-      out[t * C + c] = (float)(act == 1 ? gat_silu(acc) : acc);
+  double acc[CONV_CCH];
+  float rowf[CONV_CCH];
+  int64_t c0;
+  /* t outer and whole rows inner: every stream (x rows, out row, w) is read front to
+   * back, which the hardware prefetchers follow (a channel-block-outer order strides
+   * through rows a page apart and is bound by memory latency) */
+  for (t = 0; t < T; t++) {
+    const float *xr[CONV_WMAX];
+    for (j = 0; j < W && j < CONV_WMAX; j++) {
+      const int64_t src = t - W + 1 + j; /* < 0: from the tail of earlier calls */
+      xr[j] = src >= 0 ? x + src * C : tail + (W - 1 + src) * C;
     }
+    for (c0 = 0; c0 < C; c0 += CONV_CCH) {
+      const int64_t nc = C - c0 < CONV_CCH ? C - c0 : CONV_CCH;
+      if (W == 4) { /* the usual short conv: one fused pass, w read as 4-wide groups */
+        const float *x0 = xr[0] + c0, *x1 = xr[1] + c0, *x2 = xr[2] + c0, *x3 = xr[3] + c0;
+        const float *wc = w + c0 * 4;
+        if (b) {
+          const float *bc = b + c0;
+          for (c = 0; c < nc; c++)
+            acc[c] = GAT_FMA((double)wc[4 * c + 3], x3[c],
+                             GAT_FMA((double)wc[4 * c + 2], x2[c],
+                                     GAT_FMA((double)wc[4 * c + 1], x1[c], GAT_FMA((double)wc[4 * c], x0[c], (double)bc[c]))));
+        } else {
+          for (c = 0; c < nc; c++)
+            acc[c] = GAT_FMA((double)wc[4 * c + 3], x3[c],
+                             GAT_FMA((double)wc[4 * c + 2], x2[c],
+                                     GAT_FMA((double)wc[4 * c + 1], x1[c], (double)wc[4 * c] * x0[c])));
+        }
+      } else {
+        for (c = 0; c < nc; c++) acc[c] = b ? (double)b[c0 + c] : 0.0;
+        for (j = 0; j < W; j++) {
+          const int64_t src = t - W + 1 + j;
+          const float *xj = (j < CONV_WMAX ? xr[j] : src >= 0 ? x + src * C : tail + (W - 1 + src) * C) + c0;
+          const float *wj = w + c0 * W + j;
+          for (c = 0; c < nc; c++) acc[c] = GAT_FMA((double)wj[c * W], xj[c], acc[c]);
+        }
+      }
+      if (act == 1) {
+        for (c = 0; c < nc; c++) rowf[c] = (float)acc[c];
+        conv_silu_f32(out + t * C + c0, rowf, nc);
+      } else {
+        for (c = 0; c < nc; c++) out[t * C + c0 + c] = (float)acc[c];
+      }
+    }
+  }
   /* new tail = the last W-1 rows of (old tail ++ x), oldest first */
   for (r = 0; r < W - 1; r++) {
     int64_t src = T - (W - 1) + r; /* index into x; < 0: into the old tail */
     if (src < 0) {
       int64_t from = W - 1 + src; /* >= r, so moving forward is safe in place */
-      for (c = 0; c < C; c++) tail[r * C + c] = tail[from * C + c];
+      memmove(tail + r * C, tail + from * C, sizeof(float) * (size_t)C);
     } else {
-      for (c = 0; c < C; c++) tail[r * C + c] = x[src * C + c];
+      memcpy(tail + r * C, x + src * C, sizeof(float) * (size_t)C);
     }
   }
 }

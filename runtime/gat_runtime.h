@@ -134,7 +134,8 @@ static inline double gat_imod(double a, double b) {
 
 /* ---- row kernels (called by generated loop nests) --------------------------
  * Shapes are passed as (outer, n, inner): the kernel works along the middle
- * axis of a contiguous [outer, n, inner] tensor. Accumulation is in double. */
+ * axis of a contiguous [outer, n, inner] tensor. Accumulation is in double
+ * (the conv's silu excepted: f32, a few ulps). */
 void gat_k_softmax(float *out, const float *x, int64_t outer, int64_t n, int64_t inner);
 /* over the last axis of [rows, n]; w may be NULL */
 void gat_k_rms_norm(float *out, const float *x, const float *w, int64_t rows, int64_t n,
@@ -151,6 +152,9 @@ void gat_k_topk(float *vals, int32_t *idxs, const float *x, int64_t rows, int64_
 /* x[T, H, D] rotated (rotate_half layout) at positions pos0 + t over the first `dims` features. */
 void gat_k_rope(float *out, const float *x, int64_t T, int64_t H, int64_t D, int64_t pos0,
                 double base, int64_t dims);
+/* The same with row t at position pos[t] (rows of a mixture/skip region keep their own). */
+void gat_k_rope_pos(float *out, const float *x, int64_t T, int64_t H, int64_t D, const int32_t *pos,
+                    double base, int64_t dims);
 /* Causal depthwise conv: x[T, C], w[C, W], b[C] or NULL, tail[W-1, C] (previous inputs,
  * oldest first; updated). act: 0 none, 1 silu. */
 void gat_k_conv1d(float *out, const float *x, const float *w, const float *b, float *tail,

@@ -8,8 +8,9 @@ from the math:
 
 Cases: causal MHA, GQA (H = 4 over Hkv = 2 and 1), sliding window, the
 forgetting-attention biases (qb = c, kb = -c with c the cumulative sum of
-logsigmoid gates), head dims 64 x 64 and odd ones (24 x 40, 17 x 9: vector
-tails); T in {1, 7, 64, 300, 1024}; prefill (one call), one-token decode
+logsigmoid gates), head dims 64 x 64, odd ones (24 x 40, 17 x 9: vector
+tails) and wide ones (96 x 112, 160 x 136: smaller key blocks and, above 128,
+narrower query tiles); T in {1, 7, 64, 300, 1024}; prefill (one call), one-token decode
 (--step 1) and chunked prefill with steps that mix the kernel's query tiles
 and single-query rows (--step 37, 100) over a KV cache that already holds
 earlier rows.
@@ -127,9 +128,11 @@ def data(T, H, HKV, DK, DV, biased):
     return ins, q, k, v, qb, kb
 
 
-# (H, Hkv, dk, dv, window, biased): MHA, GQA + FoX, window + GQA, odd dims, MQA + window + bias
+# (H, Hkv, dk, dv, window, biased): MHA, GQA + FoX, window + GQA, odd dims, MQA + window + bias,
+# and wide heads: 96 x 112 (key blocks of 32) and 160 x 136 (blocks of 16, 2-vector tiles)
 CASES = [(4, 4, 64, 64, 0, False), (4, 2, 64, 64, 0, True), (4, 2, 64, 64, 50, False),
-         (4, 2, 24, 40, 0, True), (4, 1, 17, 9, 13, True)]
+         (4, 2, 24, 40, 0, True), (4, 1, 17, 9, 13, True), (2, 2, 96, 112, 20, False),
+         (2, 1, 160, 136, 0, True)]
 # T and the steps run for it (None = one call; 1 = decode token by token)
 STEPS = {1: [None], 7: [None, 1, 3], 64: [None, 1, 37], 300: [None, 1, 37, 100], 1024: [None, 37]}
 
