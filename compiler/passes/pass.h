@@ -30,11 +30,15 @@ typedef struct PassOptions {
   int fold_scales;        /* static scales / RMSNorm weights folded into packed weights (-fno-fold-scales) */
   int prologue;           /* RMSNorm as a GEMM row scale, never materialised (-fno-prologue) */
   int glu;                /* GLU product of two GEMMs as one GEMM (-fno-glu) */
+  int chunk;              /* -O2 pass chunk: chunked prefill of GLA / delta-rule scans (-fno-chunk) */
   int memplan;            /* liveness-based arena planning, -O1+ (-fno-memplan clears; memplan.c) */
   int verify;             /* verify after every pass (on by default; tests and debug) */
   int profile;            /* generated code times every top-level kernel (--profile) */
   int count;              /* generated code counts mixture/skip region rows (--count, NAME_count_*) */
   const char *count_path; /* run_compiled_opt: write those counters as JSON here (run --count FILE) */
+  const char *const *knob_sets; /* run_compiled_opt: `--set KEY[:I]=V` values given to the model's
+                                   NAME_set_skip_threshold / NAME_set_route_capacity after init */
+  int nknob_sets;
   const char *dump_after; /* print the IR after this pass to dump_out, or NULL */
   int target;             /* LoopTarget of the emitted GEMM kernels (--target; 0 = native) */
   const char *march;      /* -march=X given to the C compiler by run/bench, or NULL (backend_cflags) */
@@ -56,6 +60,7 @@ void pass_fuse(LoopModule *m, const PassOptions *o);
 void pass_scalefold(LoopModule *m, const PassOptions *o);
 void pass_prologue(LoopModule *m, const PassOptions *o);
 void pass_glu(LoopModule *m, const PassOptions *o);
+void pass_chunk(LoopModule *m, const PassOptions *o);
 void pass_interchange(LoopModule *m, const PassOptions *o);
 void pass_scan_inplace(LoopModule *m, const PassOptions *o);
 void pass_licm(LoopModule *m, const PassOptions *o);

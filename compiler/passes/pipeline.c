@@ -3,7 +3,7 @@
  *   graph IR:  dce → cse → dce            (-O1+)
  *   lower:     loop_lower (one kernel per op, the -O0 program)
  *   loop IR:   gemm (-O2, tile) → attention (-O2, tile) → scalefold → prologue (-O2, packed) → epilogue (-O2, tile + fuse)
- *              → glu (-O2, packed + fuse) → fuse (-O1+, fuse)
+ *              → glu (-O2, packed + fuse) → fuse (-O1+, fuse) → chunk (-O2, -fno-chunk)
  *              → interchange → scan_inplace → licm → f32math (-O2; licm after the
  *              others: it needs the final kernel outputs and loop orders)
  *   layout:    arena offsets, one slice per buffer (always)
@@ -40,6 +40,7 @@ static const PassEntry pass_list[] = {
     {"epilogue", ON_LOOP, NULL, pass_epilogue},
     {"glu", ON_LOOP, NULL, pass_glu},
     {"fuse", ON_LOOP, NULL, pass_fuse},
+    {"chunk", ON_LOOP, NULL, pass_chunk},
     {"interchange", ON_LOOP, NULL, pass_interchange},
     {"scan_inplace", ON_LOOP, NULL, pass_scan_inplace},
     {"licm", ON_LOOP, NULL, pass_licm},
@@ -60,6 +61,7 @@ static int pass_enabled(const PassEntry *p, const PassOptions *o) {
   if (!strcmp(n, "prologue")) return o->opt_level >= 2 && o->tile && o->pack && o->prologue;
   if (!strcmp(n, "glu")) return o->opt_level >= 2 && o->tile && o->pack && o->fuse && o->glu;
   if (!strcmp(n, "fuse")) return o->opt_level >= 1 && o->fuse;
+  if (!strcmp(n, "chunk")) return o->opt_level >= 2 && o->chunk;
   if (!strcmp(n, "memplan")) return o->opt_level >= 1 && o->memplan;
   if (!strcmp(n, "interchange") || !strcmp(n, "scan_inplace") || !strcmp(n, "licm")) return o->opt_level >= 2;
   if (!strcmp(n, "f32math")) return o->opt_level >= 2 && o->f32_math;
@@ -72,6 +74,7 @@ void pass_options_init(PassOptions *o, int opt_level) {
   o->fuse = o->tile = o->pack = 1;
   o->f32_math = 1;
   o->fold_scales = o->prologue = o->glu = 1;
+  o->chunk = 1;
   o->memplan = 1;
   o->verify = 1;
 }
