@@ -362,12 +362,37 @@ static LLVMValueRef ll_var(LL *L, int v) {
   return L->vars[v];
 }
 
+/* a load of buffer buf in an -O2 loop kernel does not alias its (restrict) output */
+static void ll_mark_load(LL *L, LLVMValueRef ld, int buf) {
+  if (L->restrict_out >= 0 && buf != L->restrict_out && L->md_noalias)
+    LLVMSetMetadata(ld, LLVMGetMDKindIDInContext(L->C, "noalias", 7), L->md_noalias);
+}
+
+/* alias scope metadata of kernel k's output: a domain and a scope named after the module and
+ * kernel (string names: unique per kernel, so kernels inlined into one function stay apart) */
+static void ll_restrict_begin(LL *L, const LoopKernel *k) {
+  L->restrict_out = -1;
+  L->md_scope = L->md_noalias = NULL;
+  if (L->m->opt_level < 2) return;
+  char nm[256];
+  snprintf(nm, sizeof nm, "%s.k%d.domain", L->m->name, k->id);
+  LLVMMetadataRef dname = LLVMMDStringInContext2(L->C, nm, strlen(nm));
+  LLVMMetadataRef dom = LLVMMDNodeInContext2(L->C, &dname, 1);
+  snprintf(nm, sizeof nm, "%s.k%d.out", L->m->name, k->id);
+  LLVMMetadataRef sc[2] = {LLVMMDStringInContext2(L->C, nm, strlen(nm)), dom};
+  LLVMMetadataRef scope = LLVMMDNodeInContext2(L->C, sc, 2);
+  LLVMMetadataRef list = LLVMMDNodeInContext2(L->C, &scope, 1);
+  L->md_scope = L->md_noalias = LLVMMetadataAsValue(L->C, list);
+  L->restrict_out = k->out;
+}
+
 static LLVMValueRef ll_index(LL *L, const LoopIndex *ix) {
   LLVMValueRef v = ll_i64(L, ix->c);
   for (int t = 0; t < ix->nterms; t++)
     v = LLVMBuildAdd(L->B, v, LLVMBuildMul(L->B, ll_i64(L, ix->coef[t]), ll_var(L, ix->var[t]), ""), "");
   if (ix->dyn_buf >= 0) {
     LLVMValueRef d = LLVMBuildLoad2(L->B, L->ti32, ll_bufptr(L, ix->dyn_buf), "dyn");
+    ll_mark_load(L, d, ix->dyn_buf);
     v = LLVMBuildAdd(L->B, v, LLVMBuildMul(L->B, ll_i64(L, ix->dyn_coef), LLVMBuildSExt(L->B, d, L->ti64, ""), ""), "");
   }
   return v;
@@ -399,9 +424,20 @@ static LLVMValueRef ll_load(LL *L, const LoopExpr *x) {
   const LoopBuf *b = loop_buf(L->m, x->buf);
   LLVMTypeRef et = ll_buf_elt(L, b);
   LLVMValueRef v = LLVMBuildLoad2(L->B, et, ll_gep(L, et, ll_bufptr(L, x->buf), ll_flat(L, b, x->idx)), "");
+  ll_mark_load(L, v, x->buf);
   if (et == L->ti32) return LLVMBuildSIToFP(L->B, v, ll_ft(L), "");
   if (et != ll_ft(L)) return et == L->tf32 ? LLVMBuildFPExt(L->B, v, L->tf64, "") : LLVMBuildFPTrunc(L->B, v, L->tf32, "");
   return v;
+}
+
+/* the reduction of a red_outer body (not inside a select branch: loopir.h) */
+static const LoopExpr *ll_find_reduce(const LoopExpr *e) {
+  if (!e) return NULL;
+  if (e->kind == LX_REDUCE) return e;
+  const LoopExpr *r = ll_find_reduce(e->a);
+  if (!r) r = ll_find_reduce(e->b);
+  if (!r) r = ll_find_reduce(e->c);
+  return r;
 }
 
 static LLVMValueRef ll_reduce(LL *L, int ktvar, const LoopExpr *x) {
@@ -475,7 +511,10 @@ static LLVMValueRef ll_expr_raw(LL *L, int ktvar, const LoopExpr *x) {
     return ll_binary(L, x->fn, x->dtype, a, b);
   }
   case LX_SELECT: return ll_select(L, ktvar, x);
-  case LX_REDUCE: return ll_reduce(L, ktvar, x);
+  case LX_REDUCE:
+    if (x == L->red_acc) /* red_outer: summed into acc[] before the store loop */
+      return LLVMBuildLoad2(L->B, ll_ft(L), ll_gep(L, ll_ft(L), L->red_acc_p, L->vars[L->red_acc_var]), "");
+    return ll_reduce(L, ktvar, x);
   case LX_TEMP: /* a loop-invariant let (pass_licm): evaluating it in place is exact; LLVM hoists it */
     if (!L->kern || x->var < 0 || x->var >= L->kern->nlets) {
       ll_fail(L, "LLVM backend: let %d outside its kernel", x->var);
@@ -509,13 +548,21 @@ void ll_emit_loop_kernel(LL *L, const LoopKernel *k) {
   const LoopBuf *ob = loop_buf(L->m, k->out);
   LLLoop lp[IR_MAX_RANK];
   memset(L->vars, 0, sizeof L->vars);
-  L->f32 = k->f32_math != 0; /* red_outer (pass_interchange) is a schedule hint this backend leaves to LLVM */
+  ll_restrict_begin(L, k);
+  L->f32 = k->f32_math != 0;
   /* lets (pass_licm) of level l are computed once per iteration of the first l loops, as the C
    * backend does (libm calls may set errno, so LLVM would not hoist them itself); with red_outer
-   * the innermost level follows the reduction loop, so those lets stay in place (exact) */
+   * the innermost level's lets are computed inside the reduction loop (as the C backend does) */
   int maxlev = k->red_outer ? k->rank - 1 : k->rank;
+  /* red_outer (pass_interchange, loopir.h): the sum's loop outside the innermost domain loop,
+   * accumulating acc[v_j] (same additions in the same order), so the innermost loop runs along
+   * contiguous memory and vectorizes without reassociation */
+  const LoopExpr *red = k->red_outer && k->rank > 0 && k->ext[k->rank - 1] != IR_DIM_T ? ll_find_reduce(k->body) : NULL;
+  if (red && (red->red != IR_RED_SUM || red->var < 0 || red->var >= (int)(sizeof L->vars / sizeof L->vars[0])))
+    red = NULL;
+  int nouter = red ? k->rank - 1 : k->rank;
   L->letv = k->nlets > 0 ? xcalloc((size_t)k->nlets, sizeof *L->letv) : NULL;
-  for (int d = 0; d <= k->rank; d++) {
+  for (int d = 0; d <= nouter; d++) {
     if (d > 0) {
       ll_loop_begin(L, &lp[d - 1], ll_dim(L, k->ext[d - 1], k->tvar), "v");
       L->vars[d - 1] = lp[d - 1].iv;
@@ -523,7 +570,37 @@ void ll_emit_loop_kernel(LL *L, const LoopKernel *k) {
     for (int i = 0; i < k->nlets && d <= maxlev; i++)
       if (k->lets[i].level == d) L->letv[i] = ll_expr(L, k->tvar, k->lets[i].e);
   }
+  if (red) {
+    int j = k->rank - 1;
+    LLVMValueRef E = ll_i64(L, k->ext[j]);
+    LLVMValueRef accp = LLVMBuildBitCast(L->B, ll_alloca(L, LLVMArrayType(ll_ft(L), (unsigned)k->ext[j]), "acc"),
+                                         LLVMPointerType(ll_ft(L), 0), "");
+    LLLoop lz, lr, lj;
+    ll_loop_begin(L, &lz, E, "z");
+    LLVMBuildStore(L->B, ll_fc(L, 0.0), ll_gep(L, ll_ft(L), accp, lz.iv));
+    ll_loop_end(L, &lz);
+    ll_loop_begin(L, &lr, ll_dim(L, red->extent, k->tvar), "red");
+    L->vars[red->var] = lr.iv;
+    for (int i = 0; i < k->nlets; i++)
+      if (k->lets[i].level == k->rank) L->letv[i] = ll_expr(L, k->tvar, k->lets[i].e);
+    ll_loop_begin(L, &lj, E, "v");
+    L->vars[j] = lj.iv;
+    LLVMValueRef add = ll_expr(L, k->tvar, red->a);
+    LLVMValueRef ap = ll_gep(L, ll_ft(L), accp, lj.iv);
+    LLVMBuildStore(L->B, LLVMBuildFAdd(L->B, LLVMBuildLoad2(L->B, ll_ft(L), ap, ""), add, ""), ap);
+    ll_loop_end(L, &lj);
+    ll_loop_end(L, &lr);
+    for (int i = 0; i < k->nlets; i++) /* defined in the reduction loop only */
+      if (k->lets[i].level == k->rank) L->letv[i] = NULL;
+    L->vars[red->var] = NULL;
+    ll_loop_begin(L, &lp[j], E, "v");
+    L->vars[j] = lp[j].iv;
+    L->red_acc = red;
+    L->red_acc_p = accp;
+    L->red_acc_var = j;
+  }
   LLVMValueRef val = ll_expr(L, k->tvar, k->body);
+  L->red_acc = NULL;
   LoopIndex oidx[IR_MAX_RANK];
   memset(oidx, 0, sizeof oidx);
   for (int d = 0; d < k->rank; d++) {
@@ -544,8 +621,11 @@ void ll_emit_loop_kernel(LL *L, const LoopKernel *k) {
     st = ll_to_i32(L, val);
     if (et == L->tf64) st = LLVMBuildSIToFP(L->B, st, L->tf64, "");
   }
-  LLVMBuildStore(L->B, st, ll_gep(L, et, ll_bufptr(L, k->out), ll_flat(L, ob, oidx)));
+  LLVMValueRef sti = LLVMBuildStore(L->B, st, ll_gep(L, et, ll_bufptr(L, k->out), ll_flat(L, ob, oidx)));
+  if (L->md_scope) LLVMSetMetadata(sti, LLVMGetMDKindIDInContext(L->C, "alias.scope", 11), L->md_scope);
   for (int d = k->rank - 1; d >= 0; d--) ll_loop_end(L, &lp[d]);
+  L->restrict_out = -1;
+  L->md_scope = L->md_noalias = NULL;
   memset(L->vars, 0, sizeof L->vars);
   free(L->letv);
   L->letv = NULL;
@@ -625,7 +705,12 @@ static void emit_attention(LL *L, const LoopKernel *k, LLVMValueRef *s) {
   AT(dk, s[3]);
   AT(dv, s[4]);
   AT(window, s[5]);
-  AT(pos0, ll_pos(L));
+  if (k->nargs > 10 && k->args[10] >= 0) { /* under a skip/route: the packed row count (loopir.h LK_SKIP) */
+    LLVMValueRef rc = LLVMBuildLoad2(L->B, L->ti32, ll_bufptr(L, k->args[10]), "rows0");
+    AT(pos0, LLVMBuildSExt(L->B, rc, L->ti64, ""));
+  } else {
+    AT(pos0, ll_pos(L));
+  }
   AT(max_T, ll_i64(L, L->m->max_T));
   AT(scale, ll_f64(L, k->reals[0]));
   AT(scratch, p8(L, k->args[8]));
@@ -634,6 +719,11 @@ static void emit_attention(LL *L, const LoopKernel *k, LLVMValueRef *s) {
     AT(relbias_len, s[6]);
   }
 #undef AT
+  if (k->attn_fast && k->sizes[3].tpow == 0 && k->sizes[4].tpow == 0) { /* -O2 pass_attention */
+    LLVMValueRef fa = ll_flash_attn_fn(L, k->sizes[3].k, k->sizes[4].k);
+    LLVMBuildCall2(L->B, LLVMGlobalGetValueType(fa), fa, &a8, 1, "");
+    return;
+  }
   rt_call(L, "gat_k_attention", "P", &a8);
 }
 
@@ -674,6 +764,11 @@ void ll_emit_call_kernel(LL *L, const LoopKernel *k) {
     break;
   }
   case LC_ROPE: {
+    if (k->nargs > 1 && k->args[1] >= 0) { /* in a region: the rows' own positions (loopir.h LC_ROPE) */
+      LLVMValueRef v[8] = {p8(L, k->out), p8(L, k->args[0]), s[0], s[1], s[2], p8(L, k->args[1]), ll_f64(L, k->reals[0]), s[3]};
+      rt_call(L, "gat_k_rope_pos", "PPIIIPDI", v);
+      break;
+    }
     LLVMValueRef v[8] = {p8(L, k->out), p8(L, k->args[0]), s[0], s[1], s[2], ll_pos(L), ll_f64(L, k->reals[0]), s[3]};
     rt_call(L, "gat_k_rope", "PPIIIIDI", v);
     break;

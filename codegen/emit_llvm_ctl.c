@@ -301,7 +301,13 @@ static void emit_skip(LL *L, const LoopKernel *k) {
     ll_loop_begin(L, &lt, T, "t");
     LLVMValueRef c = load_d(L, cond, lt.iv);
     LLVMBasicBlockRef yes = ll_block(L, "skip.row"), no = ll_block(L, "skip.next");
-    LLVMBuildCondBr(L->B, LLVMBuildFCmp(L->B, LLVMRealOEQ, c, ll_f64(L, 0.0), ""), yes, no);
+    /* a threshold skip (loopir.h skip_cmp; compile-time cut here, no run-time knob): kept iff not
+       (c CMP cut), NaN kept, hence the unordered predicates */
+    static const LLVMRealPredicate keep_if[4] = {LLVMRealUGE, LLVMRealUGT, LLVMRealULE, LLVMRealULT};
+    LLVMValueRef kept = k->skip_cmp > 0 && k->skip_cmp <= 4
+                            ? LLVMBuildFCmp(L->B, keep_if[k->skip_cmp - 1], c, ll_f64(L, k->reals[3]), "")
+                            : LLVMBuildFCmp(L->B, LLVMRealOEQ, c, ll_f64(L, 0.0), "");
+    LLVMBuildCondBr(L->B, kept, yes, no);
     LLVMPositionBuilderAtEnd(L->B, yes);
     push_row(L, nslot, rows, lt.iv);
     LLVMBuildBr(L->B, no);

@@ -7,8 +7,9 @@
  * panel, KC = 256. Packing (gat.gemm_pack) lays W out as panels of NR
  * columns x K rows, zero-padded; the tile kernel keeps 2 * MR vector
  * accumulators; one or two rows (decode) take the GEMV path with four
- * independent accumulators; the epilogue (bias, activation, residual) is
- * done in double per finished tile, rounding to f32 after each step. */
+ * independent accumulators; the epilogue (row scale, bias, activation,
+ * residual) runs per finished tile row, one vectorizable loop per step,
+ * rounding to f32 after each step (activations computed in double). */
 #include <string.h>
 
 #include "emit_llvm_int.h"
@@ -294,43 +295,47 @@ static LLVMValueRef call(LL *L, const char *name, LLVMValueRef *args, int n) {
   return LLVMBuildCall2(L->B, LLVMGlobalGetValueType(f), f, args, (unsigned)n, "");
 }
 
-/* x (float) -> (float)((double)x op (double)*p) when p is not NULL, else x */
-static LLVMValueRef epi_step(G *g, LLVMValueRef x, LLVMValueRef p, int mulop) {
+/* one step of the epilogue over ci[0 .. nr) when cond holds: ci[j] = ci[j] * (*p) (op 0), ci[j] + p[j]
+ * (op 1), act(ci[j]) (op 2). A float product or sum of two floats equals the double one rounded to
+ * float (exact in double), so these match the unfused ops; the activation is computed in double.
+ * Plain loops, tested once per call: LLVM vectorizes them. */
+static void epi_loop(G *g, LLVMValueRef cond, LLVMValueRef ci, LLVMValueRef nr, LLVMValueRef p, LLVMValueRef act, int op) {
   LL *L = g->L;
-  LLVMBasicBlockRef cur = LLVMGetInsertBlock(L->B), yb = ll_block(L, "epi.y"), nb = ll_block(L, "epi.n");
-  LLVMBuildCondBr(L->B, LLVMBuildIsNotNull(L->B, p, ""), yb, nb);
-  LLVMPositionBuilderAtEnd(L->B, yb);
-  LLVMValueRef d = LLVMBuildFPExt(L->B, x, L->tf64, "");
-  LLVMValueRef o = LLVMBuildFPExt(L->B, LLVMBuildLoad2(L->B, L->tf32, p, ""), L->tf64, "");
-  LLVMValueRef r = LLVMBuildFPTrunc(L->B, mulop ? LLVMBuildFMul(L->B, d, o, "") : LLVMBuildFAdd(L->B, d, o, ""), L->tf32, "");
-  LLVMBuildBr(L->B, nb);
-  LLVMPositionBuilderAtEnd(L->B, nb);
-  LLVMValueRef phi = LLVMBuildPhi(L->B, L->tf32, "");
-  LLVMValueRef v[2] = {x, r};
-  LLVMBasicBlockRef b[2] = {cur, yb};
-  LLVMAddIncoming(phi, v, b, 2);
-  return phi;
+  LLVMBasicBlockRef yes = ll_block(L, "epi.y"), done = ll_block(L, "epi.n");
+  LLVMBuildCondBr(L->B, cond, yes, done);
+  LLVMPositionBuilderAtEnd(L->B, yes);
+  LLVMValueRef r = op == 0 ? LLVMBuildLoad2(L->B, L->tf32, p, "r") : NULL;
+  LLLoop lj;
+  ll_loop_begin(L, &lj, nr, "j");
+  LLVMValueRef cp = fp(g, ci, lj.iv);
+  LLVMValueRef x = LLVMBuildLoad2(L->B, L->tf32, cp, "");
+  if (op == 0) {
+    x = LLVMBuildFMul(L->B, x, r, "");
+  } else if (op == 1) {
+    x = LLVMBuildFAdd(L->B, x, LLVMBuildLoad2(L->B, L->tf32, fp(g, p, lj.iv), ""), "");
+  } else {
+    LLVMValueRef aargs[2] = {LLVMBuildFPExt(L->B, x, L->tf64, ""), act};
+    LLVMValueRef f = LLVMGetNamedFunction(L->M, "gat.gemm_act");
+    x = LLVMBuildCall2(L->B, LLVMGlobalGetValueType(f), f, aargs, 2, "");
+  }
+  LLVMBuildStore(L->B, x, cp);
+  ll_loop_end(L, &lj);
+  LLVMBuildBr(L->B, done);
+  LLVMPositionBuilderAtEnd(L->B, done);
 }
 
-/* gat.gemm_epi(ci, nr, rs, bias, act, ri): one finished tile row, in double, rounding to f32
- * after each step as the unfused ops store: row scale (rs: a pointer, NULL = 1), bias, act, residual */
+/* gat.gemm_epi(ci, nr, rs, bias, act, ri): one finished tile row, rounding to f32 after each step
+ * as the unfused ops store: row scale (rs: a pointer, NULL = 1), bias, act, residual */
 static void build_epi(G *g) {
   LL *L = g->L;
   LLVMTypeRef p[6] = {L->tpf32, L->ti64, L->tpf32, L->tpf32, L->ti32, L->tpf32};
   LLVMValueRef f = begin(L, "gat.gemm_epi", L->tv, p, 6, g->vl);
   LLVMValueRef ci = LLVMGetParam(f, 0), nr = LLVMGetParam(f, 1), rs = LLVMGetParam(f, 2), bias = LLVMGetParam(f, 3);
   LLVMValueRef act = LLVMGetParam(f, 4), ri = LLVMGetParam(f, 5);
-  LLLoop lj;
-  ll_loop_begin(L, &lj, nr, "j");
-  LLVMValueRef cp = fp(g, ci, lj.iv);
-  LLVMValueRef x = LLVMBuildLoad2(L->B, L->tf32, cp, "");
-  x = epi_step(g, x, rs, 1);
-  x = epi_step(g, x, LLVMBuildSelect(L->B, LLVMBuildIsNull(L->B, bias, ""), LLVMConstNull(L->tpf32), fp(g, bias, lj.iv), ""), 0);
-  LLVMValueRef aargs[2] = {LLVMBuildFPExt(L->B, x, L->tf64, ""), act};
-  x = LLVMBuildSelect(L->B, LLVMBuildICmp(L->B, LLVMIntNE, act, ll_i32(L, 0), ""), call(L, "gat.gemm_act", aargs, 2), x, "");
-  x = epi_step(g, x, LLVMBuildSelect(L->B, LLVMBuildIsNull(L->B, ri, ""), LLVMConstNull(L->tpf32), fp(g, ri, lj.iv), ""), 0);
-  LLVMBuildStore(L->B, x, cp);
-  ll_loop_end(L, &lj);
+  epi_loop(g, LLVMBuildIsNotNull(L->B, rs, ""), ci, nr, rs, act, 0);
+  epi_loop(g, LLVMBuildIsNotNull(L->B, bias, ""), ci, nr, bias, act, 1);
+  epi_loop(g, LLVMBuildICmp(L->B, LLVMIntNE, act, ll_i32(L, 0), ""), ci, nr, NULL, act, 2);
+  epi_loop(g, LLVMBuildIsNotNull(L->B, ri, ""), ci, nr, ri, act, 1);
   LLVMBuildRetVoid(L->B);
 }
 

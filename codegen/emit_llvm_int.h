@@ -28,6 +28,14 @@ typedef struct LL {
   LLVMValueRef *letv;     /* values of the current kernel's lets computed at their level, or NULL */
   LLVMValueRef *bufp;   /* typed pointer of each buffer used by the current kernel */
   LLVMValueRef vars[64]; /* loop variables (i64) by number */
+  /* -O2 LK_LOOP kernels: the output buffer is "restrict" as in the C backend's _nest helpers,
+     told to LLVM by scoped alias metadata (stores: alias.scope, loads of other buffers: noalias) */
+  int restrict_out;     /* the kernel's out buffer, or -1 */
+  /* red_outer (pass_interchange): the reduction summed into acc[v_j] (red_acc_p) before the store loop */
+  const LoopExpr *red_acc;
+  LLVMValueRef red_acc_p;
+  int red_acc_var;
+  LLVMValueRef md_scope, md_noalias;
   LLVMValueRef *kfn;    /* kernel functions by LoopKernel id */
   int nkfn;
   int vl, mr;           /* GEMM vector length (floats) and register rows */
@@ -94,6 +102,10 @@ void ll_call_kernel(LL *L, const LoopKernel *k); /* if ((st = k(c)) != 0) return
 /* ---- emit_llvm_gemm.c ---- */
 void ll_gemm_declare(LL *L); /* builds gat_gemm_pack / gat_gemm_f32 (internal) */
 int ll_gemm_act_ok(int epi_act);
+
+/* ---- emit_llvm_attn.c ---- */
+/* void gat.flash_DK_DV(gat_attn_args *): the flash kernel of attn_fast calls (built once per pair) */
+LLVMValueRef ll_flash_attn_fn(LL *L, int64_t dk, int64_t dv);
 
 /* ---- emit_llvm_api.c ---- */
 void ll_build_types(LL *L);

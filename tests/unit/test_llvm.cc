@@ -8,7 +8,9 @@
 // does not support give a clear error instead of code.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -297,6 +299,128 @@ TEST(Llvm, JitMatchesTheInterpreter) {
   tensorset_free(&in);
   tensorset_free(&ref);
 }
+
+// -O2 attention calls run the flash kernel built as IR (emit_llvm_attn.c): GQA, qb/kb biases, a
+// sliding window, head dims that are no multiple of the vector width (dk 6, dv 10), T past one
+// 64-key block; the GEMMs get folded norm scales (rms_norm -> linear) and the GLU pair (swiglu)
+const char *kAttn = R"(import std
+model fattn {
+  max T = 160
+  input x : f32[T, 24]
+  output y : f32[T, 40]
+  output z : f32[T, 32]
+  output u : f32[T, 24]
+  q = linear(x, 24) @ "q" as [T, 4, 6]
+  k = linear(x, 12) @ "k" as [T, 2, 6]
+  v = linear(x, 20) @ "v" as [T, 2, 10]
+  b = linear(x, 4) @ "qb"
+  c = linear(x, 4) @ "kb"
+  y = attention(q, k, v, qbias: b, kbias: c) as [T, 40]
+  q2 = linear(x, 32) @ "q2" as [T, 2, 16]
+  k2 = linear(x, 32) @ "k2" as [T, 2, 16]
+  z = attention(q2, k2, k2, window: 37) as [T, 32]
+  u = swiglu(rms_norm(x) @ "n", hidden: 40) @ "mlp"
+}
+)";
+
+// a routed block with attention over the routed tokens (route top .. threshold: the
+// one-token path, KV cache rows counted by the skip's row state)
+const char *kRouted = R"(import std
+layer blk(x: f32[T, D], heads: int) -> f32[T, D] {
+  return gated_attention(rms_norm(x) @ "ln", heads: heads) @ "attn"
+}
+model routed {
+  max T = 32
+  input x : f32[T, 16]
+  output y : f32[T, 16]
+  h = x
+  r = linear(h, 1) @ "router"
+  h = h + r * blk(h, heads: 2) route top(0.5 * T, threshold: 0.5) by r
+  y = h
+}
+)";
+
+/* the interpreter fed `step` rows per call (outputs concatenated): the reference of decode runs */
+void interp_steps(const IrModule *m, const TensorSet *w, const TensorSet *in, int64_t step, TensorSet *out) {
+  char err[512];
+  InterpSession *s = interp_new(m, w, err, sizeof err);
+  ASSERT_NE(s, nullptr) << err;
+  int64_t T = in->t[0].dims[0];
+  for (int64_t t0 = 0; t0 < T; t0 += step) {
+    int64_t n = std::min(step, T - t0);
+    TensorSet part = {}, po = {};
+    for (int i = 0; i < in->n; i++) {
+      const Tensor *src = &in->t[i];
+      int64_t dims[IR_MAX_RANK];
+      memcpy(dims, src->dims, sizeof dims);
+      int64_t row = tensor_numel(src) / src->dims[0];
+      dims[0] = n;
+      Tensor *d = tensorset_add(&part, src->name, src->dtype, src->rank, dims);
+      memcpy(d->data, (const char *)src->data + 4 * t0 * row, (size_t)(4 * n * row));
+    }
+    ASSERT_EQ(interp_forward(s, &part, &po, err, sizeof err), 0) << err;
+    for (int i = 0; i < po.n; i++) {
+      const Tensor *src = &po.t[i];
+      int64_t row = tensor_numel(src) / src->dims[0];
+      Tensor *d = tensorset_find(out, src->name);
+      if (!d) {
+        int64_t dims[IR_MAX_RANK];
+        memcpy(dims, src->dims, sizeof dims);
+        dims[0] = T;
+        d = tensorset_add(out, src->name, src->dtype, src->rank, dims);
+      }
+      memcpy((char *)d->data + 4 * t0 * row, src->data, (size_t)(4 * n * row));
+    }
+    tensorset_free(&part);
+    tensorset_free(&po);
+  }
+  interp_free(s);
+}
+
+void jit_vs_interp_steps(const char *src, int64_t T, std::initializer_list<int> steps, double tol) {
+  Model md(src);
+  ASSERT_NE(md.m, nullptr);
+  TensorSet w = {}, in = {};
+  weights_init(md.m, 7, &w);
+  random_inputs(md.m, T, &in);
+  for (int step : steps) {
+    TensorSet ref = {}, out = {};
+    interp_steps(md.m, &w, &in, step ? step : T, &ref);
+    char err[1024] = "";
+    PassOptions po;
+    pass_options_init(&po, 2);
+    ASSERT_EQ(run_jit_opt(md.m, &w, &in, step, &po, &out, err, sizeof err), 0) << err;
+    ASSERT_EQ(out.n, ref.n);
+    for (int i = 0; i < ref.n; i++) {
+      Tensor *o = tensorset_find(&out, ref.t[i].name);
+      ASSERT_NE(o, nullptr);
+      EXPECT_LE(max_rel(o, &ref.t[i]), tol) << ref.t[i].name << " step " << step;
+    }
+    tensorset_free(&ref);
+    tensorset_free(&out);
+  }
+  tensorset_free(&w);
+  tensorset_free(&in);
+}
+
+TEST(Llvm, FlashAttentionAndFoldedGemmsMatchTheInterpreter) {
+  jit_vs_interp_steps(kAttn, 150, {0, 1, 7}, 1e-4);
+  /* the flash kernel really is in the -O2 module (its functions or their inlined blocks) */
+  Model md(kAttn);
+  ASSERT_NE(md.m, nullptr);
+  std::string d = tmpdir();
+  PassOptions po;
+  pass_options_init(&po, 2);
+  char err[1024] = "";
+  LlvmEmitOptions eo = {"llvm", nullptr, nullptr};
+  ASSERT_EQ(backend_emit_llvm(md.m, (d + "/fattn.ll").c_str(), &eo, &po, err, sizeof err), 0) << err;
+  std::string ir = slurp(d + "/fattn.ll");
+  EXPECT_NE(ir.find("fa_tile_6_10"), std::string::npos);
+  EXPECT_NE(ir.find("fa_row_16_16"), std::string::npos);
+  std::system(("rm -rf '" + d + "'").c_str());
+}
+
+TEST(Llvm, RoutedDecodeMatchesTheInterpreter) { jit_vs_interp_steps(kRouted, 20, {0, 1, 3}, 1e-4); }
 
 TEST(Llvm, UnsupportedFeaturesGiveAClearError) {
   Model md(kLinear);
