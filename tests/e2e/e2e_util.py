@@ -124,6 +124,25 @@ def set_weights(case, weights):
     case.weights = {k: v.float().double() for k, v in weights.items()}
 
 
+def run_counted(c, inputs, cpath, tag, step=0, compiled=False):
+    """Case.run plus `--count cpath`: returns (outputs, counted ops), the ops
+    being the "ops" list of the counters JSON gattnc writes (skip, mixture)."""
+    ipath = os.path.join(c.dir, f"{c.name}.{tag}.in.safetensors")
+    opath = os.path.join(c.dir, f"{c.name}.{tag}.safetensors")
+    write_st(ipath, inputs)
+    if os.path.exists(cpath):
+        os.remove(cpath)
+    argv = ["run", c.src, "--weights", c.wpath, "--inputs", ipath, "-o", opath, "--count", cpath]
+    if not compiled:
+        argv.append("--interp")
+    if step:
+        argv += ["--step", str(step)]
+    c.gattnc_run(*argv)
+    with open(cpath) as f:
+        ops = json.load(f)["ops"]
+    return {k: v.double() for k, v in read_st(opath).items()}, ops
+
+
 # ---- one-layer sweeps shared by the layer tests ---------------------------------
 
 TS = (1, 7, 64, 1024)
@@ -132,6 +151,13 @@ TS = (1, 7, 64, 1024)
 # in one call (prefill) and one token per call (decode).
 RUNS = [("interp prefill", {}), ("interp decode", {"step": 1}),
         ("C prefill", {"compiled": True}), ("C decode", {"step": 1, "compiled": True})]
+
+
+def causal_softmax(logits):
+    """softmax over the last axis of [..., T, T] attention logits, key j > query i masked."""
+    T = logits.shape[-1]
+    mask = torch.ones(T, T, dtype=torch.bool).tril()
+    return torch.softmax(logits.masked_fill(~mask, float("-inf")), -1)
 
 
 def lin(W, name, x):
@@ -164,6 +190,47 @@ def check_runs(c, inputs, refs, rtol, label="", runs=RUNS):
         for name, want in refs.items():
             results.append(check(f"{label} {name} {how}".strip(), out[name], want, rtol))
     return results
+
+
+def check_param_shapes(c, want_shapes):
+    """Case c's parameters (names and shapes, from `gattnc init`) are exactly
+    want_shapes (name -> list of dims). Prints and returns the verdict."""
+    shapes = {n: list(t.shape) for n, t in c.weights.items()}
+    ok = shapes == want_shapes
+    print(f"{'ok' if ok else 'FAIL'}: parameter names and shapes {shapes}")
+    return ok
+
+
+def check_interp_counted(c, inputs, refs, rtol, label, cpath):
+    """check_runs for the interpreter's prefill, with its execution counters
+    written to cpath (GAT_INTERP_COUNT). Returns (one boolean per check, the
+    counted ops)."""
+    os.environ["GAT_INTERP_COUNT"] = cpath
+    try:
+        results = check_runs(c, inputs, refs, rtol, label=label, runs=RUNS[:1])
+    finally:
+        os.environ.pop("GAT_INTERP_COUNT", None)
+    with open(cpath) as f:
+        return results, json.load(f)["ops"]
+
+
+def check_routed(c, x, want, want_rows, cpath, label, note, rtol=1e-4):
+    """A routed layer (Case c, y = layer(x)) at one T against PyTorch: the
+    interpreter's prefill with its execution counters, whose mixtures must
+    have run exactly want_rows rows (one list of per-expert rows per mixture,
+    in program order) on all T tokens; then interpreter decode and the
+    compiled prefill and decode (at T = 1 decode is the prefill call, so the
+    compiled prefill only). Returns one boolean per check."""
+    T = x.shape[0]
+    results, ops = check_interp_counted(c, {"x": x}, {"y": want}, rtol, label, cpath)
+    mix = [o for o in ops if o["kind"] == "mixture"]
+    got_rows = [o["experts"] for o in mix]
+    ok = got_rows == want_rows and all(o["tokens"] == T for o in mix)
+    print(f"{'ok' if ok else 'FAIL'}: {label} expert rows of the {len(mix)} mixtures {got_rows} "
+          f"== PyTorch routing {want_rows} ({note})")
+    results.append(ok)
+    runs = [RUNS[2]] if T == 1 else RUNS[1:]
+    return results + check_runs(c, {"x": x}, {"y": want}, rtol, label=label, runs=runs)
 
 
 def sweep(args, name, call, ref, D, seed=0, rtol=1e-4, ts=TS):

@@ -37,15 +37,6 @@ FORBIDDEN = {"malloc", "calloc", "realloc", "free"}
 
 
 
-def llvm_route_known_bug(src):
-    """Known LLVM-backend bug (issue 7 note): token-by-token runs of a routed
-    model (`route top(.., threshold:)`) disagree with the interpreter under the
-    JIT; the C backend is checked. Remove when fixed."""
-    if os.environ.get("GATTNC_RUN_JIT") and " route " in open(src).read():
-        print(f"skip: {os.path.basename(src)}: LLVM backend, routed decode is a known bug")
-        return True
-    return False
-
 def sh(argv, **kw):
     p = subprocess.run(argv, capture_output=True, text=True, timeout=600, **kw)
     return p.returncode, p.stdout + p.stderr
@@ -271,8 +262,6 @@ def main():
         return 1
     ok = True
     for src in examples:
-        if llvm_route_known_bug(src):
-            continue
         ok &= test_example(args, src)
     print("all ok" if ok else "FAILED")
     return 0 if ok else 1

@@ -16,13 +16,13 @@ projections) ran every expert on exactly the tokens whose slot chose it.
 
 Metric: max |gattnc - ref| / max |ref|, tolerance 1e-4. T in {1, 7, 64},
 interpreter and compiled C, prefill and decode (--step 1)."""
-import json
 import os
 import sys
 
 import torch
 
-from e2e_util import RUNS, Case, check, check_runs, model_source, parse_args, perturb, set_weights, summary
+from e2e_util import (Case, causal_softmax, check, check_param_shapes, check_routed, model_source, parse_args, perturb,
+                      set_weights, summary)
 
 D, E, K, DH = 32, 6, 3, 8
 F64 = torch.float64
@@ -30,10 +30,7 @@ F64 = torch.float64
 
 def attend(q, k, v):
     """q [T, S, d] (S query slots), k, v [T, d] shared: causal, scale d^-1/2."""
-    T = q.shape[0]
-    logits = torch.einsum("isd,jd->sij", q, k) * q.shape[-1] ** -0.5
-    mask = torch.ones(T, T, dtype=torch.bool).tril()
-    att = torch.softmax(logits.masked_fill(~mask, float("-inf")), -1)
+    att = causal_softmax(torch.einsum("isd,jd->sij", q, k) * q.shape[-1] ** -0.5)
     return torch.einsum("sij,jd->isd", att, v)
 
 
@@ -60,34 +57,19 @@ def main():
     W = perturb(c.weights, seed=1)
     W["layer.q_proj.w_gate"] = W["layer.q_proj.w_gate"] * 10  # a sharper router: fewer near-ties
     set_weights(c, W)
-    shapes = {n: list(t.shape) for n, t in c.weights.items()}
     want_shapes = {"layer.k_proj.weight": [DH, D], "layer.v_proj.weight": [DH, D],
                    "layer.q_proj.experts.w": [E, D, DH], "layer.q_proj.output_experts.w": [E, DH, D],
                    "layer.q_proj.w_gate": [D, E]}
-    ok = shapes == want_shapes
-    print(f"{'ok' if ok else 'FAIL'}: parameter names and shapes {shapes}")
-    results.append(ok)
+    results.append(check_param_shapes(c, want_shapes))
     cpath = os.path.join(args.workdir, "moa.count.json")
     for T in (1, 7, 64):
         x = torch.randn(T, D)
         want, pi = moa_ref(c.weights, "layer.", x.double())
         dense, _ = moa_ref(c.weights, "layer.", x.double(), dense=True)
         results.append(check(f"reference T={T}: gather form vs dense form", want, dense, 1e-12))
-        os.environ["GAT_INTERP_COUNT"] = cpath
-        try:
-            results += check_runs(c, {"x": x}, {"y": want}, 1e-4, label=f"moa T={T}", runs=RUNS[:1])
-        finally:
-            os.environ.pop("GAT_INTERP_COUNT", None)
-        mix = [o for o in json.load(open(cpath))["ops"] if o["kind"] == "mixture"]
-        got_rows = [o["experts"] for o in mix]
         slot_rows = [[int((pi[:, i] == e).sum()) for e in range(E)] for i in range(K)]
         want_rows = slot_rows + slot_rows  # query projections, then output projections
-        ok = got_rows == want_rows and all(o["tokens"] == T for o in mix)
-        print(f"{'ok' if ok else 'FAIL'}: moa T={T} expert rows of the {len(mix)} mixtures {got_rows} "
-              f"== PyTorch routing {want_rows} (one row per token and slot)")
-        results.append(ok)
-        runs = [RUNS[2]] if T == 1 else RUNS[1:]
-        results += check_runs(c, {"x": x}, {"y": want}, 1e-4, label=f"moa T={T}", runs=runs)
+        results += check_routed(c, x, want, want_rows, cpath, f"moa T={T}", "one row per token and slot")
     return summary(results)
 
 

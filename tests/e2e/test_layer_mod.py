@@ -16,13 +16,12 @@ the PyTorch router picks, no more, and once per call that picked any.
 Also: a sequence-level router in the Router-Tuning / MindSkip style
 (s = sigmoid(router(mean_t x^)), the whole call skips when s < 0.5), written
 with `skip when` and a reduction over T."""
-import json
 import math
 import os
 
 import torch
 
-from e2e_util import Case, check, parse_args, perturb, read_st, set_weights, write_st
+from e2e_util import Case, check, parse_args, perturb, run_counted, set_weights
 
 D, F = 16, 24
 F_ = torch.nn.functional
@@ -157,22 +156,6 @@ def ref_attn(x, W, chunk, weighted, **route):
     y = x.clone()
     y[idx] = x[idx] + (r[idx, None] * o if weighted else o)
     return y, [int(keep.sum())], [calls]
-
-
-def run_counted(c, inputs, cpath, tag, step=0, compiled=False):
-    """Case.run plus `--count cpath`: returns (outputs, counted ops)."""
-    ipath = os.path.join(c.dir, f"{c.name}.{tag}.in.safetensors")
-    opath = os.path.join(c.dir, f"{c.name}.{tag}.safetensors")
-    write_st(ipath, inputs)
-    if os.path.exists(cpath):
-        os.remove(cpath)
-    argv = ["run", c.src, "--weights", c.wpath, "--inputs", ipath, "-o", opath, "--count", cpath]
-    if not compiled:
-        argv.append("--interp")
-    if step:
-        argv += ["--step", str(step)]
-    c.gattnc_run(*argv)
-    return {k: v.double() for k, v in read_st(opath).items()}, json.load(open(cpath))["ops"]
 
 
 CASES = [

@@ -10,12 +10,11 @@ counters (`gattnc run --count FILE`: the interpreter's, and those a --count
 build of the generated C keeps) must show each expert ran on exactly the
 tokens the PyTorch router chose for it, and unchosen experts on none, in
 every run (prefill and decode: routing is per token, so the totals agree)."""
-import json
 import os
 
 import torch
 
-from e2e_util import Case, check, parse_args, perturb, read_st, set_weights, write_st
+from e2e_util import Case, check, parse_args, perturb, run_counted, set_weights
 
 E, D, F = 8, 32, 16
 
@@ -67,22 +66,6 @@ def ref_deepseek(x, W, p, k, n_group, topk_group, norm, scale):
     w = w * scale
     y = dense_mix(x, W, p, scatter(T, idx, w))
     return y + swiglu(x, W, p + "shared_experts."), idx
-
-
-def run_counted(c, inputs, cpath, tag, step=0, compiled=False):
-    """Case.run plus `--count cpath`: returns (outputs, counted ops)."""
-    ipath = os.path.join(c.dir, f"{c.name}.{tag}.in.safetensors")
-    opath = os.path.join(c.dir, f"{c.name}.{tag}.safetensors")
-    write_st(ipath, inputs)
-    if os.path.exists(cpath):
-        os.remove(cpath)
-    argv = ["run", c.src, "--weights", c.wpath, "--inputs", ipath, "-o", opath, "--count", cpath]
-    if not compiled:
-        argv.append("--interp")
-    if step:
-        argv += ["--step", str(step)]
-    c.gattnc_run(*argv)
-    return {k: v.double() for k, v in read_st(opath).items()}, json.load(open(cpath))["ops"]
 
 
 CASES = {

@@ -18,13 +18,13 @@ routed head's output projection ran on exactly the tokens that kept it.
 Metric: max |gattnc - ref| / max |ref|, tolerance 1e-4. T in {1, 7, 64},
 interpreter and compiled C, prefill and decode (--step 1); a RoPE + qkv-bias
 variant at T = 40."""
-import json
 import os
 import sys
 
 import torch
 
-from e2e_util import RUNS, Case, check, check_runs, model_source, parse_args, perturb, set_weights, summary, variant
+from e2e_util import (Case, causal_softmax, check, check_param_shapes, check_routed, model_source, parse_args, perturb,
+                      set_weights, summary, variant)
 
 D, H, S, KR = 32, 8, 2, 3
 DH, R = D // H, H - S
@@ -46,9 +46,7 @@ def moh_ref(W, p, x, dense=False, use_rope=False, qkv_bias=False):
     q, k, v = qkv.view(T, 3, H, DH).unbind(1)
     if use_rope:
         q, k = rope_full(q), rope_full(k)
-    logits = torch.einsum("ihd,jhd->hij", q, k) * DH ** -0.5
-    mask = torch.ones(T, T, dtype=torch.bool).tril()
-    o = torch.einsum("hij,jhd->ihd", torch.softmax(logits.masked_fill(~mask, float("-inf")), -1), v)
+    o = torch.einsum("hij,jhd->ihd", causal_softmax(torch.einsum("ihd,jhd->hij", q, k) * DH ** -0.5), v)
     a = 2 * torch.softmax(x @ W[p + "wg_0.weight"].T, -1)
     gs = torch.softmax(x @ W[p + "wg_1.weight"].T, -1) * S * a[:, 0:1]
     gr = torch.softmax(x @ W[p + "wg.weight"].T, -1)
@@ -72,32 +70,18 @@ def main():
     W = perturb(c.weights, seed=1, scale=0.3)
     W["layer.wg.weight"] = W["layer.wg.weight"] * 5  # a sharper router: fewer near-ties
     set_weights(c, W)
-    shapes = {n: list(t.shape) for n, t in c.weights.items()}
     want_shapes = {"layer.qkv.weight": [3 * D, D], "layer.proj.weight": [D, D], "layer.proj.bias": [D],
                    "layer.wg.weight": [R, D], "layer.wg_1.weight": [S, D], "layer.wg_0.weight": [2, D]}
-    ok = shapes == want_shapes
-    print(f"{'ok' if ok else 'FAIL'}: parameter names and shapes {shapes}")
-    results.append(ok)
+    results.append(check_param_shapes(c, want_shapes))
     cpath = os.path.join(args.workdir, "moh.count.json")
     for T in (1, 7, 64):
         x = torch.randn(T, D)
         want, ri = moh_ref(c.weights, "layer.", x.double())
         dense, _ = moh_ref(c.weights, "layer.", x.double(), dense=True)
         results.append(check(f"reference T={T}: kept-heads form vs dense gated form", want, dense, 1e-12))
-        os.environ["GAT_INTERP_COUNT"] = cpath
-        try:
-            results += check_runs(c, {"x": x}, {"y": want}, 1e-4, label=f"moh T={T}", runs=RUNS[:1])
-        finally:
-            os.environ.pop("GAT_INTERP_COUNT", None)
-        mix = [o for o in json.load(open(cpath))["ops"] if o["kind"] == "mixture"]
-        got_rows = [o["experts"] for o in mix]
         want_rows = [[int((ri == h).any(-1).sum()) for h in range(R)]]
-        ok = got_rows == want_rows and all(o["tokens"] == T for o in mix)
-        print(f"{'ok' if ok else 'FAIL'}: moh T={T} routed-head rows {got_rows} == PyTorch routing {want_rows} "
-              f"(T*K_r rows, unchosen heads' projections not run)")
-        results.append(ok)
-        runs = [RUNS[2]] if T == 1 else RUNS[1:]
-        results += check_runs(c, {"x": x}, {"y": want}, 1e-4, label=f"moh T={T}", runs=runs)
+        results += check_routed(c, x, want, want_rows, cpath, f"moh T={T}",
+                                "routed heads: T*K_r rows, unchosen heads' projections not run")
     results += variant(args, "moh_rope_bias",
                        f"moh_attention(x, heads: {H}, shared_heads: {S}, top_k: {KR}, use_rope: true, qkv_bias: true)",
                        lambda W, p, x: moh_ref(W, p, x, use_rope=True, qkv_bias=True)[0], D)

@@ -7,12 +7,11 @@ two sublayers) and DenseFormer depth-weighted averaging, against float64 PyTorch
 execution counters (`gattnc run --count FILE`: the interpreter's, and those a
 --count build of the generated C keeps) must show that each skip region ran
 on exactly the tokens PyTorch decides to keep, no more, in every run."""
-import json
 import os
 
 import torch
 
-from e2e_util import Case, check, parse_args, perturb, read_st, set_weights, write_st
+from e2e_util import Case, check, parse_args, perturb, run_counted, set_weights
 
 D, F, TAU = 32, 24, 0.5
 F_ = torch.nn.functional
@@ -116,22 +115,6 @@ model skip_denseformer {{
   y = h
 }}
 """
-
-
-def run_counted(c, inputs, cpath, tag, step=0, compiled=False):
-    """Case.run plus `--count cpath`: returns (outputs, counted ops)."""
-    ipath = os.path.join(c.dir, f"{c.name}.{tag}.in.safetensors")
-    opath = os.path.join(c.dir, f"{c.name}.{tag}.safetensors")
-    write_st(ipath, inputs)
-    if os.path.exists(cpath):
-        os.remove(cpath)
-    argv = ["run", c.src, "--weights", c.wpath, "--inputs", ipath, "-o", opath, "--count", cpath]
-    if not compiled:
-        argv.append("--interp")
-    if step:
-        argv += ["--step", str(step)]
-    c.gattnc_run(*argv)
-    return {k: v.double() for k, v in read_st(opath).items()}, json.load(open(cpath))["ops"]
 
 
 def spread_gates(W):

@@ -18,13 +18,12 @@ exactly the tokens that chose it (unchosen experts: no rows).
 
 Metric: max |gattnc - ref| / max |ref|, tolerance 1e-4. T in {1, 7, 64},
 interpreter and compiled C, prefill and decode (--step 1)."""
-import json
 import os
 import sys
 
 import torch
 
-from e2e_util import RUNS, Case, check, check_runs, model_source, parse_args, perturb, set_weights, summary
+from e2e_util import Case, check, check_routed, model_source, parse_args, perturb, set_weights, summary
 
 D, H, E, DH, K = 32, 4, 5, 8, 2
 F64 = torch.float64
@@ -92,21 +91,9 @@ def main():
         want, iv, io = switchhead_ref(c.weights, "layer.", x.double())
         dense, _, _ = switchhead_ref(c.weights, "layer.", x.double(), dense=True)
         results.append(check(f"reference T={T}: gather form vs dense form", want, dense, 1e-12))
-        os.environ["GAT_INTERP_COUNT"] = cpath
-        try:
-            results += check_runs(c, {"x": x}, {"y": want}, 1e-4, label=f"switchhead T={T}", runs=RUNS[:1])
-        finally:
-            os.environ.pop("GAT_INTERP_COUNT", None)
-        mix = [o for o in json.load(open(cpath))["ops"] if o["kind"] == "mixture"]
-        got_rows = [o["experts"] for o in mix]
         want_rows = [[int((iv[:, h, :] == e).any(-1).sum()) for e in range(E)] for h in range(H)] + \
                     [[int((io[:, h, :] == e).any(-1).sum()) for e in range(E)] for h in range(H)]
-        ok = got_rows == want_rows and all(o["tokens"] == T for o in mix)
-        print(f"{'ok' if ok else 'FAIL'}: switchhead T={T} expert rows of the {len(mix)} mixtures {got_rows} "
-              f"== PyTorch routing {want_rows} (each head's mixture runs T*k rows)")
-        results.append(ok)
-        runs = [RUNS[2]] if T == 1 else RUNS[1:]
-        results += check_runs(c, {"x": x}, {"y": want}, 1e-4, label=f"switchhead T={T}", runs=runs)
+        results += check_routed(c, x, want, want_rows, cpath, f"switchhead T={T}", "each head's mixture runs T*k rows")
     return summary(results)
 
 

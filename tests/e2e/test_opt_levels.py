@@ -40,15 +40,6 @@ CONFIGS = [
 
 
 
-def llvm_route_known_bug(src):
-    """Known LLVM-backend bug (issue 7 note): token-by-token runs of a routed
-    model (`route top(.., threshold:)`) disagree with the interpreter under the
-    JIT; the C backend is checked. Remove when fixed."""
-    if os.environ.get("GATTNC_RUN_JIT") and " route " in open(src).read():
-        print(f"skip: {os.path.basename(src)}: LLVM backend, routed decode is a known bug")
-        return True
-    return False
-
 def sh(argv):
     p = subprocess.run(argv, capture_output=True, text=True, timeout=900)
     return p.returncode, p.stdout + p.stderr
@@ -238,8 +229,6 @@ def main():
     ok &= test_dump_after(args)
     srcdir = os.path.join(os.environ.get("GAT_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", "..")), "examples")
     for src in sorted(glob.glob(os.path.join(srcdir, "*.gat"))):
-        if llvm_route_known_bug(src):
-            continue
         ok &= test_levels(args, src)
     print("PASS" if ok else "FAIL")
     sys.exit(0 if ok else 1)

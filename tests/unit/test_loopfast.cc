@@ -23,32 +23,11 @@ extern "C" {
 #include "tensor.h"
 }
 
+#include "loop_fixtures.h"
+
 namespace {
 
-struct Compiled {
-  Arena a;
-  IrModule *m = nullptr;
-  explicit Compiled(const char *src) {
-    arena_init(&a);
-    FrontendOptions fo;
-    memset(&fo, 0, sizeof fo);
-    m = frontend_compile(&a, "test.gat", src, &fo);
-  }
-  ~Compiled() { arena_free(&a); }
-};
-
-struct Lowered {
-  Arena a;
-  LoopModule *lm = nullptr;
-  char err[1024] = "";
-  Lowered(const IrModule *m, int level) {
-    arena_init(&a);
-    PassOptions o;
-    pass_options_init(&o, level);
-    lm = pipeline_run(&a, m, "t", &o, err, sizeof err);
-  }
-  ~Lowered() { arena_free(&a); }
-};
+using namespace loop_fixtures;
 
 const LoopKernel *first_scan(const LoopModule *m) {
   for (int i = 0; i < m->kernels.len; i++) {
@@ -57,6 +36,25 @@ const LoopKernel *first_scan(const LoopModule *m) {
   }
   return nullptr;
 }
+
+// src compiled and lowered at -O`level`, and its first scan kernel (s is
+// null, with the failure recorded, when any of that fails).
+struct ScanModule {
+  Compiled c;
+  Lowered *l = nullptr;
+  const LoopKernel *s = nullptr;
+  ScanModule(const char *src, int level) : c(src) {
+    EXPECT_NE(c.m, nullptr);
+    if (!c.m) return;
+    l = new Lowered(c.m, level);
+    EXPECT_NE(l->lm, nullptr) << l->err;
+    if (l->lm) s = first_scan(l->lm);
+    EXPECT_NE(s, nullptr);
+  }
+  ~ScanModule() { delete l; }
+  ScanModule(const ScanModule &) = delete;
+  ScanModule &operator=(const ScanModule &) = delete;
+};
 
 int count_fn(const LoopExpr *e, IrFn fn) {
   if (!e) return 0;
@@ -148,11 +146,8 @@ TEST(Loopfast, PassesAreInThePipelineAtO2Only) {
 }
 
 TEST(Loopfast, GlaScanRewrites) {
-  Compiled c(kGla);
-  ASSERT_NE(c.m, nullptr);
-  Lowered l(c.m, 2);
-  ASSERT_NE(l.lm, nullptr) << l.err;
-  const LoopKernel *s = first_scan(l.lm);
+  ScanModule sm(kGla, 2);
+  const LoopKernel *s = sm.s;
   ASSERT_NE(s, nullptr);
   const LoopRegion *r = s->regions[0];
   // scan_inplace: the update writes the state itself, the step yields it
@@ -183,93 +178,35 @@ TEST(Loopfast, GlaScanRewrites) {
 }
 
 TEST(Loopfast, TransposedUpdateStaysDoubleBuffered) {
-  Compiled c(kTransposed);
-  ASSERT_NE(c.m, nullptr);
-  Lowered l(c.m, 2);
-  ASSERT_NE(l.lm, nullptr) << l.err;
-  const LoopKernel *s = first_scan(l.lm);
+  ScanModule sm(kTransposed, 2);
+  const LoopKernel *s = sm.s;
   ASSERT_NE(s, nullptr);
   EXPECT_NE(s->regions[0]->yields[0], s->state_bufs[0]);
 }
 
 TEST(Loopfast, DeltaRuleUpdatesInPlace) {
-  Compiled c(kDelta);
-  ASSERT_NE(c.m, nullptr);
-  Lowered l(c.m, 2);
-  ASSERT_NE(l.lm, nullptr) << l.err;
-  const LoopKernel *s = first_scan(l.lm);
+  ScanModule sm(kDelta, 2);
+  const LoopKernel *s = sm.s;
   ASSERT_NE(s, nullptr);
   // kS reads the old state before the update: still in place
   EXPECT_EQ(s->regions[0]->yields[0], s->state_bufs[0]);
 }
 
 // ---- hand-built loop modules: what licm must not hoist ----------------------
-LoopIndex ix_var(int v) {
-  LoopIndex x;
-  memset(&x, 0, sizeof x);
-  x.nterms = 1;
-  x.var[0] = v;
-  x.coef[0] = 1;
-  x.dyn_buf = -1;
-  return x;
-}
-
-LoopExpr *load1(LoopModule *m, int buf, int var) {
-  LoopExpr *e = loop_expr_new(m, LX_LOAD, IR_F32);
-  e->buf = buf;
-  e->nidx = 1;
-  e->idx = (LoopIndex *)arena_alloc(m->arena, sizeof(LoopIndex));
-  e->idx[0] = ix_var(var);
-  return e;
-}
-
-LoopExpr *load2(LoopModule *m, int buf, int v0, int v1) {
-  LoopExpr *e = loop_expr_new(m, LX_LOAD, IR_F32);
-  e->buf = buf;
-  e->nidx = 2;
-  e->idx = (LoopIndex *)arena_alloc(m->arena, 2 * sizeof(LoopIndex));
-  e->idx[0] = ix_var(v0);
-  e->idx[1] = ix_var(v1);
-  return e;
-}
-
-LoopExpr *bin(LoopModule *m, IrFn fn, LoopExpr *a, LoopExpr *b) {
-  LoopExpr *e = loop_expr_new(m, LX_BINARY, IR_F32);
-  e->fn = fn;
-  e->a = a;
-  e->b = b;
-  return e;
-}
-
-LoopExpr *un(LoopModule *m, IrFn fn, LoopExpr *a) {
-  LoopExpr *e = loop_expr_new(m, LX_UNARY, IR_F32);
-  e->fn = fn;
-  e->a = a;
-  return e;
-}
-
 TEST(Loopfast, LicmKeepsOwnOutputAndSelectBranches) {
   Arena a;
   arena_init(&a);
   LoopModule *m = loop_module_new(&a, "t", 8);
-  int64_t d2[2] = {4, 8}, d1[1] = {4};
-  int x = loop_buf_new(m, LB_SCRATCH, IR_F32, ir_shape(1, d1), 0, "x")->id;
-  int y = loop_buf_new(m, LB_SCRATCH, IR_F32, ir_shape(2, d2), 0, "y")->id;
-  int w = loop_buf_new(m, LB_SCRATCH, IR_F32, ir_shape(2, d2), 0, "w")->id;
-  LoopKernel *k = loop_kernel_new(m, LK_LOOP);
-  k->out = y;
-  k->rank = 2;
-  k->ext[0] = 4;
-  k->ext[1] = 8;
+  int x = scratch_buf(m, {4}, "x"), y = scratch_buf(m, {4, 8}, "y"), w = scratch_buf(m, {4, 8}, "w");
+  LoopKernel *k = loop_nest(m, y, {4, 8});
   // y[i, j] = y[i, 0] + select(x[i], exp(x[i]), w[i, j]) + tanh(x[i])
-  LoopExpr *own = load2(m, y, 0, 0);
+  LoopExpr *own = load(m, y, {0, 0});
   own->idx[1].nterms = 0;  // y[i, 0]: invariant in j, but the kernel writes y
   LoopExpr *sel = loop_expr_new(m, LX_SELECT, IR_F32);
-  sel->a = load1(m, x, 0);
-  sel->b = un(m, IR_FN_EXP, load1(m, x, 0));
-  sel->c = load2(m, w, 0, 1);
-  k->body = bin(m, IR_FN_ADD, bin(m, IR_FN_ADD, own, sel), un(m, IR_FN_TANH, load1(m, x, 0)));
-  ptrvec_push(&m->kernels, k);
+  sel->a = load(m, x, {0});
+  sel->b = un(m, IR_FN_EXP, load(m, x, {0}));
+  sel->c = load(m, w, {0, 1});
+  k->body = bin(m, IR_FN_ADD, bin(m, IR_FN_ADD, own, sel), un(m, IR_FN_TANH, load(m, x, {0})));
   PassOptions o;
   pass_options_init(&o, 2);
   pass_licm(m, &o);
@@ -293,26 +230,14 @@ TEST(Loopfast, InterchangeOnlyForStridedReductions) {
   Arena a;
   arena_init(&a);
   LoopModule *m = loop_module_new(&a, "t", 8);
-  int64_t dW[2] = {16, 32}, dx[1] = {16}, dy[1] = {32}, dV[2] = {32, 16};
-  int W = loop_buf_new(m, LB_SCRATCH, IR_F32, ir_shape(2, dW), 0, "W")->id;
-  int V = loop_buf_new(m, LB_SCRATCH, IR_F32, ir_shape(2, dV), 0, "V")->id;
-  int x = loop_buf_new(m, LB_SCRATCH, IR_F32, ir_shape(1, dx), 0, "x")->id;
-  int y = loop_buf_new(m, LB_SCRATCH, IR_F32, ir_shape(1, dy), 0, "y")->id;
+  int W = scratch_buf(m, {16, 32}, "W"), V = scratch_buf(m, {32, 16}, "V");
+  int x = scratch_buf(m, {16}, "x"), y = scratch_buf(m, {32}, "y");
   LoopKernel *ks[2];
   for (int n = 0; n < 2; n++) {
     // n = 0: y[j] = sum(i) x[i] W[i, j] (stride 32 in i); n = 1: y[j] = sum(i) V[j, i] x[i]
-    LoopKernel *k = loop_kernel_new(m, LK_LOOP);
-    k->out = y;
-    k->rank = 1;
-    k->ext[0] = 32;
-    LoopExpr *r = loop_expr_new(m, LX_REDUCE, IR_F32);
-    r->var = 1;
-    r->extent = 16;
-    r->red = IR_RED_SUM;
-    r->a = n == 0 ? bin(m, IR_FN_MUL, load1(m, x, 1), load2(m, W, 1, 0)) : bin(m, IR_FN_MUL, load2(m, V, 0, 1), load1(m, x, 1));
-    k->body = r;
-    ptrvec_push(&m->kernels, k);
-    ks[n] = k;
+    ks[n] = loop_nest(m, y, {32});
+    ks[n]->body = sum_over(m, 1, 16, n == 0 ? bin(m, IR_FN_MUL, load(m, x, {1}), load(m, W, {1, 0}))
+                                            : bin(m, IR_FN_MUL, load(m, V, {0, 1}), load(m, x, {1})));
   }
   PassOptions o;
   pass_options_init(&o, 2);
@@ -331,42 +256,23 @@ TEST(Loopfast, InterchangeOnlyForStridedReductions) {
 }
 
 TEST(Loopfast, F32MathOnlyForPlainF32Arithmetic) {
-  Compiled c(kGla);
-  ASSERT_NE(c.m, nullptr);
-  Lowered l(c.m, 2);
-  ASSERT_NE(l.lm, nullptr) << l.err;
-  const LoopRegion *r = first_scan(l.lm)->regions[0];
+  ScanModule sm(kGla, 2);
+  ASSERT_NE(sm.s, nullptr);
+  const LoopRegion *r = sm.s->regions[0];
   for (int i = 0; i < r->kernels.len; i++) {
     const LoopKernel *k = (const LoopKernel *)r->kernels.data[i];
     if (k->kind == LK_LOOP) EXPECT_EQ(k->f32_math, 1) << "k" << k->id;
   }
-  // a sigmoid (runtime helper in double) or a reduction over T stays double
+  // gelu_erf (no float version in codegen/kernels_math.c) or a reduction over T stays double
   Arena a;
   arena_init(&a);
   LoopModule *m = loop_module_new(&a, "t", 8);
-  int64_t d1[1] = {4}, dT[2] = {IR_DIM_T, 4};
-  int x = loop_buf_new(m, LB_SCRATCH, IR_F32, ir_shape(1, d1), 0, "x")->id;
-  int y = loop_buf_new(m, LB_SCRATCH, IR_F32, ir_shape(1, d1), 0, "y")->id;
-  int z = loop_buf_new(m, LB_SCRATCH, IR_F32, ir_shape(2, dT), 0, "z")->id;
+  int x = scratch_buf(m, {4}, "x"), y = scratch_buf(m, {4}, "y"), z = scratch_buf(m, {IR_DIM_T, 4}, "z");
   LoopKernel *ks[3];
-  for (int n = 0; n < 3; n++) {
-    LoopKernel *k = loop_kernel_new(m, LK_LOOP);
-    k->out = y;
-    k->rank = 1;
-    k->ext[0] = 4;
-    if (n == 0) k->body = bin(m, IR_FN_MUL, un(m, IR_FN_EXP, load1(m, x, 0)), load1(m, x, 0));
-    if (n == 1) k->body = un(m, IR_FN_SIGMOID, load1(m, x, 0));
-    if (n == 2) {
-      LoopExpr *r = loop_expr_new(m, LX_REDUCE, IR_F32);
-      r->var = 1;
-      r->extent = IR_DIM_T;
-      r->red = IR_RED_SUM;
-      r->a = load2(m, z, 1, 0);
-      k->body = r;
-    }
-    ptrvec_push(&m->kernels, k);
-    ks[n] = k;
-  }
+  for (int n = 0; n < 3; n++) ks[n] = loop_nest(m, y, {4});
+  ks[0]->body = bin(m, IR_FN_MUL, un(m, IR_FN_EXP, load(m, x, {0})), load(m, x, {0}));
+  ks[1]->body = un(m, IR_FN_GELU_ERF, load(m, x, {0}));
+  ks[2]->body = sum_over(m, 1, IR_DIM_T, load(m, z, {1, 0}));
   PassOptions o;
   pass_options_init(&o, 2);
   pass_f32math(m, &o);
@@ -411,6 +317,16 @@ double rel_err(const float *got, const std::vector<double> &want) {
   return worst / scale;
 }
 
+// Runs' outputs against the math: within 1e-6 in double (-O2 without f32math
+// and the interpreter), 1e-5 with f32math, and -O2 without f32math bit for
+// bit equal to -O0.
+void expect_runs_match(Runs &R, const std::vector<double> &want, const std::string &what) {
+  EXPECT_LE(rel_err(R.o(1), want), 1e-6) << what;
+  EXPECT_LE(rel_err(R.o(2), want), 1e-6) << what;
+  EXPECT_LE(rel_err(R.o(3), want), 1e-5) << what;
+  EXPECT_EQ(memcmp(R.o(0), R.o(1), sizeof(float) * want.size()), 0) << "-O2 differs from -O0" << what;
+}
+
 TEST(Loopfast, GlaNumbersMatchMathAndO0) {
   Compiled c(kGla);
   ASSERT_NE(c.m, nullptr);
@@ -438,10 +354,7 @@ TEST(Loopfast, GlaNumbersMatchMathAndO0) {
         want[(t * H + h) * V + j] = acc;
       }
     }
-  EXPECT_LE(rel_err(R.o(1), want), 1e-6);
-  EXPECT_LE(rel_err(R.o(2), want), 1e-6);
-  EXPECT_LE(rel_err(R.o(3), want), 1e-5);
-  EXPECT_EQ(memcmp(R.o(0), R.o(1), sizeof(float) * T * H * V), 0) << "-O2 differs from -O0";
+  expect_runs_match(R, want, "");
 }
 
 TEST(Loopfast, DeltaRuleNumbersMatchMathAndO0) {
@@ -486,10 +399,7 @@ TEST(Loopfast, DeltaRuleNumbersMatchMathAndO0) {
           want[(t * H + h) * V + j] = acc;
         }
       }
-    EXPECT_LE(rel_err(R2.o(1), want), 1e-6) << "step " << step;
-    EXPECT_LE(rel_err(R2.o(2), want), 1e-6);
-    EXPECT_LE(rel_err(R2.o(3), want), 1e-5);
-    EXPECT_EQ(memcmp(R2.o(0), R2.o(1), sizeof(float) * T * H * V), 0) << "-O2 differs from -O0, step " << step;
+    expect_runs_match(R2, want, ", step " + std::to_string(step));
   }
 }
 

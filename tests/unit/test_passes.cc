@@ -21,7 +21,11 @@ extern "C" {
 #include "tensor.h"
 }
 
+#include "loop_fixtures.h"
+
 namespace {
+
+using loop_fixtures::Lowered;
 
 struct Parsed {
   Arena a;
@@ -121,17 +125,6 @@ body {
   output %12 {name = "z"}
 }
 )";
-
-struct Lowered {
-  Arena a;
-  LoopModule *lm = nullptr;
-  char err[1024] = "";
-  Lowered(const IrModule *m, PassOptions o) {
-    arena_init(&a);
-    lm = pipeline_run(&a, m, "t", &o, err, sizeof err);
-  }
-  ~Lowered() { arena_free(&a); }
-};
 
 int count_calls(const LoopModule *m, LoopCallKind c) {
   int n = 0;
