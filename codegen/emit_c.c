@@ -15,8 +15,11 @@
 
 #include "emit_c.h"
 #include "emit_count.h"
+#include "emit_knobs.h"
 #include "kernels_attention.h"
 #include "kernels_gemm.h"
+#include "kernels_math.h"
+#include "kernels_scan.h"
 
 typedef struct Emit {
   const LoopModule *m;
@@ -248,6 +251,90 @@ static void emit_binary(StrBuf *o, IrFn fn, IrDType dt, const char *a, const cha
 /* Emits the value of x into o; statements it needs first (reduction loops)
  * go to pre at indentation depth. */
 static void emit_expr_raw(Emit *E, StrBuf *pre, int depth, int ktvar, const LoopExpr *x, StrBuf *o);
+
+/* ---- f32_math sums in lanes ---------------------------------------------------------- */
+/* 1 when every load of e that uses variable v reads consecutive elements
+ * along v (v only in the last index, coefficient 1) and e holds no
+ * reduction of its own; *uses counts the loads that use v. */
+static int expr_unit_stride(const LoopExpr *e, int v, int *uses) {
+  if (!e) return 1;
+  if (e->kind == LX_REDUCE) return 0;
+  if (e->kind == LX_LOAD) {
+    for (int d = 0; d < e->nidx; d++)
+      for (int t = 0; t < e->idx[d].nterms; t++) {
+        if (e->idx[d].var[t] != v) continue;
+        if (d != e->nidx - 1 || e->idx[d].coef[t] != 1) return 0;
+        ++*uses;
+      }
+  }
+  return expr_unit_stride(e->a, v, uses) && expr_unit_stride(e->b, v, uses) && expr_unit_stride(e->c, v, uses);
+}
+
+/* Lanes for a sum/mean of an f32_math kernel (0: the plain sequential
+ * loop). With one float accumulator every addition waits for the previous
+ * one and, without reassociation (-ffast-math), the compiler cannot
+ * vectorize; with L independent partial sums over a unit-stride operand
+ * the lane loop is a vector loop (L = 32: four AVX2 / two AVX-512 vectors,
+ * enough chains to hide the add latency). The order of the additions
+ * changes: allowed for f32_math nests, which already round in float. */
+static int red_lanes(const Emit *E, const LoopExpr *x) {
+  if (!E->f32 || !(x->red == IR_RED_SUM || x->red == IR_RED_MEAN) || x->extent == IR_DIM_T) return 0;
+  int uses = 0;
+  if (!expr_unit_stride(x->a, x->var, &uses) || uses == 0) return 0;
+  return x->extent >= 64 ? 32 : x->extent >= 32 ? 16 : x->extent >= 16 ? 8 : 0;
+}
+
+/* float rN = sum over v of x->a in `lanes` partial sums: lane l adds the
+ * terms v = l, l + lanes, ... (the tail v >= main adds into lanes 0..),
+ * then the lanes are added pairwise (l += l + w for w = lanes/2 .. 1). */
+static void emit_reduce_lanes(Emit *E, StrBuf *pre, int depth, int ktvar, const LoopExpr *x, int r, int lanes) {
+  int v = x->var;
+  int64_t n = x->extent, main = n / lanes * lanes;
+  StrBuf inner = {0}, inner2 = {0};
+  ind(pre, depth);
+  sb_printf(pre, "float r%d;\n", r);
+  ind(pre, depth);
+  sb_append(pre, "{\n");
+  ind(pre, depth + 1);
+  sb_printf(pre, "float r%dl[%d] = {0.0f}; /* partial sums, vectorizable */\n", r, lanes);
+  ind(pre, depth + 1);
+  sb_printf(pre, "for (int64_t v%do = 0; v%do < %lld; v%do += %d) {\n", v, v, (long long)main, v, lanes);
+  ind(pre, depth + 2);
+  sb_printf(pre, "for (int64_t v%dl = 0; v%dl < %d; v%dl++) {\n", v, v, lanes, v);
+  ind(pre, depth + 3);
+  sb_printf(pre, "const int64_t v%d = v%do + v%dl;\n", v, v, v);
+  emit_expr(E, pre, depth + 3, ktvar, x->a, &inner); /* no reduction inside: nothing goes to pre */
+  ind(pre, depth + 3);
+  sb_printf(pre, "r%dl[v%dl] += %s;\n", r, v, sb_cstr(&inner));
+  ind(pre, depth + 2);
+  sb_append(pre, "}\n");
+  ind(pre, depth + 1);
+  sb_append(pre, "}\n");
+  if (main < n) {
+    ind(pre, depth + 1);
+    sb_printf(pre, "for (int64_t v%d = %lld; v%d < %lld; v%d++) {\n", v, (long long)main, v, (long long)n, v);
+    emit_expr(E, pre, depth + 2, ktvar, x->a, &inner2);
+    ind(pre, depth + 2);
+    sb_printf(pre, "r%dl[v%d - %lld] += %s;\n", r, v, (long long)main, sb_cstr(&inner2));
+    ind(pre, depth + 1);
+    sb_append(pre, "}\n");
+  }
+  ind(pre, depth + 1);
+  sb_printf(pre, "for (int r%dw = %d; r%dw > 0; r%dw /= 2)\n", r, lanes / 2, r, r);
+  ind(pre, depth + 2);
+  sb_printf(pre, "for (int r%di = 0; r%di < r%dw; r%di++) r%dl[r%di] += r%dl[r%di + r%dw];\n", r, r, r, r, r, r, r, r,
+            r);
+  ind(pre, depth + 1);
+  sb_printf(pre, "r%d = r%dl[0];\n", r, r);
+  ind(pre, depth);
+  sb_append(pre, "}\n");
+  if (x->red == IR_RED_MEAN) {
+    ind(pre, depth);
+    sb_printf(pre, "r%d /= (float)%lld;\n", r, (long long)n);
+  }
+  sb_free(&inner);
+  sb_free(&inner2);
+}
 /* An inlined producer (pass_fuse) is rounded to its dtype as its store was. */
 static void emit_expr(Emit *E, StrBuf *pre, int depth, int ktvar, const LoopExpr *x, StrBuf *o) {
   if (!x->round || (E->f32 && x->dtype == IR_F32)) { /* f32_math: every value is a float already */
@@ -283,12 +370,8 @@ static void emit_expr_raw(Emit *E, StrBuf *pre, int depth, int ktvar, const Loop
   case LX_TEMP: sb_printf(o, "l%d", x->var); break;
   case LX_UNARY:
     emit_expr(E, pre, depth, ktvar, x->a, &a);
-    if (E->f32 && x->fn != IR_FN_NEG) { /* pass_f32math allows these only */
-      static const struct { IrFn fn; const char *c; } f32fn[] = {
-          {IR_FN_EXP, "expf"}, {IR_FN_LOG, "logf"}, {IR_FN_SQRT, "sqrtf"}, {IR_FN_ABS, "fabsf"}, {IR_FN_TANH, "tanhf"}};
-      const char *name = NULL;
-      for (size_t i = 0; i < sizeof f32fn / sizeof f32fn[0]; i++)
-        if (f32fn[i].fn == x->fn) name = f32fn[i].c;
+    if (E->f32 && x->fn != IR_FN_NEG) { /* pass_f32math allows only functions with a float version */
+      const char *name = kernels_math_unary_f32(x->fn); /* codegen/kernels_math.c: vectorizable */
       GAT_ASSERT(name);
       sb_printf(o, "%s(%s)", name, sb_cstr(&a));
     } else {
@@ -298,13 +381,16 @@ static void emit_expr_raw(Emit *E, StrBuf *pre, int depth, int ktvar, const Loop
   case LX_BINARY:
     emit_expr(E, pre, depth, ktvar, x->a, &a);
     emit_expr(E, pre, depth, ktvar, x->b, &b);
-    emit_binary(o, x->fn, x->dtype, sb_cstr(&a), sb_cstr(&b));
+    if (E->f32 && (x->fn == IR_FN_MAX || x->fn == IR_FN_MIN)) /* f32_math: max/min in float */
+      sb_printf(o, "gat_vm_%sf(%s, %s)", x->fn == IR_FN_MAX ? "max" : "min", sb_cstr(&a), sb_cstr(&b));
+    else
+      emit_binary(o, x->fn, x->dtype, sb_cstr(&a), sb_cstr(&b));
     break;
   case LX_SELECT:
     emit_expr(E, pre, depth, ktvar, x->a, &a);
     emit_expr(E, pre, depth, ktvar, x->b, &b);
     emit_expr(E, pre, depth, ktvar, x->c, &c);
-    sb_printf(o, "(%s != 0.0 ? %s : %s)", sb_cstr(&a), sb_cstr(&b), sb_cstr(&c));
+    sb_printf(o, "(%s != %s ? %s : %s)", sb_cstr(&a), E->f32 ? "0.0f" : "0.0", sb_cstr(&b), sb_cstr(&c));
     break;
   case LX_REDUCE: {
     if (x == E->red_acc) { /* red_outer: summed into acc[] before the store loop */
@@ -314,6 +400,13 @@ static void emit_expr_raw(Emit *E, StrBuf *pre, int depth, int ktvar, const Loop
     int r = E->nred++;
     StrBuf ext = {0}, inner = {0};
     dim_str(&ext, x->extent, ktvar);
+    int lanes = red_lanes(E, x);
+    if (lanes) {
+      emit_reduce_lanes(E, pre, depth, ktvar, x, r, lanes);
+      sb_printf(o, "r%d", r);
+      sb_free(&ext);
+      break;
+    }
     ind(pre, depth);
     sb_printf(pre, "%s r%d = %s;\n", E->f32 ? "float" : "double", r,
               x->red == IR_RED_MAX ? "-INFINITY" : x->red == IR_RED_MIN ? "INFINITY" : E->f32 ? "0.0f" : "0.0");
@@ -322,9 +415,9 @@ static void emit_expr_raw(Emit *E, StrBuf *pre, int depth, int ktvar, const Loop
     emit_expr(E, pre, depth + 1, ktvar, x->a, &inner);
     ind(pre, depth + 1);
     if (x->red == IR_RED_MAX)
-      sb_printf(pre, "r%d = gat_max(r%d, %s);\n", r, r, sb_cstr(&inner));
+      sb_printf(pre, "r%d = %s(r%d, %s);\n", r, E->f32 ? "gat_vm_maxf" : "gat_max", r, sb_cstr(&inner));
     else if (x->red == IR_RED_MIN)
-      sb_printf(pre, "r%d = gat_min(r%d, %s);\n", r, r, sb_cstr(&inner));
+      sb_printf(pre, "r%d = %s(r%d, %s);\n", r, E->f32 ? "gat_vm_minf" : "gat_min", r, sb_cstr(&inner));
     else
       sb_printf(pre, "r%d += %s;\n", r, sb_cstr(&inner));
     ind(pre, depth);
@@ -358,6 +451,15 @@ static int kernels_have_gemm(const PtrVec *ks) {
     if (k->kind == LK_CALL && k->call == LC_GEMM) return 1;
     for (int r = 0; r < k->nregions; r++)
       if (kernels_have_gemm(&k->regions[r]->kernels)) return 1;
+  }
+  return 0;
+}
+static int kernels_have_f32_math(const PtrVec *ks) {
+  for (int i = 0; i < ks->len; i++) {
+    const LoopKernel *k = ks->data[i];
+    if (k->kind == LK_LOOP && k->f32_math) return 1;
+    for (int r = 0; r < k->nregions; r++)
+      if (kernels_have_f32_math(&k->regions[r]->kernels)) return 1;
   }
   return 0;
 }
@@ -635,8 +737,12 @@ static void emit_call(Emit *E, const LoopKernel *k) {
               sb_cstr(&s[1]), sb_cstr(&s[2]));
     break;
   case LC_ROPE:
-    sb_printf(o, "gat_k_rope(b%d, b%d, %s, %s, %s, c->m->pos, ", k->out, k->args[0], sb_cstr(&s[0]), sb_cstr(&s[1]),
-              sb_cstr(&s[2]));
+    if (k->nargs > 1 && k->args[1] >= 0) /* in a region: the rows' own positions (loopir.h LC_ROPE) */
+      sb_printf(o, "gat_k_rope_pos(b%d, b%d, %s, %s, %s, b%d, ", k->out, k->args[0], sb_cstr(&s[0]), sb_cstr(&s[1]),
+                sb_cstr(&s[2]), k->args[1]);
+    else
+      sb_printf(o, "gat_k_rope(b%d, b%d, %s, %s, %s, c->m->pos, ", k->out, k->args[0], sb_cstr(&s[0]),
+                sb_cstr(&s[1]), sb_cstr(&s[2]));
     double_lit(o, k->reals[0]);
     sb_printf(o, ", %s);\n", sb_cstr(&s[3]));
     break;
@@ -724,6 +830,17 @@ static void emit_scan(Emit *E, const LoopKernel *k) {
   sb_append(o, "int st = GAT_OK;\n");
   ind(o, 1);
   sb_append(o, "(void)st;\n");
+  if (k->scan_chunk) { /* -O2 pass_chunk: prefill in chunks (codegen/kernels_scan.c) */
+    ind(o, 1);
+    sb_printf(o, "if (%s >= %d) {\n", sb_cstr(&T), KERNELS_SCAN_MIN_T);
+    ind(o, 2);
+    kernels_scan_call(o, k, sb_cstr(&T));
+    sb_append(o, "\n");
+    ind(o, 2);
+    sb_append(o, "return GAT_OK;\n");
+    ind(o, 1);
+    sb_append(o, "}\n");
+  }
   ind(o, 1);
   sb_printf(o, "for (int64_t t = 0; t < %s; t++) {\n", sb_cstr(&T));
   ind(o, 2);
@@ -883,25 +1000,20 @@ static void emit_skip(Emit *E, const LoopKernel *k) {
   ind(o, 1);
   sb_printf(o, "memcpy(b%d, b%d, sizeof(b%d[0]) * (size_t)(T * RE));\n", k->out, prev, k->out);
   ind(o, 1);
+  int knob = emit_knobs_index(E->m, k); /* capacity/threshold/cut: run-time values (emit_knobs.h) */
   if (k->reals[0] > 0 || k->reals[1] > 0) {
     /* a router (route top(...) by r; loopir.h LK_SKIP): the rows of rank < keep */
-    int tau = k->reals[2] >= 0; /* (the line is already indented) */
     if (k->reals[0] > 0) {
-      sb_append(o, "int64_t keep = (int64_t)ceil(");
-      double_lit(o, k->reals[0]);
-      sb_append(o, " * (double)T - 1e-9);\n");
+      sb_printf(o, "int64_t keep = (int64_t)ceil(c->m->skip_cap[%d] * (double)T - 1e-9);\n", knob);
       ind(o, 1);
       sb_append(o, "if (keep < 1) keep = 1;\n");
     } else {
-      sb_printf(o, "int64_t keep = T < %lld ? T : %lld;\n", (long long)k->reals[1], (long long)k->reals[1]);
+      sb_printf(o, "int64_t keep = T < (int64_t)c->m->skip_cap[%d] ? T : (int64_t)c->m->skip_cap[%d];\n", knob, knob);
     }
     ind(o, 1);
-    if (tau) {
-      sb_printf(o, "if (T == 1) { if (1.0 / (1.0 + exp(-(double)b%d[0])) >= ", cond);
-      double_lit(o, k->reals[2]);
-      sb_printf(o, ") b%d[n++] = 0; } else\n", rows);
-      ind(o, 1);
-    }
+    sb_printf(o, "if (T == 1 && c->m->skip_tau[%d] >= 0) { if (1.0 / (1.0 + exp(-(double)b%d[0])) >= c->m->skip_tau[%d]) "
+                 "b%d[n++] = 0; } else\n", knob, cond, knob, rows);
+    ind(o, 1);
     sb_append(o, "for (int64_t t = 0; t < T; t++) {\n");
     ind(o, 2);
     sb_append(o, "int64_t rank = 0;\n");
@@ -912,6 +1024,10 @@ static void emit_skip(Emit *E, const LoopKernel *k) {
     sb_printf(o, "if (rank < keep) b%d[n++] = (int32_t)t;\n", rows);
     ind(o, 1);
     sb_append(o, "}\n");
+  } else if (k->skip_cmp > 0 && k->skip_cmp <= 4) { /* `skip when s < tau`: skipped iff s[t] CMP tau */
+    static const char *const keep_if[4] = {">=", ">", "<=", "<"}; /* the negation: kept rows */
+    sb_printf(o, "for (int64_t t = 0; t < T; t++) if ((double)b%d[t] %s c->m->skip_tau[%d] || isnan(b%d[t])) b%d[n++] = (int32_t)t;\n",
+              cond, keep_if[k->skip_cmp - 1], knob, cond, rows);
   } else {
     sb_printf(o, "for (int64_t t = 0; t < T; t++) if (b%d[t] == 0) b%d[n++] = (int32_t)t;\n", cond, rows);
   }
@@ -1083,6 +1199,8 @@ int emit_c_source(FILE *out, const LoopModule *m, const char *header_name) {
   sb_append(&sb, "\n");
   if (loop_module_has_gemm(m)) kernels_gemm_emit_target(&sb, m->target);
   kernels_attention_emit(&sb, m); /* nothing unless pass_attention marked a call */
+  kernels_scan_emit(&sb, m);      /* nothing unless pass_chunk marked a scan */
+  if (kernels_have_f32_math(&m->kernels)) kernels_math_emit(&sb); /* float functions of f32_math nests */
   if (m->profile) {
     sb_printf(&sb, "/* --profile: nanoseconds and calls per top-level kernel (a profiling build only). */\n");
     sb_printf(&sb, "static uint64_t %s_prof_ns[%d], %s_prof_calls[%d];\n", N, m->kernels.len + 1, N, m->kernels.len + 1);
@@ -1103,6 +1221,7 @@ int emit_c_source(FILE *out, const LoopModule *m, const char *header_name) {
     sb_printf(&sb, "void %s_profile_clear(void) { memset(%s_prof_ns, 0, sizeof %s_prof_ns); memset(%s_prof_calls, 0, sizeof %s_prof_calls); }\n\n", N, N, N, N, N);
   }
   emit_count_defs(&sb, m);
+  emit_knobs_defs(&sb, m);
   emit_protos(&E, &m->kernels);
   sb_append(&sb, "\n");
   for (int i = 0; i < m->kernels.len; i++) emit_kernel(&E, m->kernels.data[i]);
@@ -1150,6 +1269,7 @@ int emit_c_source(FILE *out, const LoopModule *m, const char *header_name) {
   sb_append(&sb, "  return GAT_OK;\n}\n\n");
   sb_printf(&sb, "static int %s_init_done(%s *m, void *arena) {\n", N, N);
   sb_append(&sb, "  m->arena = (unsigned char *)arena;\n  m->ready = 1;\n");
+  emit_knobs_init(&sb, m);
   if (m->packs.len) sb_append(&sb, "  /* weights packed into the GEMM micro-kernel layout (-O2) */\n");
   for (int i = 0; i < m->packs.len; i++) {
     const LoopPack *p = m->packs.data[i];

@@ -7,6 +7,7 @@
 
 #include "emit_c.h"
 #include "emit_count.h"
+#include "emit_knobs.h"
 
 void emit_c_string_literal(StrBuf *sb, const char *s) {
   sb_append(sb, "\"");
@@ -102,6 +103,7 @@ int emit_c_header(FILE *out, const LoopModule *m) {
             "  gat_error err;        /* status and message of the last call */\n",
             N, m->nparams > 0 ? m->nparams : 1);
   emit_count_field(&sb, m);
+  emit_knobs_field(&sb, m);
   sb_printf(&sb, "} %s;\n\n", N);
   sb_printf(&sb,
             "/* Tensor tables: name, dtype (GAT_F32/GAT_I32), rank, dims (-1 = T). */\n"
@@ -141,6 +143,7 @@ int emit_c_header(FILE *out, const LoopModule *m) {
   sb_printf(&sb, "size_t %s_sizeof(void); /* sizeof(%s), for FFI callers */\n", N, N);
   sb_printf(&sb, "size_t %s_arena_bytes(void);\n\n", N);
   emit_count_decls(&sb, m);
+  emit_knobs_decls(&sb, m);
   sb_append(&sb, "#ifdef __cplusplus\n}\n#endif\n\n#endif\n");
   size_t w = fwrite(sb_cstr(&sb), 1, sb.len, out);
   int ok = w == sb.len;

@@ -18,6 +18,7 @@
 #include "frontend.h"
 #include "interp.h"
 #include "ir.h"
+#include "ir_knobs.h"
 #include "tensor.h"
 #include "util.h"
 
@@ -39,15 +40,18 @@ void driver_pass_options(const DriverOptions *o, PassOptions *po) {
   po->fold_scales = !o->no_fold_scales;
   po->prologue = !o->no_prologue;
   po->glu = !o->no_glu;
-  /* the LLVM backend does not implement the loop-IR fields of scalefold / prologue / glu yet
-     (LC_GEMM args[6..8], LoopPack scales): keep them off there until it does */
-  if ((o->emit && strcmp(o->emit, "c")) || o->jit || (o->backend && !strcmp(o->backend, "llvm")))
-    po->fold_scales = po->prologue = po->glu = 0;
+  po->chunk = !o->no_chunk;
+  /* the LLVM backend ignores the scan_chunk hint (its scans stay per token): keep pass chunk off there */
+  if ((o->emit && strcmp(o->emit, "c")) || o->jit || (o->backend && !strcmp(o->backend, "llvm"))) po->chunk = 0;
+  /* the LLVM backend runs the same passes (emit_llvm_gemm.c: folded scales, row-scale prologue, GLU) */
   po->memplan = !o->no_memplan;
+  if (o->no_f32_math) po->f32_math = 0;
   po->verify = o->verify;
   po->profile = o->profile;
   po->count = o->count || o->count_path;
   po->count_path = o->count_path;
+  po->knob_sets = o->sets;
+  po->nknob_sets = o->nsets;
   po->dump_after = o->dump_after;
   po->target = o->gemm_target;
   po->march = o->march;
@@ -189,6 +193,12 @@ static int cmd_run(const IrModule *m, const DriverOptions *o) {
        except --profile / --count runs: those instruments exist in the C backend only */
     int jit = o->jit || (getenv("GATTNC_RUN_JIT") && strcmp(getenv("GATTNC_RUN_JIT"), "0") != 0 && !po.profile &&
                          !po.count);
+    /* --set: compiled C gets the values through its NAME_set_* functions after init
+       (loopir_run.c); the JIT compiles the IR, so there they go into the IR */
+    if (jit && o->nsets > 0 && ir_knobs_apply((IrModule *)m, o->sets, o->nsets, err, sizeof err) != 0) {
+      diag_plain_error("%s", err);
+      goto done;
+    }
     if ((jit ? run_jit_opt : run_compiled_opt)(m, &weights, &inputs, (int)o->step, &po, &outputs, err,
                                                   sizeof err) != 0) {
       diag_plain_error("%s", err);
@@ -202,6 +212,11 @@ static int cmd_run(const IrModule *m, const DriverOptions *o) {
   }
   /* run --count FILE: the interpreter writes the same counters (GAT_INTERP_COUNT). */
   if (o->count_path) setenv("GAT_INTERP_COUNT", o->count_path, 1);
+  /* --set: the interpreter reads the skip ops' attributes (ir_knobs.h) */
+  if (o->nsets > 0 && ir_knobs_apply((IrModule *)m, o->sets, o->nsets, err, sizeof err) != 0) {
+    diag_plain_error("%s", err);
+    goto done;
+  }
   InterpSession *s = interp_new(m, &weights, err, sizeof err);
   if (!s) {
     diag_plain_error("%s", err);

@@ -22,7 +22,9 @@ typedef struct DriverOptions {
   const char *embed_weights;  /* --embed-weights W: also write NAME_weights.c */
   int no_fuse, no_tile, no_pack; /* -fno-fuse, -fno-tile, -fno-pack */
   int no_fold_scales, no_prologue, no_glu; /* -fno-fold-scales, -fno-prologue, -fno-glu */
+  int no_chunk;                            /* -fno-chunk */
   int no_memplan;             /* -fno-memplan: one arena slice per buffer */
+  int no_f32_math;            /* -fno-f32-math: -O2 loop nests stay in double (no pass f32math) */
   int stats;                  /* --stats: print arena, weight, kernel and FLOP statistics and stop */
   const char *bench_plot;     /* bench --plot OUT.svg: T sweep of -O0 vs -O2 prefill time */
   const char *dump_after;     /* --dump-after=NAME: print the IR after that pass and stop */
@@ -31,6 +33,8 @@ typedef struct DriverOptions {
   int profile;                /* --profile: time every kernel in the generated code */
   int count;                  /* --count (compile): generated code counts mixture/skip work */
   const char *count_path;     /* --count FILE (run): write the execution counters as JSON */
+  const char *sets[32];       /* --set KEY[:I]=VALUE (run): skip thresholds / route capacities (ir_knobs.h) */
+  int nsets;
   int64_t bench_T;            /* bench: prefill length (-T) */
   int64_t bench_decode;       /* bench: decode steps (--decode) */
   int64_t bench_reps;         /* bench: timed repetitions (--reps) */

@@ -22,6 +22,7 @@
 
 #include "backend.h"
 #include "driver.h"
+#include "driver_bench.h"
 #include "emit_c.h"
 #include "passes/pass.h"
 #include "tensor.h"
@@ -87,6 +88,162 @@ static double kernels_flops(const PtrVec *ks, int64_t T) {
 
 double driver_bench_flops(const LoopModule *lm, int64_t T) { return kernels_flops(&lm->kernels, T); }
 
+/* ---- shared with bench --backend=llvm (driver_bench.h) ---- */
+int bench_write_raw(const char *path, const void *data, size_t n) {
+  FILE *f = fopen(path, "wb");
+  if (!f) return -1;
+  size_t w = fwrite(data, 1, n, f);
+  return fclose(f) == 0 && w == n ? 0 : -1;
+}
+
+int bench_weights_load(const IrModule *m, const DriverOptions *o, TensorSet *w) {
+  char err[1024];
+  if (o->weights) {
+    if (safetensors_read(o->weights, w, err, sizeof err) != 0) {
+      fprintf(stderr, "gattnc: error: %s: %s\n", o->weights, err);
+      return -1;
+    }
+  } else {
+    weights_init(m, o->seed, w);
+  }
+  return 0;
+}
+
+int bench_inputs_write(const IrModule *m, const char *dir, int64_t rows, uint64_t seed, TensorSet *in, char *err,
+                       size_t errlen) {
+  int64_t vocab = 1 << 30;
+  for (int i = 0; i < m->body->ops.len; i++) {
+    const IrOp *op = m->body->ops.data[i];
+    if (op->kind == IR_OP_GATHER && op->in[0]->shape.dims[0] < vocab) vocab = op->in[0]->shape.dims[0];
+  }
+  if (vocab == 1 << 30) vocab = 2;
+  uint64_t s = 0x9e3779b97f4a7c15ull ^ seed;
+  StrBuf p = {0};
+  int rc = 0;
+  for (int i = 0; i < m->inputs.len && rc == 0; i++) {
+    const IrIO *io = m->inputs.data[i];
+    int64_t dims[IR_MAX_RANK];
+    for (int d = 0; d < io->shape.rank; d++) dims[d] = io->shape.dims[d] == IR_DIM_T ? rows : io->shape.dims[d];
+    Tensor *t = tensorset_add(in, io->name, io->dtype, io->shape.rank, dims);
+    uint32_t *buf = t->data;
+    for (int64_t e = 0; e < tensor_numel(t); e++) {
+      s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+      if (io->dtype == IR_I32) {
+        int32_t v = (int32_t)(s % (uint64_t)vocab);
+        memcpy(&buf[e], &v, 4);
+      } else {
+        float f = (float)((double)(s >> 11) / 9007199254740992.0 * 2 - 1);
+        memcpy(&buf[e], &f, 4);
+      }
+    }
+    p.len = 0;
+    sb_printf(&p, "%s/in%d.bin", dir, i);
+    if (bench_write_raw(sb_cstr(&p), buf, (size_t)tensor_numel(t) * 4) != 0) {
+      snprintf(err, errlen, "cannot write %s", sb_cstr(&p));
+      rc = -1;
+    }
+  }
+  sb_free(&p);
+  return rc;
+}
+
+void bench_forward_calls(const IrModule *m, const char *name, StrBuf *call, StrBuf *call1) {
+  sb_printf(call, "%s_forward(m", name);
+  sb_printf(call1, "%s_forward(m", name);
+  for (int i = 0; i < m->inputs.len; i++) {
+    sb_printf(call, ", in%d", i);
+    sb_printf(call1, ", in%d + s * row_in%d", i, i);
+  }
+  sb_append(call, ", (int32_t)T");
+  sb_append(call1, ", 1");
+  for (int i = 0; i < m->outputs.len; i++) {
+    sb_printf(call, ", out%d", i);
+    sb_printf(call1, ", out%d", i);
+  }
+  sb_append(call, ")");
+  sb_append(call1, ")");
+}
+
+void bench_output_writes(StrBuf *h, const IrModule *m) {
+  for (int i = 0; i < m->outputs.len; i++) {
+    const IrIO *io = m->outputs.data[i];
+    sb_printf(h, "  { FILE *f = fopen(argv[%d], \"wb\"); fwrite(out%d, 4, (size_t)%lld * (size_t)%s, f); fclose(f); }\n",
+              2 + m->inputs.len + i, i, (long long)ir_shape_numel(io->shape, 1), ir_shape_has_T(io->shape) ? "T" : "1");
+  }
+}
+
+int bench_outputs_read(const IrModule *m, const char *dir, int64_t T, TensorSet *out, char *err, size_t errlen) {
+  StrBuf path = {0};
+  int rc = 0;
+  for (int i = 0; i < m->outputs.len && rc == 0; i++) {
+    const IrIO *io = m->outputs.data[i];
+    int64_t dims[IR_MAX_RANK];
+    for (int d = 0; d < io->shape.rank; d++) dims[d] = io->shape.dims[d] == IR_DIM_T ? T : io->shape.dims[d];
+    Tensor *t = tensorset_add(out, io->name, io->dtype, io->shape.rank, dims);
+    path.len = 0;
+    sb_printf(&path, "%s/out%d.bin", dir, i);
+    size_t len;
+    char *data = read_file(sb_cstr(&path), &len);
+    size_t want = (size_t)tensor_numel(t) * 4;
+    if (!data || len != want) {
+      snprintf(err, errlen, "missing output %s", sb_cstr(&path));
+      rc = -1;
+    } else {
+      memcpy(t->data, data, want);
+    }
+    free(data);
+  }
+  sb_free(&path);
+  return rc;
+}
+
+double bench_max_rel_diff(const TensorSet *a, const TensorSet *b) {
+  double worst = 0;
+  for (int i = 0; i < b->n && i < a->n; i++) {
+    const Tensor *x = &a->t[i], *y = &b->t[i];
+    double e = 0, scale = 1e-30;
+    for (int64_t k = 0; k < tensor_numel(y); k++) {
+      double u = x->dtype == IR_F32 ? ((float *)x->data)[k] : ((int32_t *)x->data)[k];
+      double v = y->dtype == IR_F32 ? ((float *)y->data)[k] : ((int32_t *)y->data)[k];
+      if (!(fabs(u - v) <= e)) e = isnan(u - v) ? INFINITY : fabs(u - v);
+      if (fabs(v) > scale) scale = fabs(v);
+    }
+    if (!(e / scale <= worst)) worst = e / scale;
+  }
+  return worst;
+}
+
+FILE *bench_build_start(const IrModule *m, const char *dir, const char *cflags, const char *model_file,
+                        const char *wpath, char *err, size_t errlen) {
+  StrBuf cmd = {0};
+  FILE *p = NULL;
+  sb_printf(&cmd, "%s -std=c11 %s -D_POSIX_C_SOURCE=200809L -I'%s' -I'%s' '%s/%s' '%s/bench_main.c' '%s/gat_runtime.c' "
+            "'%s/gat_safetensors.c' -o '%s/bench' -lm > '%s/cc.log' 2>&1",
+            backend_cc(), cflags, GAT_RUNTIME_DIR, dir, dir, model_file, dir, GAT_RUNTIME_DIR, GAT_RUNTIME_DIR, dir, dir);
+  if (system(sb_cstr(&cmd)) != 0) {
+    snprintf(err, errlen, "compiling the benchmark failed (see %s/cc.log)", dir);
+    goto done;
+  }
+  cmd.len = 0;
+  sb_printf(&cmd, "'%s/bench' '%s'", dir, wpath);
+  for (int i = 0; i < m->inputs.len; i++) sb_printf(&cmd, " '%s/../in%d.bin'", dir, i);
+  for (int i = 0; i < m->outputs.len; i++) sb_printf(&cmd, " '%s/out%d.bin'", dir, i);
+  p = popen(sb_cstr(&cmd), "r");
+  if (!p) snprintf(err, errlen, "cannot run %s/bench", dir);
+done:
+  sb_free(&cmd);
+  return p;
+}
+
+void bench_tmpdir_remove(const char *dir) {
+  if (getenv("GAT_KEEP_TMP")) return;
+  StrBuf c = {0};
+  sb_printf(&c, "rm -rf '%s'", dir);
+  if (system(sb_cstr(&c)) != 0) { /* a leftover temporary directory: harmless */
+  }
+  sb_free(&c);
+}
+
 /* ---- the generated harness ---- */
 /* sweep: --plot's prefill lengths (nsweep of them), each timed as the median of min(reps, 3) runs */
 static void harness(StrBuf *h, const IrModule *m, int64_t T, int64_t D, int64_t reps, const int64_t *sweep,
@@ -134,26 +291,9 @@ static void harness(StrBuf *h, const IrModule *m, int64_t T, int64_t D, int64_t 
   }
   sb_printf(h, "  if (%s_init(m, arena, BM_ARENA_BYTES, w, wl) != GAT_OK) { fprintf(stderr, \"init: %%s\\n\", %s_message(m)); return 1; }\n", N, N);
   StrBuf call = {0}, call1 = {0};
-  sb_printf(&call, "%s_forward(m", N);
-  sb_printf(&call1, "%s_forward(m", N);
-  for (int i = 0; i < nin; i++) {
-    sb_printf(&call, ", in%d", i);
-    sb_printf(&call1, ", in%d + s * row_in%d", i, i);
-  }
-  sb_append(&call, ", (int32_t)T");
-  sb_append(&call1, ", 1");
-  for (int i = 0; i < nout; i++) {
-    sb_printf(&call, ", out%d", i);
-    sb_printf(&call1, ", out%d", i);
-  }
-  sb_append(&call, ")");
-  sb_append(&call1, ")");
+  bench_forward_calls(m, N, &call, &call1);
   sb_printf(h, "  %s_reset(m);\n  if (%s != GAT_OK) { fprintf(stderr, \"forward: %%s\\n\", %s_message(m)); return 1; }\n", N, sb_cstr(&call), N);
-  for (int i = 0; i < nout; i++) {
-    const IrIO *io = m->outputs.data[i];
-    sb_printf(h, "  { FILE *f = fopen(argv[%d], \"wb\"); fwrite(out%d, 4, (size_t)%lld * (size_t)%s, f); fclose(f); }\n", 2 + nin + i, i,
-              (long long)ir_shape_numel(io->shape, 1), ir_shape_has_T(io->shape) ? "T" : "1");
-  }
+  bench_output_writes(h, m);
   sb_printf(h, "  %s_profile_clear();\n", N);
   sb_printf(h, "  for (r = 0; r < reps; r++) { %s_reset(m); t0 = gat_time_ns(); (void)%s; times[r] = gat_time_ns() - t0; }\n", N, sb_cstr(&call));
   sb_append(h, "  qsort(times, (size_t)reps, 8, cmp);\n  printf(\"prefill_ns %llu\\n\", (unsigned long long)times[reps / 2]);\n");
@@ -191,13 +331,6 @@ typedef struct BenchRun {
   TensorSet out;
 } BenchRun;
 
-static int write_raw(const char *path, const void *data, size_t n) {
-  FILE *f = fopen(path, "wb");
-  if (!f) return -1;
-  size_t w = fwrite(data, 1, n, f);
-  return fclose(f) == 0 && w == n ? 0 : -1;
-}
-
 /* Builds and runs one level; fills r. */
 static int bench_level(const IrModule *m, const PassOptions *po, const char *dir, const char *wpath,
                        const TensorSet *inputs, int64_t T, int64_t D, int64_t reps, const int64_t *sweep, int nsweep,
@@ -209,28 +342,14 @@ static int bench_level(const IrModule *m, const PassOptions *po, const char *dir
   harness(&h, m, T, D, reps, sweep, nsweep);
   path.len = 0;
   sb_printf(&path, "%s/bench_main.c", dir);
-  if (write_raw(sb_cstr(&path), h.data, h.len) != 0) {
+  if (bench_write_raw(sb_cstr(&path), h.data, h.len) != 0) {
     snprintf(err, errlen, "cannot write %s", sb_cstr(&path));
     goto done;
   }
   PassOptions cpo = *po; /* both builds get the optimized build's -O3 -march (--target, -march) */
   cpo.opt_level = 2;
-  sb_printf(&cmd, "%s -std=c11 %s -D_POSIX_C_SOURCE=200809L -I'%s' -I'%s' '%s/%s.c' '%s/bench_main.c' '%s/gat_runtime.c' "
-            "'%s/gat_safetensors.c' -o '%s/bench' -lm > '%s/cc.log' 2>&1",
-            backend_cc(), backend_cflags(&cpo), GAT_RUNTIME_DIR, dir, dir, BENCH_NAME, dir, GAT_RUNTIME_DIR, GAT_RUNTIME_DIR, dir, dir);
-  if (system(sb_cstr(&cmd)) != 0) {
-    snprintf(err, errlen, "compiling the benchmark failed (see %s/cc.log)", dir);
-    goto done;
-  }
-  cmd.len = 0;
-  sb_printf(&cmd, "'%s/bench' '%s'", dir, wpath);
-  for (int i = 0; i < m->inputs.len; i++) sb_printf(&cmd, " '%s/../in%d.bin'", dir, i);
-  for (int i = 0; i < m->outputs.len; i++) sb_printf(&cmd, " '%s/out%d.bin'", dir, i);
-  FILE *p = popen(sb_cstr(&cmd), "r");
-  if (!p) {
-    snprintf(err, errlen, "cannot run %s/bench", dir);
-    goto done;
-  }
+  FILE *p = bench_build_start(m, dir, backend_cflags(&cpo), BENCH_NAME ".c", wpath, err, errlen);
+  if (!p) goto done;
   char line[1024], name[512];
   unsigned long long v;
   double pk;
@@ -251,24 +370,7 @@ static int bench_level(const IrModule *m, const PassOptions *po, const char *dir
     snprintf(err, errlen, "the benchmark program failed (%s/bench)", dir);
     goto done;
   }
-  for (int i = 0; i < m->outputs.len; i++) {
-    const IrIO *io = m->outputs.data[i];
-    int64_t dims[IR_MAX_RANK];
-    for (int d = 0; d < io->shape.rank; d++) dims[d] = io->shape.dims[d] == IR_DIM_T ? T : io->shape.dims[d];
-    Tensor *t = tensorset_add(&r->out, io->name, io->dtype, io->shape.rank, dims);
-    path.len = 0;
-    sb_printf(&path, "%s/out%d.bin", dir, i);
-    size_t len;
-    char *data = read_file(sb_cstr(&path), &len);
-    size_t want = (size_t)tensor_numel(t) * 4;
-    if (!data || len != want) {
-      free(data);
-      snprintf(err, errlen, "missing output %s", sb_cstr(&path));
-      goto done;
-    }
-    memcpy(t->data, data, want);
-    free(data);
-  }
+  if (bench_outputs_read(m, dir, T, &r->out, err, errlen) != 0) goto done;
   (void)inputs;
   rc = 0;
 done:
@@ -309,14 +411,7 @@ int driver_bench(const IrModule *m, const DriverOptions *o) {
   int64_t T = o->bench_T, D = o->bench_decode, reps = o->bench_reps > 1000 ? 1000 : o->bench_reps;
   if (T > m->max_T) T = m->max_T;
   if (D > m->max_T) D = m->max_T;
-  if (o->weights) {
-    if (safetensors_read(o->weights, &w, err, sizeof err) != 0) {
-      fprintf(stderr, "gattnc: error: %s: %s\n", o->weights, err);
-      return 1;
-    }
-  } else {
-    weights_init(m, o->seed, &w);
-  }
+  if (bench_weights_load(m, o, &w) != 0) return 1;
   if (!mkdtemp(dir)) {
     fprintf(stderr, "gattnc: error: cannot create a temporary directory\n");
     goto done;
@@ -324,14 +419,6 @@ int driver_bench(const IrModule *m, const DriverOptions *o) {
   StrBuf p = {0};
   sb_printf(&p, "%s/w.safetensors", dir);
   if (safetensors_write(sb_cstr(&p), &w, err, sizeof err) != 0) goto fail;
-  /* inputs: i32 token ids below the smallest gather table, f32 uniform in [-1, 1) */
-  int64_t vocab = 1 << 30;
-  for (int i = 0; i < m->body->ops.len; i++) {
-    const IrOp *op = m->body->ops.data[i];
-    if (op->kind == IR_OP_GATHER && op->in[0]->shape.dims[0] < vocab) vocab = op->in[0]->shape.dims[0];
-  }
-  if (vocab == 1 << 30) vocab = 2;
-  uint64_t s = 0x9e3779b97f4a7c15ull ^ o->seed;
   int64_t sweep[32];
   int nsweep = 0;
   if (o->bench_plot) { /* T = 64, 128, ... up to max T (at most 4096); small models: max T alone */
@@ -340,26 +427,8 @@ int driver_bench(const IrModule *m, const DriverOptions *o) {
   }
   int64_t rows = T > D ? T : D;
   if (nsweep > 0 && sweep[nsweep - 1] > rows) rows = sweep[nsweep - 1];
-  for (int i = 0; i < m->inputs.len; i++) {
-    const IrIO *io = m->inputs.data[i];
-    int64_t n = ir_shape_numel(io->shape, rows);
-    uint32_t *buf = xmalloc((size_t)n * 4 + 4);
-    for (int64_t e = 0; e < n; e++) {
-      s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-      if (io->dtype == IR_I32) {
-        int32_t v = (int32_t)(s % (uint64_t)vocab);
-        memcpy(&buf[e], &v, 4);
-      } else {
-        float f = (float)((double)(s >> 11) / 9007199254740992.0 * 2 - 1);
-        memcpy(&buf[e], &f, 4);
-      }
-    }
-    p.len = 0;
-    sb_printf(&p, "%s/in%d.bin", dir, i);
-    int bad = write_raw(sb_cstr(&p), buf, (size_t)n * 4);
-    free(buf);
-    if (bad) goto fail;
-  }
+  /* inputs: i32 token ids below the smallest gather table, f32 uniform in [-1, 1) */
+  if (bench_inputs_write(m, dir, rows, o->seed, &in, err, sizeof err) != 0) goto fail;
   p.len = 0;
   sb_printf(&p, "%s/w.safetensors", dir);
   PassOptions po[2];
@@ -389,18 +458,7 @@ int driver_bench(const IrModule *m, const DriverOptions *o) {
     LoopModule *lm0 = pipeline_run(&a, m, BENCH_NAME, &po[0], e2, sizeof e2);
     double fl = lm ? kernels_flops(&lm->kernels, T) : 0, fl0 = lm0 ? kernels_flops(&lm0->kernels, T) : 0;
     /* agreement */
-    double worst = 0;
-    for (int i = 0; i < runs[0].out.n; i++) {
-      const Tensor *x = &runs[1].out.t[i], *y = &runs[0].out.t[i];
-      double err_ = 0, scale = 1e-30;
-      for (int64_t e = 0; e < tensor_numel(y); e++) {
-        double a_ = x->dtype == IR_F32 ? ((float *)x->data)[e] : ((int32_t *)x->data)[e];
-        double b_ = y->dtype == IR_F32 ? ((float *)y->data)[e] : ((int32_t *)y->data)[e];
-        if (!(fabs(a_ - b_) <= err_)) err_ = isnan(a_ - b_) ? INFINITY : fabs(a_ - b_);
-        if (fabs(b_) > scale) scale = fabs(b_);
-      }
-      if (err_ / scale > worst || isnan(err_)) worst = err_ / scale;
-    }
+    double worst = bench_max_rel_diff(&runs[1].out, &runs[0].out);
     const double tol = 1e-4;
     printf("gattnc bench %s: T = %lld prefill (median of %lld), %lld decode steps (median per token)\n", o->input,
            (long long)T, (long long)reps, (long long)D);
@@ -461,13 +519,7 @@ fail:
   fprintf(stderr, "gattnc: error: bench: %s\n", err);
 cleanup:
   sb_free(&p);
-  if (!getenv("GAT_KEEP_TMP")) {
-    StrBuf c = {0};
-    sb_printf(&c, "rm -rf '%s'", dir);
-    if (system(sb_cstr(&c)) != 0) {
-    }
-    sb_free(&c);
-  }
+  bench_tmpdir_remove(dir);
 done:
   for (int l = 0; l < 2; l++) {
     for (int k = 0; k < runs[l].nk; k++) free(runs[l].kname[k]);

@@ -22,6 +22,7 @@
 #if defined(GAT_HAVE_CODEGEN) && __has_include("backend.h")
 #include "backend.h"
 #include "backend_llvm.h"
+#include "driver_bench.h"
 #include "emit_c.h"
 #include "passes/pass.h"
 #define LLVM_DRIVER 1
@@ -101,26 +102,9 @@ static void lb_harness(StrBuf *h, const IrModule *m, int64_t T, int64_t D, int64
   }
   sb_append(h, "  if (" LB_NAME "_init(m, arena, BM_ARENA_BYTES, w, (size_t)wlen(argv[1])) != GAT_OK) { fprintf(stderr, \"init: %s\\n\", " LB_NAME "_message(m)); return 1; }\n");
   StrBuf call = {0}, call1 = {0};
-  sb_append(&call, LB_NAME "_forward(m");
-  sb_append(&call1, LB_NAME "_forward(m");
-  for (int i = 0; i < nin; i++) {
-    sb_printf(&call, ", in%d", i);
-    sb_printf(&call1, ", in%d + s * row_in%d", i, i);
-  }
-  sb_append(&call, ", (int32_t)T");
-  sb_append(&call1, ", 1");
-  for (int i = 0; i < nout; i++) {
-    sb_printf(&call, ", out%d", i);
-    sb_printf(&call1, ", out%d", i);
-  }
-  sb_append(&call, ")");
-  sb_append(&call1, ")");
+  bench_forward_calls(m, LB_NAME, &call, &call1);
   sb_printf(h, "  if (%s != GAT_OK) { fprintf(stderr, \"forward: %%s\\n\", " LB_NAME "_message(m)); return 1; }\n", sb_cstr(&call));
-  for (int i = 0; i < nout; i++) {
-    const IrIO *io = m->outputs.data[i];
-    sb_printf(h, "  { FILE *f = fopen(argv[%d], \"wb\"); fwrite(out%d, 4, (size_t)%lld * (size_t)%s, f); fclose(f); }\n",
-              2 + nin + i, i, (long long)ir_shape_numel(io->shape, 1), ir_shape_has_T(io->shape) ? "T" : "1");
-  }
+  bench_output_writes(h, m);
   sb_printf(h, "  for (r = 0; r < reps; r++) { " LB_NAME "_reset(m); t0 = cpu_ns(); (void)%s; times[r] = cpu_ns() - t0; }\n",
             sb_cstr(&call));
   /* the fastest of the repetitions: the least disturbed by other processes on a shared machine */
@@ -131,13 +115,6 @@ static void lb_harness(StrBuf *h, const IrModule *m, int64_t T, int64_t D, int64
   sb_append(h, "    qsort(dt, (size_t)D, 8, cmp); printf(\"decode_ns %llu\\n\", (unsigned long long)dt[D / 10]); }\n  return 0;\n}\n");
   sb_free(&call);
   sb_free(&call1);
-}
-
-static int lb_write(const char *path, const void *data, size_t n) {
-  FILE *f = fopen(path, "wb");
-  if (!f) return -1;
-  size_t w = fwrite(data, 1, n, f);
-  return fclose(f) == 0 && w == n ? 0 : -1;
 }
 
 typedef struct LbRun {
@@ -162,24 +139,13 @@ static int lb_build_run(const IrModule *m, const PassOptions *po, int llvm, cons
   lb_harness(&h, m, T, D, reps);
   path.len = 0;
   sb_printf(&path, "%s/bench_main.c", dir);
-  if (lb_write(sb_cstr(&path), h.data, h.len) != 0) {
+  if (bench_write_raw(sb_cstr(&path), h.data, h.len) != 0) {
     snprintf(err, errlen, "cannot write %s", sb_cstr(&path));
     goto done;
   }
-  cmd.len = 0;
-  sb_printf(&cmd,
-            "%s -std=c11 -O3 -march=native -D_POSIX_C_SOURCE=200809L -I'%s' -I'%s' '%s/" LB_NAME "%s' '%s/bench_main.c' "
-            "'%s/gat_runtime.c' '%s/gat_safetensors.c' -o '%s/bench' -lm > '%s/cc.log' 2>&1",
-            backend_cc(), GAT_RUNTIME_DIR, dir, dir, llvm ? ".o" : ".c", dir, GAT_RUNTIME_DIR, GAT_RUNTIME_DIR, dir, dir);
-  if (system(sb_cstr(&cmd)) != 0) {
-    snprintf(err, errlen, "compiling the benchmark failed (see %s/cc.log)", dir);
-    goto done;
-  }
-  cmd.len = 0;
-  sb_printf(&cmd, "'%s/bench' '%s/../w.safetensors'", dir, dir);
-  for (int i = 0; i < m->inputs.len; i++) sb_printf(&cmd, " '%s/../in%d.bin'", dir, i);
-  for (int i = 0; i < m->outputs.len; i++) sb_printf(&cmd, " '%s/out%d.bin'", dir, i);
-  FILE *p = popen(sb_cstr(&cmd), "r");
+  cmd.len = 0; /* the weights' path */
+  sb_printf(&cmd, "%s/../w.safetensors", dir);
+  FILE *p = bench_build_start(m, dir, "-O3 -march=native", llvm ? LB_NAME ".o" : LB_NAME ".c", sb_cstr(&cmd), err, errlen);
   if (!p) goto done;
   char line[256];
   unsigned long long v;
@@ -191,46 +157,13 @@ static int lb_build_run(const IrModule *m, const PassOptions *po, int llvm, cons
     snprintf(err, errlen, "the benchmark program failed (%s/bench)", dir);
     goto done;
   }
-  for (int i = 0; i < m->outputs.len; i++) {
-    const IrIO *io = m->outputs.data[i];
-    int64_t dims[IR_MAX_RANK];
-    for (int d = 0; d < io->shape.rank; d++) dims[d] = io->shape.dims[d] == IR_DIM_T ? T : io->shape.dims[d];
-    Tensor *t = tensorset_add(&r->out, io->name, io->dtype, io->shape.rank, dims);
-    path.len = 0;
-    sb_printf(&path, "%s/out%d.bin", dir, i);
-    size_t len;
-    char *data = read_file(sb_cstr(&path), &len);
-    if (!data || len != (size_t)tensor_numel(t) * 4) {
-      free(data);
-      snprintf(err, errlen, "missing output %s", sb_cstr(&path));
-      goto done;
-    }
-    memcpy(t->data, data, len);
-    free(data);
-  }
+  if (bench_outputs_read(m, dir, T, &r->out, err, errlen) != 0) goto done;
   rc = 0;
 done:
   sb_free(&path);
   sb_free(&cmd);
   sb_free(&h);
   return rc;
-}
-
-/* max |a - b| / max |b| over all outputs */
-static double lb_diff(const TensorSet *a, const TensorSet *b) {
-  double worst = 0;
-  for (int i = 0; i < b->n && i < a->n; i++) {
-    const Tensor *x = &a->t[i], *y = &b->t[i];
-    double e = 0, scale = 1e-30;
-    for (int64_t k = 0; k < tensor_numel(y); k++) {
-      double u = x->dtype == IR_F32 ? ((float *)x->data)[k] : ((int32_t *)x->data)[k];
-      double v = y->dtype == IR_F32 ? ((float *)y->data)[k] : ((int32_t *)y->data)[k];
-      if (!(fabs(u - v) <= e)) e = isnan(u - v) ? INFINITY : fabs(u - v);
-      if (fabs(v) > scale) scale = fabs(v);
-    }
-    if (!(e / scale <= worst)) worst = e / scale;
-  }
-  return worst;
 }
 
 int driver_llvm_bench(const IrModule *m, const DriverOptions *o) {
@@ -246,14 +179,7 @@ int driver_llvm_bench(const IrModule *m, const DriverOptions *o) {
   int64_t T = o->bench_T, D = o->bench_decode, reps = o->bench_reps > 1000 ? 1000 : o->bench_reps;
   if (T > m->max_T) T = m->max_T;
   if (D > m->max_T) D = m->max_T;
-  if (o->weights) {
-    if (safetensors_read(o->weights, &w, err, sizeof err) != 0) {
-      fprintf(stderr, "gattnc: error: %s: %s\n", o->weights, err);
-      return 1;
-    }
-  } else {
-    weights_init(m, o->seed, &w);
-  }
+  if (bench_weights_load(m, o, &w) != 0) return 1;
   if (!mkdtemp(dir)) {
     fprintf(stderr, "gattnc: error: cannot create a temporary directory\n");
     tensorset_free(&w);
@@ -263,34 +189,7 @@ int driver_llvm_bench(const IrModule *m, const DriverOptions *o) {
   sb_printf(&p, "%s/w.safetensors", dir);
   if (safetensors_write(sb_cstr(&p), &w, err, sizeof err) != 0) goto fail;
   /* inputs: i32 ids below the smallest gather table, f32 uniform in [-1, 1); also kept for the JIT run */
-  int64_t vocab = 1 << 30;
-  for (int i = 0; i < m->body->ops.len; i++) {
-    const IrOp *op = m->body->ops.data[i];
-    if (op->kind == IR_OP_GATHER && op->in[0]->shape.dims[0] < vocab) vocab = op->in[0]->shape.dims[0];
-  }
-  if (vocab == 1 << 30) vocab = 2;
-  uint64_t s = 0x9e3779b97f4a7c15ull ^ o->seed;
-  int64_t rows = T > D ? T : D;
-  for (int i = 0; i < m->inputs.len; i++) {
-    const IrIO *io = m->inputs.data[i];
-    int64_t dims[IR_MAX_RANK];
-    for (int d = 0; d < io->shape.rank; d++) dims[d] = io->shape.dims[d] == IR_DIM_T ? rows : io->shape.dims[d];
-    Tensor *t = tensorset_add(&in, io->name, io->dtype, io->shape.rank, dims);
-    uint32_t *buf = t->data;
-    for (int64_t e = 0; e < tensor_numel(t); e++) {
-      s ^= s << 13, s ^= s >> 7, s ^= s << 17;
-      if (io->dtype == IR_I32) {
-        int32_t v = (int32_t)(s % (uint64_t)vocab);
-        memcpy(&buf[e], &v, 4);
-      } else {
-        float f = (float)((double)(s >> 11) / 9007199254740992.0 * 2 - 1);
-        memcpy(&buf[e], &f, 4);
-      }
-    }
-    p.len = 0;
-    sb_printf(&p, "%s/in%d.bin", dir, i);
-    if (lb_write(sb_cstr(&p), buf, (size_t)tensor_numel(t) * 4) != 0) goto fail;
-  }
+  if (bench_inputs_write(m, dir, T > D ? T : D, o->seed, &in, err, sizeof err) != 0) goto fail;
   PassOptions po;
   driver_pass_options(o, &po);
   po.profile = 0;
@@ -317,10 +216,10 @@ int driver_llvm_bench(const IrModule *m, const DriverOptions *o) {
     if (run_jit_opt(m, &w, &in, 0, &po, &jout, err, sizeof err) != 0) goto fail;
     clock_gettime(CLOCK_MONOTONIC, &b);
     jit_ns = (double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec);
-    dj = lb_diff(&jout, &runs[0].out);
+    dj = bench_max_rel_diff(&jout, &runs[0].out);
   }
   {
-  double d = lb_diff(&runs[1].out, &runs[0].out);
+  double d = bench_max_rel_diff(&runs[1].out, &runs[0].out);
   const double tol = 1e-4;
   printf("gattnc bench %s --backend=llvm: -O%d, T = %lld prefill (CPU time, fastest of %lld), %lld decode steps (10th percentile)\n", o->input,
          po.opt_level, (long long)T, (long long)reps, (long long)D);
@@ -343,13 +242,7 @@ fail:
   fprintf(stderr, "gattnc: error: bench: %s\n", err);
 cleanup:
   sb_free(&p);
-  if (!getenv("GAT_KEEP_TMP")) {
-    StrBuf c = {0};
-    sb_printf(&c, "rm -rf '%s'", dir);
-    if (system(sb_cstr(&c)) != 0) {
-    }
-    sb_free(&c);
-  }
+  bench_tmpdir_remove(dir);
   for (int l = 0; l < 2; l++) tensorset_free(&runs[l].out);
   tensorset_free(&w);
   tensorset_free(&in);

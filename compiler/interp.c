@@ -49,6 +49,10 @@ typedef struct IcCount {
 typedef struct IcCtx {
   int64_t T;
   const int64_t *pos;
+  /* the rows' token positions in the whole sequence (pos0 + t of the top-level
+     row each came from): what rope rotates by. Equal to pos except inside a
+     packed skip region (rows_state), where pos is the packed KV-cache row. */
+  const int64_t *apos;
 } IcCtx;
 
 struct InterpSession {
@@ -816,7 +820,7 @@ static int ic_rope(InterpSession *s, const IrOp *op, const IcCtx *c) {
   for (int64_t t = 0; t < c->T; t++)
     for (int64_t i = 0; i < half; i++) {
       double freq = pow(base, -2.0 * (double)i / (double)dims);
-      double ang = (double)c->pos[t] * freq, cs = cos(ang), sn = sin(ang);
+      double ang = (double)c->apos[t] * freq, cs = cos(ang), sn = sin(ang);
       for (int64_t r = 0; r < per_t / D; r++) {
         const double *xr = x->d + t * per_t + r * D;
         double *o = out->d + t * per_t + r * D;
@@ -1084,9 +1088,9 @@ static IVal *ic_run_rows(InterpSession *s, const IrOp *op, const IrBlock *r, int
     ic_op_fail(s, op, "region has %d args and %d yields; expected %d and 1", r->nargs, r->nyield, nx);
     return NULL;
   }
-  int64_t *pos = xmalloc(sizeof(int64_t) * (size_t)n);
-  for (int64_t i = 0; i < n; i++) pos[i] = c->pos[rows[i]];
-  IcCtx sub = {n, pos};
+  int64_t *pos = xmalloc(sizeof(int64_t) * (size_t)(2 * n));
+  for (int64_t i = 0; i < n; i++) pos[i] = c->pos[rows[i]], pos[n + i] = c->apos[rows[i]];
+  IcCtx sub = {n, pos, pos + n};
   for (int a = 0; a < nx; a++) {
     IVal *x = ic_get(s, op->in[first + a]);
     IVal *arg = ic_def(s, r->args[a], &sub);
@@ -1188,6 +1192,16 @@ static int ic_skip(InterpSession *s, const IrOp *op, const IcCtx *c) {
       for (int64_t u = 0; u < T; u++)
         if (cond->d[u] > cond->d[t] || (cond->d[u] == cond->d[t] && u < t)) rank++;
       if (rank < keep) rows[n++] = t;
+    }
+  } else if (ir_op_attr(op, "cmp")) {
+    /* a threshold skip (`skip when s < tau`): skipped iff s[t] cmp cut */
+    const char *cmp = ir_op_str(op, "cmp", "lt");
+    double cut = ir_op_float(op, "cut", 0.0);
+    int lt = !strcmp(cmp, "lt"), le = !strcmp(cmp, "le"), gt = !strcmp(cmp, "gt");
+    for (int64_t t = 0; t < T; t++) {
+      double v = cond->d[t];
+      int skipped = lt ? v < cut : le ? v <= cut : gt ? v > cut : v >= cut;
+      if (!skipped) rows[n++] = t;
     }
   } else {
     for (int64_t t = 0; t < T; t++)
@@ -1486,7 +1500,7 @@ int interp_forward(InterpSession *s, const TensorSet *inputs, TensorSet *outputs
   s->outputs = &outs;
   int64_t *pos = xmalloc(sizeof(int64_t) * (size_t)T);
   for (int64_t t = 0; t < T; t++) pos[t] = s->pos0 + t;
-  IcCtx c = {T, pos};
+  IcCtx c = {T, pos, pos};
   int rc = ic_block(s, s->m->body, &c);
   for (int i = 0; rc == 0 && i < s->m->outputs.len; i++) {
     const IrIO *io = s->m->outputs.data[i];

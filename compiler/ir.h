@@ -198,7 +198,10 @@ typedef enum IrOpKind {
   IR_OP_SLICE,     /* attr axis, start, stop: x[..., start:stop, ...] */
   /* sequence ops with persistent state */
   IR_OP_ROPE,      /* x[T, ..., D] rotated at positions pos0 + t; attrs base (float, default 10000), dims (rotated
-                      leading features, even, <= D), rotate_half layout (non-interleaved) */
+                      leading features, even, <= D), rotate_half layout (non-interleaved). Inside a
+                      mixture/skip region each row rotates at the absolute position of the token it
+                      was gathered from (also in a packed rows_state region, where attention positions
+                      are packed) */
   IR_OP_CONV1D,    /* causal depthwise conv: x[T, C], w[C, 1, W] (, b[C]); attr act ("none"|"silu"),
                       attr state (slot of the [W-1, C] tail of previous inputs) */
   IR_OP_ATTENTION, /* q[T, H, dk], k[T, Hkv, dk], v[T, Hkv, dv] (, qb[T, H], kb[T, H]) -> [T, H, dv].
@@ -229,7 +232,13 @@ typedef enum IrOpKind {
                       attr rows_state (optional, an i32[1] state slot) counts the rows the region ran
                       on in earlier calls (base); the kept rows then have positions base + 0 .. base +
                       n - 1 inside the region (packed: attention there sees only kept tokens, its KV
-                      cache rows are packed), and the slot grows by n after each call. */
+                      cache rows are packed), and the slot grows by n after each call.
+                      A threshold skip (`skip when s < tau`, tau a compile-time number) has attrs
+                      cmp = "lt" | "le" | "gt" | "ge" and cut = tau (float, already rounded to f32):
+                      cond is then the score s f32[T] and row t is skipped iff s[t] cmp cut
+                      (compared in double). cut, capacity, top_k and threshold are the values the
+                      generated code can change at run time (NAME_set_skip_threshold /
+                      NAME_set_route_capacity, `gattnc run --set`; docs/layers.md). */
   IR_OP_COUNT_
 } IrOpKind;
 const char *ir_op_name(IrOpKind k); /* the text form: "input", "param", ..., "skip" */

@@ -451,6 +451,17 @@ static void verify_skip(Verifier *v, const IrOp *op) {
   if (tau && !(cap || topk)) vfail(v, op, "threshold needs capacity or top_k (a router)");
   if (tau && !(tau->kind == IR_ATTR_FLOAT && tau->f >= 0 && tau->f <= 1)) vfail(v, op, "threshold must be in [0, 1]");
   if ((cap || topk) && cond->dtype != IR_F32) vfail(v, op, "a router's score (operand 0) must be f32");
+  const IrAttr *cmp = ir_op_attr(op, "cmp"), *cut = ir_op_attr(op, "cut");
+  if (cmp) { /* a threshold skip: skipped iff cond cmp cut */
+    if (cap || topk) vfail(v, op, "a router has no cmp");
+    if (cmp->kind != IR_ATTR_STR || (strcmp(cmp->s, "lt") && strcmp(cmp->s, "le") && strcmp(cmp->s, "gt") &&
+                                      strcmp(cmp->s, "ge")))
+      vfail(v, op, "cmp must be \"lt\", \"le\", \"gt\" or \"ge\"");
+    need_attr(v, op, "cut", IR_ATTR_FLOAT);
+    if (cond->dtype != IR_F32) vfail(v, op, "a threshold skip's score (operand 0) must be f32");
+  } else if (cut) {
+    vfail(v, op, "cut needs cmp");
+  }
   const IrAttr *rs = ir_op_attr(op, "rows_state");
   if (rs) {
     if (rs->kind != IR_ATTR_INT || rs->i < 0 || rs->i >= v->m->states.len)

@@ -83,6 +83,9 @@ struct LoopExpr {
   int round;          /* the value is rounded to `dtype` before use (an inlined producer's store) */
 };
 
+/* LC_ROPE: args[0] x, sizes T, H, D, dims, reals[0] base; row t rotates at position pos0 + t,
+   or, when nargs > 1 (inside a mixture/skip region), at args[1][t]: an i32[T] buffer of the
+   rows' absolute positions (gattnc runtime gat_k_rope_pos). */
 typedef enum LoopCallKind {
   LC_SOFTMAX, LC_RMS_NORM, LC_LAYER_NORM, LC_L2_NORM, LC_GATHER, LC_TOPK, LC_ROPE, LC_CONV1D,
   LC_ATTENTION,
@@ -153,8 +156,13 @@ typedef struct LoopKernel {
   int f32_math;        /* LK_LOOP, -O2 (pass_f32math): evaluate lets, body and reductions in IEEE
                           single precision (float; each operation rounded to float, exp as expf, ...)
                           instead of double. Set only when every value is f32 and the expressions
-                          use only + - * /, neg, exp, log, sqrt, abs, tanh, select, sum/mean over a
-                          constant extent; results differ from -O0 by float rounding (~1e-7 rel). */
+                          use only + - * /, neg, max, min, select, the functions of
+                          codegen/kernels_math.h (exp, log, sqrt, rsqrt, abs, tanh, sigmoid, silu,
+                          softplus, logsigmoid, gelu_tanh, relu), sum/mean/max/min over a constant
+                          extent; results differ from -O0 by float rounding (~1e-7 rel). The C
+                          backend uses float functions of its own (<= 2.6 ulp) and sums unit-stride
+                          reductions in lanes (summation order changes); a backend may evaluate the
+                          functions in double and round. */
   /* LK_CALL: args are buffers (-1 = absent), sizes and reals are call-specific */
   LoopCallKind call;
   int nargs;
@@ -174,6 +182,17 @@ typedef struct LoopKernel {
                           (args[9] == -1, nargs <= 10), dk and dv are constants <= 256 and T is the
                           only row-dependent size; args[8] (the scores scratch) is unused then. A
                           backend may ignore the flag and call gat_k_attention. */
+  int scan_chunk;      /* LK_SCAN schedule hint, -O2 (pass_chunk): 0 = none; 1 = the region is GLA's
+                          S' = diag(e^gk_t) S + k_t v_t^T, o_t = scale S'^T q_t per head; 2 = the delta
+                          rule u = beta_t (v_t - a_t S^T k_t), S' = a_t S + k_t u^T, o_t = scale S'^T q_t
+                          (a_t = 1 without decay). Then args[2] q, args[3] k ([T, H, K]), args[4] v
+                          ([T, H, V] / [T, H, G, V]), args[5] gk [T, H, K] (GLA) or beta [T, H(, G)],
+                          args[6] decay [T, H(, G)] or -1, args[7] an f32 workspace scratch; sizes[0..3]
+                          = H, G, K, V (constants), reals[0] = scale; one state (state_bufs[0]) and one
+                          emitted result (xs[0]). With T >= KERNELS_SCAN_MIN_T rows the C backend calls
+                          the chunked kernel of codegen/kernels_scan.c instead of running the region
+                          per token: same final state and outputs up to f32 rounding. A backend may
+                          ignore the hint (the region stays exact). */
   /* LK_COPY: args[0] -> out, sizes[0] elements */
   /* LK_SCAN: args[0] = t buffer, args[1] = emit-stacked result; state_bufs[i] per state;
      region yields = (s_0' .. s_{n-1}', emit).
@@ -200,6 +219,12 @@ typedef struct LoopKernel {
      before this call. Backends without this must refuse nargs > 10 (pass_attention does).
      Execution counters (m->count, codegen/emit_count.h): per LK_MIXTURE/LK_SKIP kernel in
      pre-order, tokens += T on entry, and per region that runs: rows += n, calls += 1. */
+  int skip_cmp;        /* LK_SKIP threshold skip (graph-IR attrs cmp/cut): 0 = none (kept iff cond == 0),
+                          1 lt, 2 le, 3 gt, 4 ge: row t is skipped iff (double)cond[t] CMP reals[3]
+                          (cond f32[T] is the score). reals[3] (cut) and, for routers, reals[0..2]
+                          are the defaults of the skip op's run-time knobs: the C backend reads
+                          them from the model (NAME_set_skip_threshold / NAME_set_route_capacity,
+                          codegen/emit_knobs.c); a backend without knobs uses them as constants. */
   int nstates;
   int *state_bufs;
   int *state_tmp;      /* LK_SCAN: per state, a scratch copy of its new value when that value

@@ -218,13 +218,14 @@ static int io_index(const PtrVec *v, const char *name) {
   return -1;
 }
 
-/* Does b (or a region nested in it) read positions? */
-static int block_uses_position(const IrBlock *b) {
+/* Does b (or a region nested in it) read positions? rope_only: count only
+ * rope, which needs the rows' absolute positions even in a packed region. */
+static int block_uses_position(const IrBlock *b, int rope_only) {
   for (int i = 0; i < b->ops.len; i++) {
     const IrOp *op = b->ops.data[i];
-    if (op->kind == IR_OP_POSITION) return 1;
+    if (op->kind == IR_OP_ROPE || (op->kind == IR_OP_POSITION && !rope_only)) return 1;
     for (int r = 0; r < op->nregions; r++)
-      if (block_uses_position(op->regions[r])) return 1;
+      if (block_uses_position(op->regions[r], rope_only)) return 1;
   }
   return 0;
 }
@@ -517,6 +518,10 @@ static void lower_op(Lower *L, const IrOp *op, PtrVec *into, int tvar) {
     k->sizes[3] = size_k(ir_op_int(op, "dims", x->shape.dims[2]));
     k->nsizes = 4;
     k->reals[0] = ir_op_float(op, "base", 10000.0);
+    if (L->cur_pos >= 0) { /* in a mixture/skip region: the rows' own positions (loopir.h LC_ROPE) */
+      k->args[1] = L->cur_pos;
+      k->nargs = 2;
+    }
     return;
   }
   case IR_OP_CONV1D: {
@@ -643,6 +648,13 @@ static void lower_op(Lower *L, const IrOp *op, PtrVec *into, int tvar) {
       k->reals[0] = ir_op_float(op, "capacity", 0.0);
       k->reals[1] = (double)ir_op_int(op, "top_k", 0);
       k->reals[2] = ir_op_float(op, "threshold", -1.0);
+      if (ir_op_attr(op, "cmp")) { /* a threshold skip: LoopKernel.skip_cmp */
+        static const char *const cmps[] = {"lt", "le", "gt", "ge"};
+        const char *c = ir_op_str(op, "cmp", "lt");
+        for (int i = 0; i < 4; i++)
+          if (!strcmp(c, cmps[i])) k->skip_cmp = i + 1;
+        k->reals[3] = ir_op_float(op, "cut", 0.0);
+      }
     }
     k->nxs = op->nin - nfixed;
     k->xs = ARENA_ARRAY(m->arena, int, k->nxs ? k->nxs : 1);
@@ -660,7 +672,7 @@ static void lower_op(Lower *L, const IrOp *op, PtrVec *into, int tvar) {
       k->state_bufs = ARENA_ARRAY(m->arena, int, 1);
       k->state_bufs[0] = L->state_buf[rows_state];
     }
-    for (int e = 0; e < op->nregions && rows_state < 0; e++) want_pos |= block_uses_position(op->regions[e]);
+    for (int e = 0; e < op->nregions; e++) want_pos |= block_uses_position(op->regions[e], rows_state >= 0);
     if (want_pos && pos_parent < 0) {
       LoopBuf *pb = loop_buf_new(m, LB_SCRATCH, IR_I32, ir_shape(1, (int64_t[]){IR_DIM_T}), tvar, "positions");
       LoopExpr *v = loop_expr_new(m, LX_VAR, IR_I32);

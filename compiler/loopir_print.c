@@ -185,7 +185,13 @@ static void pr_kernel(FILE *f, const LoopModule *m, const LoopKernel *k, int dep
       fprintf(f, "%sb%d", i ? ", " : "", k->state_bufs[i]);
       if (k->state_tmp && k->state_tmp[i] >= 0) fprintf(f, " via b%d", k->state_tmp[i]);
     }
-    fputs(")\n", f);
+    fputs(")", f);
+    if (k->scan_chunk) /* pass_chunk: prefill runs the chunked kernel (codegen/kernels_scan.c) */
+      fprintf(f, " chunked %s(q b%d, k b%d, v b%d, %s b%d, decay b%d, ws b%d; H %lld G %lld K %lld V %lld, scale %g)",
+              k->scan_chunk == 1 ? "gla" : "delta", k->args[2], k->args[3], k->args[4],
+              k->scan_chunk == 1 ? "gk" : "beta", k->args[5], k->args[6], k->args[7], (long long)k->sizes[0].k,
+              (long long)k->sizes[1].k, (long long)k->sizes[2].k, (long long)k->sizes[3].k, k->reals[0]);
+    fputs("\n", f);
     pr_region(f, m, k->regions[0], depth + 1, "step");
     break;
   case LK_MIXTURE:
@@ -198,6 +204,9 @@ static void pr_kernel(FILE *f, const LoopModule *m, const LoopKernel *k, int dep
       else fprintf(f, "; route top %lld", (long long)k->reals[1]);
       if (k->reals[2] >= 0) fprintf(f, " threshold %g", k->reals[2]);
     }
+    if (k->kind == LK_SKIP && k->skip_cmp > 0 && k->skip_cmp <= 4)
+      fprintf(f, "; skipped iff b%d %s %.9g", k->args[0], (const char *[]){"<", "<=", ">", ">="}[k->skip_cmp - 1],
+              k->reals[3]);
     fputs("; x", f);
     for (int i = 0; i < k->nxs; i++) fprintf(f, "%sb%d", i ? ", " : " ", k->xs[i]);
     fputs(")\n", f);

@@ -3,14 +3,14 @@
  * directory, compiled with the system compiler into a shared object together
  * with the runtime sources, loaded with dlopen, and its typed forward entry
  * point is called through libffi with the signature the module declares
- * (inputs, T, outputs in m->inputs / m->outputs order). Weights travel as an
+ * (inputs, T, outputs in m->inputs / m->outputs order; the harness in
+ * loopir_ffi.c, shared with the LLVM JIT). Weights travel as an
  * in-memory safetensors blob, so the compiled model's own binding checks
  * (missing, unexpected, dtype, shape) are what the user sees.
  * Set GAT_KEEP_TMP=1 to keep the temporary directory for inspection. Under
  * a sanitizer build the model is compiled with the sanitizers as well. */
 #include <dlfcn.h>
 #include <errno.h>
-#include <ffi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -19,6 +19,8 @@
 
 #include "backend.h"
 #include "emit_c.h"
+#include "ir_knobs.h"
+#include "loopir_ffi.h"
 
 #ifndef GAT_RUNTIME_DIR
 #define GAT_RUNTIME_DIR "runtime"
@@ -90,40 +92,6 @@ static int run_cache_path(const char *dir, const char *cmd, StrBuf *out) {
 #define RUN_CFLAGS "-O2"
 #endif
 
-typedef int (*run_init_fn)(void *, void *, size_t, const void *, size_t);
-typedef size_t (*run_size_fn)(void);
-typedef const char *(*run_msg_fn)(const void *);
-
-/* A safetensors blob of every tensor in s (header padded to 8 bytes). */
-static unsigned char *make_blob(const TensorSet *s, size_t *len) {
-  StrBuf h = {0};
-  size_t off = 0;
-  sb_append(&h, "{");
-  for (int i = 0; i < s->n; i++) {
-    const Tensor *t = &s->t[i];
-    size_t nb = (size_t)tensor_numel(t) * 4;
-    sb_append(&h, i ? "," : "");
-    emit_c_string_literal(&h, t->name); /* a C literal of ASCII names is valid JSON */
-    sb_printf(&h, ":{\"dtype\":\"%s\",\"shape\":[", t->dtype == IR_F32 ? "F32" : "I32");
-    for (int d = 0; d < t->rank; d++) sb_printf(&h, "%s%lld", d ? "," : "", (long long)t->dims[d]);
-    sb_printf(&h, "],\"data_offsets\":[%zu,%zu]}", off, off + nb);
-    off += nb;
-  }
-  sb_append(&h, "}");
-  while ((h.len + 8) % 8) sb_append(&h, " ");
-  *len = 8 + h.len + off;
-  unsigned char *b = xmalloc(*len ? *len : 1);
-  for (int i = 0; i < 8; i++) b[i] = (unsigned char)((uint64_t)h.len >> (8 * i));
-  memcpy(b + 8, h.data, h.len);
-  off = 8 + h.len;
-  for (int i = 0; i < s->n; i++) {
-    size_t nb = (size_t)tensor_numel(&s->t[i]) * 4;
-    if (nb) memcpy(b + off, s->t[i].data, nb);
-    off += nb;
-  }
-  sb_free(&h);
-  return b;
-}
 
 /* run --count FILE: the counters of a --count build as JSON, in the format of
  * the interpreter's GAT_INTERP_COUNT (plus the calls of every region), so a
@@ -133,6 +101,54 @@ typedef int (*run_cnt_int_fn)(int);
 typedef const char *(*run_cnt_str_fn)(int);
 typedef uint64_t (*run_cnt_tok_fn)(const void *, int);
 typedef uint64_t (*run_cnt_reg_fn)(const void *, int, int);
+/* run --set KEY[:I]=V on compiled C: through the model's own setters
+ * (codegen/emit_knobs.h), as a program using the generated code would. */
+typedef int (*run_knob_set_fn)(void *, int, double);
+typedef const char *(*run_knob_msg_fn)(const void *);
+typedef struct RunKnobs {
+  void *so;
+  const PassOptions *po;
+} RunKnobs;
+static int run_set_knobs(void *model, void *ud, char *err, size_t errlen) {
+  void *so = ((RunKnobs *)ud)->so;
+  const PassOptions *po = ((RunKnobs *)ud)->po;
+  run_cnt_n_fn f_n = (run_cnt_n_fn)dlsym(so, RUN_NAME "_skip_ops");
+  run_cnt_str_fn f_kind = (run_cnt_str_fn)dlsym(so, RUN_NAME "_skip_kind");
+  run_knob_set_fn f_tau = (run_knob_set_fn)dlsym(so, RUN_NAME "_set_skip_threshold");
+  run_knob_set_fn f_cap = (run_knob_set_fn)dlsym(so, RUN_NAME "_set_route_capacity");
+  run_knob_msg_fn f_msg = (run_knob_msg_fn)dlsym(so, RUN_NAME "_message");
+  if (!f_n || !f_kind || !f_tau || !f_cap || !f_msg) {
+    snprintf(err, errlen, "the compiled model has no run-time skip knobs");
+    return -1;
+  }
+  int n = f_n();
+  for (int s = 0; s < po->nknob_sets; s++) {
+    IrKnob k;
+    if (ir_knob_parse(po->knob_sets[s], &k, err, errlen) < 0) return -1;
+    if (k.index >= n) {
+      snprintf(err, errlen, "--set %s: the model has %d skip/route statements", po->knob_sets[s], n);
+      return -1;
+    }
+    int applied = 0;
+    for (int i = k.index < 0 ? 0 : k.index; i < (k.index < 0 ? n : k.index + 1); i++) {
+      const char *kind = f_kind(i);
+      int has = k.capacity ? !strncmp(kind, "route", 5) : strcmp(kind, "skip") != 0;
+      if (!has && k.index < 0) continue; /* "all": only the statements with this knob */
+      if ((k.capacity ? f_cap : f_tau)(model, i, k.value) != 0) {
+        snprintf(err, errlen, "--set %s: %s", po->knob_sets[s], f_msg(model));
+        return -1;
+      }
+      applied++;
+    }
+    if (!applied) {
+      snprintf(err, errlen, "--set %s: no skip/route statement has a %s", po->knob_sets[s],
+               k.capacity ? "capacity" : "threshold");
+      return -1;
+    }
+  }
+  return 0;
+}
+
 static int run_write_counts(void *so, const void *model, const char *path, char *err, size_t errlen) {
   run_cnt_n_fn f_nops = (run_cnt_n_fn)dlsym(so, RUN_NAME "_count_ops");
   run_cnt_str_fn f_kind = (run_cnt_str_fn)dlsym(so, RUN_NAME "_count_kind");
@@ -179,22 +195,6 @@ static int run_write_counts(void *so, const void *model, const char *path, char 
   return 0;
 }
 
-static int t_axis(IrShape s) {
-  for (int i = 0; i < s.rank; i++)
-    if (s.dims[i] == IR_DIM_T) return i;
-  return -1;
-}
-
-/* Copies rows [t0, t0+n) along `axis` between a [.., Tsrc, ..] and a [.., Tdst, ..] tensor. */
-static void copy_t_slice(char *dst, int64_t dst_T, int64_t dst_t0, const char *src, int64_t src_T, int64_t src_t0,
-                         int64_t n, IrShape s, int axis) {
-  int64_t outer = 1, inner = 4;
-  for (int i = 0; i < axis; i++) outer *= s.dims[i];
-  for (int i = axis + 1; i < s.rank; i++) inner *= s.dims[i];
-  for (int64_t o = 0; o < outer; o++)
-    memcpy(dst + ((o * dst_T + dst_t0) * inner), src + ((o * src_T + src_t0) * inner), (size_t)(n * inner));
-}
-
 int run_compiled(const IrModule *m, const TensorSet *weights, const TensorSet *inputs, int step,
                  TensorSet *outputs, char *err, size_t errlen) {
   return run_compiled_opt(m, weights, inputs, step, NULL, outputs, err, errlen);
@@ -204,46 +204,15 @@ int run_compiled_opt(const IrModule *m, const TensorSet *weights, const TensorSe
                      const PassOptions *po, TensorSet *outputs, char *err, size_t errlen) {
   char dir[] = "/tmp/gattnc-run-XXXXXX";
   StrBuf path = {0}, cmd = {0};
-  void *so = NULL, *model = NULL, *arena = NULL;
-  unsigned char *blob = NULL;
-  void **in_bufs = NULL, **out_bufs = NULL;
-  int rc = -1, nin = m->inputs.len, nout = m->outputs.len;
-  const Tensor **in_t = xcalloc((size_t)nin + 1, sizeof *in_t);
+  void *so = NULL;
+  LoopirFfiModel fm;
+  memset(&fm, 0, sizeof fm);
+  int rc = -1;
+  const Tensor **in_t = xcalloc((size_t)m->inputs.len + 1, sizeof *in_t);
 
   /* inputs: by name, one T for all */
-  int64_t T = -1;
-  for (int i = 0; i < nin; i++) {
-    const IrIO *io = m->inputs.data[i];
-    const Tensor *t = tensorset_find(inputs, io->name);
-    if (!t) {
-      snprintf(err, errlen, "input '%s' is missing", io->name);
-      goto done;
-    }
-    if (t->dtype != io->dtype || t->rank != io->shape.rank) {
-      snprintf(err, errlen, "input '%s' has the wrong dtype or rank", io->name);
-      goto done;
-    }
-    for (int d = 0; d < t->rank; d++) {
-      if (io->shape.dims[d] == IR_DIM_T) {
-        if (T >= 0 && T != t->dims[d]) {
-          snprintf(err, errlen, "input '%s': T = %lld but another input has T = %lld", io->name,
-                   (long long)t->dims[d], (long long)T);
-          goto done;
-        }
-        T = t->dims[d];
-      } else if (io->shape.dims[d] != t->dims[d]) {
-        snprintf(err, errlen, "input '%s' has dim %d = %lld, expected %lld", io->name, d, (long long)t->dims[d],
-                 (long long)io->shape.dims[d]);
-        goto done;
-      }
-    }
-    in_t[i] = t;
-  }
-  if (T < 0) T = 1;
-  if (T > INT32_MAX) {
-    snprintf(err, errlen, "T = %lld does not fit the forward signature", (long long)T);
-    goto done;
-  }
+  int64_t T;
+  if (loopir_ffi_bind_inputs(m, inputs, in_t, &T, err, errlen) != 0) goto done;
 
   /* emit + compile + load */
   if (!mkdtemp(dir)) {
@@ -295,117 +264,26 @@ int run_compiled_opt(const IrModule *m, const TensorSet *weights, const TensorSe
     snprintf(err, errlen, "dlopen: %s", dlerror());
     goto done;
   }
-  run_size_fn f_size = (run_size_fn)dlsym(so, RUN_NAME "_sizeof");
-  run_size_fn f_arena = (run_size_fn)dlsym(so, RUN_NAME "_arena_bytes");
-  run_init_fn f_init = (run_init_fn)dlsym(so, RUN_NAME "_init");
-  run_msg_fn f_msg = (run_msg_fn)dlsym(so, RUN_NAME "_message");
-  void *f_forward = dlsym(so, RUN_NAME "_forward");
-  if (!f_size || !f_arena || !f_init || !f_msg || !f_forward) {
+  fm.f_size = (size_t(*)(void))dlsym(so, RUN_NAME "_sizeof");
+  fm.f_arena = (size_t(*)(void))dlsym(so, RUN_NAME "_arena_bytes");
+  fm.f_init = (int (*)(void *, void *, size_t, const void *, size_t))dlsym(so, RUN_NAME "_init");
+  fm.f_msg = (const char *(*)(const void *))dlsym(so, RUN_NAME "_message");
+  fm.f_forward = dlsym(so, RUN_NAME "_forward");
+  if (!fm.f_size || !fm.f_arena || !fm.f_init || !fm.f_msg || !fm.f_forward) {
     snprintf(err, errlen, "the compiled model lacks its entry points");
     goto done;
   }
 
-  /* init */
-  size_t blob_len;
-  blob = make_blob(weights, &blob_len);
-  model = xcalloc(1, f_size());
-  size_t ab = (f_arena() + 63) & ~(size_t)63;
-  arena = aligned_alloc(64, ab ? ab : 64);
-  if (!arena) {
-    snprintf(err, errlen, "out of memory for a %zu-byte arena", ab);
-    goto done;
-  }
-  if (f_init(model, arena, ab, blob, blob_len) != 0) {
-    snprintf(err, errlen, "%s", f_msg(model));
-    goto done;
-  }
-
-  /* outputs, full length */
-  out_bufs = xcalloc((size_t)nout + 1, sizeof *out_bufs);
-  in_bufs = xcalloc((size_t)nin + 1, sizeof *in_bufs);
-  int first_out = outputs->n;
-  for (int i = 0; i < nout; i++) {
-    const IrIO *io = m->outputs.data[i];
-    int64_t dims[IR_MAX_RANK];
-    for (int d = 0; d < io->shape.rank; d++) dims[d] = io->shape.dims[d] == IR_DIM_T ? T : io->shape.dims[d];
-    tensorset_add(outputs, io->name, io->dtype, io->shape.rank, dims);
-  }
-
-  /* forward calls through libffi: (model, inputs..., int32 T, outputs...) */
-  int nargs = 1 + nin + 1 + nout;
-  ffi_type **types = xcalloc((size_t)nargs, sizeof *types);
-  void **values = xcalloc((size_t)nargs, sizeof *values);
-  void **ptrs = xcalloc((size_t)nargs, sizeof *ptrs);
-  int32_t Tc = 0;
-  ffi_cif cif;
-  for (int i = 0; i < nargs; i++) types[i] = &ffi_type_pointer;
-  types[1 + nin] = &ffi_type_sint32;
-  if (ffi_prep_cif(&cif, FFI_DEFAULT_ABI, (unsigned)nargs, &ffi_type_sint, types) != FFI_OK) {
-    snprintf(err, errlen, "ffi_prep_cif failed");
-    free(types), free(values), free(ptrs);
-    goto done;
-  }
-  int64_t chunk = step > 0 ? step : T;
-  int ok = 1;
-  for (int64_t t0 = 0; t0 < T && ok; t0 += chunk) {
-    int64_t n = T - t0 < chunk ? T - t0 : chunk;
-    Tc = (int32_t)n;
-    for (int i = 0; i < nin; i++) {
-      const IrIO *io = m->inputs.data[i];
-      int ax = t_axis(io->shape);
-      free(in_bufs[i]);
-      size_t nb = (size_t)ir_shape_numel(io->shape, n) * 4;
-      in_bufs[i] = xmalloc(nb ? nb : 4);
-      if (ax < 0)
-        memcpy(in_bufs[i], in_t[i]->data, nb);
-      else
-        copy_t_slice(in_bufs[i], n, 0, in_t[i]->data, T, t0, n, io->shape, ax);
-      ptrs[1 + i] = in_bufs[i];
-    }
-    for (int i = 0; i < nout; i++) {
-      const IrIO *io = m->outputs.data[i];
-      free(out_bufs[i]);
-      size_t nb = (size_t)ir_shape_numel(io->shape, n) * 4;
-      out_bufs[i] = xcalloc(1, nb ? nb : 4);
-      ptrs[2 + nin + i] = out_bufs[i];
-    }
-    ptrs[0] = model;
-    for (int i = 0; i < nargs; i++) values[i] = &ptrs[i];
-    values[1 + nin] = &Tc;
-    ffi_sarg result = 0;
-    ffi_call(&cif, FFI_FN(f_forward), &result, values);
-    if ((int)result != 0) {
-      snprintf(err, errlen, "%s", f_msg(model));
-      ok = 0;
-      break;
-    }
-    for (int i = 0; i < nout; i++) {
-      const IrIO *io = m->outputs.data[i];
-      Tensor *o = &outputs->t[first_out + i];
-      int ax = t_axis(io->shape);
-      if (ax < 0)
-        memcpy(o->data, out_bufs[i], (size_t)ir_shape_numel(io->shape, n) * 4);
-      else
-        copy_t_slice(o->data, T, t0, out_bufs[i], n, 0, n, io->shape, ax);
-    }
-  }
-  free(types);
-  free(values);
-  free(ptrs);
-  if (ok && po && po->count_path && run_write_counts(so, model, po->count_path, err, errlen) != 0) ok = 0;
-  if (ok) rc = 0;
+  /* init, then forward calls through libffi (loopir_ffi.c) */
+  RunKnobs knobs = {so, po};
+  if (po && po->nknob_sets > 0) fm.after_init = run_set_knobs, fm.after_init_ud = &knobs;
+  if (loopir_ffi_call(&fm, m, weights, in_t, T, step, outputs, err, errlen) != 0) goto done;
+  if (po && po->count_path && run_write_counts(so, fm.model, po->count_path, err, errlen) != 0) goto done;
+  rc = 0;
 
 done:
-  if (in_bufs)
-    for (int i = 0; i < nin; i++) free(in_bufs[i]);
-  if (out_bufs)
-    for (int i = 0; i < nout; i++) free(out_bufs[i]);
-  free(in_bufs);
-  free(out_bufs);
   free(in_t);
-  free(model);
-  free(arena);
-  free(blob);
+  loopir_ffi_release(&fm);
   if (so) dlclose(so);
   if (dir[strlen(dir) - 1] != 'X' && !getenv("GAT_KEEP_TMP")) {
     cmd.len = 0;

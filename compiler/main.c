@@ -47,9 +47,11 @@ static void usage(FILE *f) {
       "                     micro-kernel, weights packed at init, GEMM epilogue fusion\n"
       "  -fno-fuse -fno-tile -fno-pack   switch single optimizations off\n"
       "  -fno-fold-scales -fno-prologue -fno-glu   (also -O2 passes; docs/optimizer.md)\n"
+      "  -fno-chunk         GLA / DeltaNet scans token by token in prefill too (no chunked kernel)\n"
       "  --target=T         GEMM kernels for T: native (default), portable, x86-64, avx2, avx512\n"
       "  -march=X           C compiler -march for run/bench (default from --target, else native)\n"
       "  -fno-memplan       one arena slice per buffer (no liveness-based sharing; -O1+)\n"
+      "  -fno-f32-math      -O2 loop nests in double, sequential sums (no pass f32math)\n"
       "  --stats            print arena bytes (state, scratch, persistent) against the liveness\n"
       "                     lower bound, weight bytes, kernels per kind and FLOPs (-T N) and stop\n"
       "  --plot OUT.svg     (bench) also sweep T = 64, 128, ... and plot -O0 vs -O2 prefill time\n"
@@ -64,6 +66,8 @@ static void usage(FILE *f) {
       "  --count            generated code counts the rows and calls of every mixture expert\n"
       "                     and skip region (NAME_count_*; docs/layers.md)\n"
       "  --count FILE       (run) write those counters as JSON (interpreter or compiled C)\n"
+      "  --set KEY[:I]=V    (run) run-time skip threshold / route capacity: KEY threshold or\n"
+      "                     capacity, I the skip/route statement (default all; docs/layers.md)\n"
       "  --version, --help\n",
       f);
 }
@@ -174,12 +178,16 @@ int main(int argc, char **argv) {
       o.no_prologue = 1;
     } else if (!strcmp(a, "-fno-glu")) {
       o.no_glu = 1;
+    } else if (!strcmp(a, "-fno-chunk")) {
+      o.no_chunk = 1;
     } else if (!strncmp(a, "--target=", 9) && gemm_target_of(a + 9) >= 0) { /* C backend GEMM target */
       o.gemm_target = gemm_target_of(a + 9);
     } else if (!strncmp(a, "-march=", 7)) {
       o.march = a + 7;
     } else if (!strcmp(a, "-fno-memplan")) {
       o.no_memplan = 1;
+    } else if (!strcmp(a, "-fno-f32-math")) {
+      o.no_f32_math = 1;
     } else if (!strcmp(a, "--stats")) {
       o.stats = 1;
     } else if (!strcmp(a, "--plot")) {
@@ -192,6 +200,13 @@ int main(int argc, char **argv) {
       o.dump_after = argv[++i];
     } else if (!strcmp(a, "--profile")) {
       o.profile = 1;
+    } else if (!strcmp(a, "--set")) {
+      if (!need_arg(argc, argv, i)) return 2;
+      if (o.nsets >= 32) {
+        fprintf(stderr, "gattnc: error: at most 32 --set options\n");
+        return 2;
+      }
+      o.sets[o.nsets++] = argv[++i];
     } else if (!strcmp(a, "--count")) {
       /* compile: a flag; run: the JSON file the counters go to */
       if (o.command == DRIVER_RUN) {

@@ -1407,7 +1407,30 @@ static Val eval_skip(Sema *S, AstStmt *st) {
   int route = st->route_top != NULL;
   AstExpr *ce = route ? st->route_by : st->skip_when;
   const char *what = route ? "route" : "skip when";
-  Val cond = sema_eval(S, ce);
+  /* `skip when SCORE < tau` (or <=, >, >=) with tau a compile-time number:
+     the comparison moves into the skip op (attrs cmp, cut; ir.h IR_OP_SKIP)
+     so that tau stays a value the generated code can change at run time. */
+  const char *cmp = NULL;
+  double cut = 0;
+  Val cond;
+  if (!route && ce->kind == AST_EXPR_BINARY &&
+      (ce->binop == AST_LT || ce->binop == AST_LE || ce->binop == AST_GT || ce->binop == AST_GE)) {
+    static const char *const names[] = {"lt", "le", "gt", "ge"};
+    static const char *const flipped[] = {"gt", "ge", "lt", "le"};
+    int which = ce->binop == AST_LT ? 0 : ce->binop == AST_LE ? 1 : ce->binop == AST_GT ? 2 : 3;
+    Val a = sema_eval(S, ce->lhs), b = sema_eval(S, ce->rhs);
+    if (a.kind == VAL_TENSOR && val_is_number(b)) {
+      cond = a, cmp = names[which], cut = val_num(b);
+    } else if (val_is_number(a) && b.kind == VAL_TENSOR) {
+      cond = b, cmp = flipped[which], cut = val_num(a);
+    } else if (a.kind == VAL_POISON || b.kind == VAL_POISON) {
+      cond = val_poison();
+    } else {
+      cond = sema_binary(S, ce->binop, a, b, ce->loc);
+    }
+  } else {
+    cond = sema_eval(S, ce);
+  }
   Binding *pb = env_lookup(S->env, name);
   if (!pb) {
     diag_error(st->loc, "'%s' has no previous value for the %s tokens to keep; "
@@ -1433,10 +1456,14 @@ static Val eval_skip(Sema *S, AstStmt *st) {
                cond.kind == VAL_TENSOR ? sema_type_str(S, cond.t->dtype, cond.t->shape) : val_kind_name(cond));
     return val_poison();
   }
-  if (route && cond.t->dtype != IR_F32) cond.t = sema_cast(S, cond.t, IR_F32, ce->loc);
+  if ((route || cmp) && cond.t->dtype != IR_F32) cond.t = sema_cast(S, cond.t, IR_F32, ce->loc);
   IrValue *ins[2] = {cond.t, prev.t};
   IrOp *op = sema_op(S, IR_OP_SKIP, 2, ins, st->loc);
   if (route && sema_route_attrs(S, st, op) != 0) return val_poison();
+  if (cmp) { /* compared as an f32 tensor with a scalar, as PyTorch does: tau rounded to f32 */
+    ir_op_set_str(m, op, "cmp", cmp);
+    ir_op_set_float(m, op, "cut", (double)(float)cut);
+  }
   IrBlock *rb = ir_op_add_region(m, op);
   Region R = {.op = op, .parent = S->region, .cur = rb};
   ptrvec_push(&R.blocks, rb);

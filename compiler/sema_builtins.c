@@ -942,7 +942,8 @@ static Val bi_rope(Sema *S, AstExpr *call) {
   static const char *const names[] = {"x", "base", "dims", NULL};
   Args A;
   if (bind_args(S, call, names, 1, &A) < 0) return val_poison();
-  if (reject_token_only(S, call->loc, "rope") < 0) return val_poison();
+  /* allowed in mixture/skip/route bodies: the selected rows keep their own
+     absolute positions there (ir.h IR_OP_ROPE) */
   IrValue *x = arg_tensor(S, &A, 0, "x");
   double base;
   int64_t dims;
