@@ -33,6 +33,25 @@ void emit_c_ident(StrBuf *sb, const char *s) {
   }
 }
 
+/* A parameter name of the NAME_forward prototype: the model's input/output
+ * name, with "_" appended when it would clash with the prototype's own
+ * parameters (m, T) or with a C keyword or type name (the names are only
+ * documentation in a prototype, so this changes no ABI). */
+static void emit_c_param_ident(StrBuf *sb, const char *s) {
+  static const char *const taken[] = {
+      "m", "T", "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else", "enum",
+      "extern", "float", "for", "goto", "if", "inline", "int", "long", "register", "restrict", "return", "short",
+      "signed", "sizeof", "static", "struct", "switch", "typedef", "union", "unsigned", "void", "volatile",
+      "while", "bool", "true", "false", "int32_t", "int64_t", "uint8_t", "uint32_t", "uint64_t", "size_t",
+      "NULL", "errno", "asm", "fortran"};
+  emit_c_ident(sb, s);
+  for (size_t i = 0; i < sizeof taken / sizeof taken[0]; i++)
+    if (!strcmp(s, taken[i]) || (s[0] == '_' && (s[1] == '_' || isupper((unsigned char)s[1])))) {
+      sb_append(sb, "_");
+      break;
+    }
+}
+
 const char *emit_c_ctype(IrDType dt) { return dt == IR_F32 ? "float" : "int32_t"; }
 
 static void shape_text(StrBuf *sb, IrDType dt, IrShape s) {
@@ -128,12 +147,12 @@ int emit_c_header(FILE *out, const LoopModule *m) {
   sb_printf(&sb, "int %s_forward(%s *m", N, N);
   for (int i = 0; i < m->ninputs; i++) {
     sb_printf(&sb, ", const %s *", emit_c_ctype(m->inputs[i].dtype));
-    emit_c_ident(&sb, m->inputs[i].name);
+    emit_c_param_ident(&sb, m->inputs[i].name);
   }
   sb_append(&sb, ", int32_t T");
   for (int i = 0; i < m->noutputs; i++) {
     sb_printf(&sb, ", %s *", emit_c_ctype(m->outputs[i].dtype));
-    emit_c_ident(&sb, m->outputs[i].name);
+    emit_c_param_ident(&sb, m->outputs[i].name);
   }
   sb_append(&sb, ");\n");
   sb_printf(&sb, "int %s_reset(%s *m);\n", N, N);

@@ -251,6 +251,21 @@ def test_example(args, src):
     return ok
 
 
+# Input/output names that are C keywords or the prototype's own parameter
+# names (m, T): NAME_forward's prototype must still compile (it appends "_").
+CLASH_GAT = """model names_clash {
+  const d = 4, h = 8
+  max T = 16
+  input int : f32[T, d]
+  input restrict : f32[T, d]
+  output m : f32[T, h]
+  output _Bool : f32[T, d]
+  m = linear(int * 2, h) @ "proj"
+  _Bool = restrict + int
+}
+"""
+
+
 def main():
     global RUNTIME
     args = parse_args()
@@ -261,7 +276,11 @@ def main():
         print("FAIL: no examples found")
         return 1
     ok = True
-    for src in examples:
+    clash = os.path.join(args.workdir, "names_clash.gat")
+    os.makedirs(args.workdir, exist_ok=True)
+    with open(clash, "w") as f:
+        f.write(CLASH_GAT)
+    for src in examples + [clash]:
         ok &= test_example(args, src)
     print("all ok" if ok else "FAILED")
     return 0 if ok else 1
