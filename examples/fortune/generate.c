@@ -132,12 +132,12 @@ static int32_t logits_sample(const float *row, double temp, const unsigned char 
   return top; /* u rounded up to total: the likeliest allowed byte */
 }
 
-static int usage(const char *argv0) {
-  fprintf(stderr,
+static int usage(const char *argv0, int status) {
+  fprintf(status ? stderr : stdout,
           "usage: %s [--weights W.safetensors] [--tokens N] [--temp T] [--seed S] [--no-repeat N] [--ids] [PROMPT]\n"
           "  --no-repeat N: never pick a byte that repeats an N-byte sequence of the text (default %d; 0 = off)\n",
           argv0, NO_REPEAT_DEFAULT);
-  return 2;
+  return status;
 }
 
 int main(int argc, char **argv) {
@@ -165,8 +165,10 @@ int main(int argc, char **argv) {
       no_repeat = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--ids"))
       print_ids = 1;
+    else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+      return usage(argv[0], 0);
     else if (argv[i][0] == '-' && argv[i][1] != '\0')
-      return usage(argv[0]);
+      return usage(argv[0], 2);
     else
       prompt = argv[i];
   }
