@@ -148,7 +148,7 @@ def main():
                        f"gated_attention_qknorm(x, heads: {H}, kv_heads: {HKV}, headwise: true, window: 9)",
                        lambda W, p, x: gated_attention_ref(W, p, x, headwise=True, window=9, qknorm="plain"),
                        c_decode=True)
-    results += variant(args, "gattn_qknorm1w", f"gated_attention_qknorm(x, heads: {H}, kv_heads: 1, plus_one: true)",
+    results += variant(args, "gattn_qknorm1w", f"gated_attention(x, heads: {H}, kv_heads: 1, qk_norm: true, plus_one: true)",
                        lambda W, p, x: gated_attention_ref(W, p, x, kv_heads=1, qknorm="plus_one"))
     results += variant(args, "qwen_gated", f"qwen_gated_attention(x, heads: {H}, kv_heads: {HKV})",
                        lambda W, p, x: qwen_gated_ref(W, p, x))

@@ -25,10 +25,12 @@ model m {
   output y_gdn_neg : f32[T, 32]
   output y_dn : f32[T, 32]
   output y_dn_gate : f32[T, 32]
+  output y_dn_flag : f32[T, 32]
   y_gdn = gated_deltanet(x, heads: 2, head_dim: 8, num_v_heads: 4) @ "gdn"
   y_gdn_neg = gated_deltanet(x, heads: 2, head_dim: 8, expand_v: 1.5, allow_neg_eigval: true) @ "gdn_neg"
   y_dn = deltanet(x, heads: 2) @ "dn"
   y_dn_gate = deltanet_gated(x, heads: 2, expand_k: 0.5) @ "dng"
+  y_dn_flag = deltanet(x, heads: 2, expand_k: 0.5, use_gate: true) @ "dnf"
 }
 """
 
@@ -109,6 +111,7 @@ def references(W, x):
         "y_gdn_neg": gated_deltanet_ref(W, "gdn_neg.", x, H=2, K=8, expand_v=1.5, neg=True),
         "y_dn": deltanet_ref(W, "dn.", x, H=2),
         "y_dn_gate": deltanet_ref(W, "dng.", x, H=2, expand_k=0.5, use_gate=True),
+        "y_dn_flag": deltanet_ref(W, "dnf.", x, H=2, expand_k=0.5, use_gate=True),
     }
 
 
@@ -123,7 +126,7 @@ def expected_names():
                       p + "q_conv1d.weight": [H * K, 1, 4], p + "k_conv1d.weight": [H * K, 1, 4],
                       p + "v_conv1d.weight": [Hv * V, 1, 4], p + "o_norm.weight": [V],
                       p + "o_proj.weight": [D, Hv * V]})
-    for p, K, gate in [("dn.", 16, False), ("dng.", 8, True)]:
+    for p, K, gate in [("dn.", 16, False), ("dng.", 8, True), ("dnf.", 8, True)]:
         names.update({p + "q_proj.weight": [2 * K, D], p + "k_proj.weight": [2 * K, D],
                       p + "v_proj.weight": [D, D], p + "b_proj.weight": [2, D],
                       p + "q_conv1d.weight": [2 * K, 1, 4], p + "k_conv1d.weight": [2 * K, 1, 4],
