@@ -324,6 +324,7 @@ void ast_dump_stmt(FILE *out, const AstStmt *s) {
     if (s->skip_when) {
       fputs(" (skip-when ", out);
       ast_dump_expr(out, s->skip_when);
+      if (s->skip_kv) fprintf(out, " (kv %s)", s->skip_kv);
       fputc(')', out);
     }
     if (s->route_top) {

@@ -116,6 +116,8 @@ struct AstStmt {
   AstList indices;
   AstExpr *value;
   AstExpr *skip_when; /* ASSIGN: `skip when cond`, or NULL */
+  const char *skip_kv; /* ASSIGN: `skip when cond, kv: previous` ("previous"), or NULL */
+  SrcLoc skip_kv_loc;  /* where `kv` is written */
   /* ASSIGN: `route top(route_top [, threshold: route_threshold]) by route_by`
      (Mixture-of-Depths: only the top tokens by score compute the value);
      route_top NULL when absent, route_threshold NULL when not written */

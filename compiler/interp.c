@@ -1210,6 +1210,28 @@ static int ic_skip(InterpSession *s, const IrOp *op, const IcCtx *c) {
   IcCount *cnt = ic_count_of(s, op);
   if (cnt) cnt->rows[0] += n, cnt->tokens += T, cnt->calls[0] += n > 0;
   int rc = 0;
+  /* kv_copy (GateSkip, `kv: previous`): every row of the call first gets the
+     previous attention's cache rows; the kept rows' attention overwrites its own */
+  const IrAttr *kvc = ir_op_attr(op, "kv_copy");
+  for (int i = 0; kvc && i + 1 < kvc->n; i += 2) {
+    int64_t a = kvc->ints[i], b = kvc->ints[i + 1], cap = s->m->max_T;
+    if (a < 0 || b < 0 || a >= s->m->states.len || b >= s->m->states.len || s->state_n[a] != s->state_n[b] ||
+        s->state_n[a] % cap != 0) {
+      free(rows);
+      return ic_op_fail(s, op, "bad kv_copy slots %lld -> %lld", (long long)a, (long long)b);
+    }
+    int64_t w = s->state_n[a] / cap;
+    if (!s->written[b]) s->written[b] = xcalloc((size_t)cap, 1);
+    for (int64_t t = 0; t < T; t++) {
+      int64_t p = c->pos[t];
+      if (p < 0 || p >= cap) {
+        free(rows);
+        return ic_op_fail(s, op, "position %lld is outside the KV cache of %lld rows", (long long)p, (long long)cap);
+      }
+      memcpy(s->states[b] + p * w, s->states[a] + p * w, sizeof(double) * (size_t)w);
+      s->written[b][p] = 1;
+    }
+  }
   /* rows_state: the kept rows form one packed sequence across calls, so their
      positions inside the region continue from the rows of earlier calls */
   IcCtx packed = *c;

@@ -238,7 +238,13 @@ typedef enum IrOpKind {
                       cond is then the score s f32[T] and row t is skipped iff s[t] cmp cut
                       (compared in double). cut, capacity, top_k and threshold are the values the
                       generated code can change at run time (NAME_set_skip_threshold /
-                      NAME_set_route_capacity, `gattnc run --set`; docs/layers.md). */
+                      NAME_set_route_capacity, `gattnc run --set`; docs/layers.md).
+                      attr kv_copy (ints [src_0, dst_0, src_1, dst_1, ...], state slots of equal
+                      shape [max_T, ...]; `skip when c, kv: previous`, GateSkip): before the kept
+                      rows are chosen, rows pos0 .. pos0 + T - 1 of each src slot are copied to the
+                      same rows of its dst slot (marked written); the region's attention (whose
+                      caches are the dst slots) then runs at the rows' absolute positions, no
+                      rows_state. Only in the model body. */
   IR_OP_COUNT_
 } IrOpKind;
 const char *ir_op_name(IrOpKind k); /* the text form: "input", "param", ..., "skip" */

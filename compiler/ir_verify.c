@@ -470,6 +470,25 @@ static void verify_skip(Verifier *v, const IrOp *op) {
     if (s->dtype != IR_I32 || s->shape.rank != 1 || s->shape.dims[0] != 1)
       vfail(v, op, "rows_state: state slot %lld \"%s\" must be i32[1]", (long long)rs->i, s->name);
   }
+  const IrAttr *kvc = ir_op_attr(op, "kv_copy"); /* GateSkip's KV copy: pairs of equal state slots */
+  if (kvc) {
+    if (kvc->kind != IR_ATTR_INTS || kvc->n < 2 || kvc->n % 2 != 0) {
+      vfail(v, op, "kv_copy must be a list of (src, dst) state slot pairs");
+      return;
+    }
+    if (rs || cap || topk || op->parent != v->m->body) vfail(v, op, "kv_copy is for a plain skip in the module body");
+    for (int i = 0; i < kvc->n; i++)
+      if (kvc->ints[i] < 0 || kvc->ints[i] >= v->m->states.len) {
+        vfail(v, op, "kv_copy names no state slot");
+        return;
+      }
+    for (int i = 0; i < kvc->n; i += 2) {
+      const IrState *a = v->m->states.data[kvc->ints[i]], *b = v->m->states.data[kvc->ints[i + 1]];
+      if (a->dtype != b->dtype || !ir_shape_eq(a->shape, b->shape) || a->shape.dims[0] != v->m->max_T)
+        vfail(v, op, "kv_copy: state slots \"%s\" and \"%s\" must have the same shape [max_T, ...]", a->name,
+              b->name);
+    }
+  }
 }
 
 /* ---- the other ops ------------------------------------------------------------------ */

@@ -574,6 +574,10 @@ static void lower_op(Lower *L, const IrOp *op, PtrVec *into, int tvar) {
     if (L->cur_base >= 0) { /* under a skip/route: positions continue the packed rows */
       k->args[10] = L->cur_base;
       k->nargs = 11;
+    } else if (L->cur_pos >= 0) { /* under a `kv: previous` skip: the rows' absolute positions (loopir.h) */
+      k->args[10] = -1;
+      k->args[11] = L->cur_pos;
+      k->nargs = 12;
     }
     k->sizes[0] = size_dims(q->shape, 0, 1, tvar);
     k->sizes[1] = size_k(q->shape.dims[1]);
@@ -631,6 +635,25 @@ static void lower_op(Lower *L, const IrOp *op, PtrVec *into, int tvar) {
     int mix = op->kind == IR_OP_MIXTURE;
     int nfixed = 2;
     if (op->nregions < 1) return lower_fail(L, op, "no regions");
+    /* GateSkip's KV copy (attr kv_copy): the cache rows of the call's tokens come from
+       the previous attention first (LC_COPY_ROWS, loopir.h) */
+    const IrAttr *kvc = mix ? NULL : ir_op_attr(op, "kv_copy");
+    if (kvc && (L->cur_pos >= 0 || L->cur_base >= 0 || tvar != 0 || kvc->n % 2 != 0))
+      return lower_fail(L, op, "kv_copy outside the model body");
+    for (int i = 0; kvc && i < kvc->n; i += 2) {
+      int64_t a = kvc->ints[i], b = kvc->ints[i + 1];
+      if (a < 0 || b < 0 || a >= L->im->states.len || b >= L->im->states.len) return lower_fail(L, op, "bad kv_copy slot");
+      const IrState *sa = L->im->states.data[a];
+      LoopKernel *ck = kernel_for(L, op, LK_CALL, tvar, into);
+      ck->call = LC_COPY_ROWS;
+      ck->opname = "kv_copy";
+      ck->out = L->state_buf[b];
+      ck->args[0] = L->state_buf[a];
+      ck->nargs = 1;
+      ck->sizes[0] = (LoopSize){1, 1, tvar};
+      ck->sizes[1] = size_dims(sa->shape, 1, sa->shape.rank, tvar);
+      ck->nsizes = 2;
+    }
     LoopKernel *k = kernel_for(L, op, mix ? LK_MIXTURE : LK_SKIP, tvar, into);
     LoopBuf *rows = loop_buf_new(m, LB_SCRATCH, IR_I32, ir_shape(1, (int64_t[]){IR_DIM_T}), tvar, "rows");
     k->args[0] = buf_of(L, op->in[0]);
@@ -673,6 +696,7 @@ static void lower_op(Lower *L, const IrOp *op, PtrVec *into, int tvar) {
       k->state_bufs[0] = L->state_buf[rows_state];
     }
     for (int e = 0; e < op->nregions; e++) want_pos |= block_uses_position(op->regions[e], rows_state >= 0);
+    want_pos |= kvc != NULL; /* the attention of a `kv: previous` region needs its rows' positions */
     if (want_pos && pos_parent < 0) {
       LoopBuf *pb = loop_buf_new(m, LB_SCRATCH, IR_I32, ir_shape(1, (int64_t[]){IR_DIM_T}), tvar, "positions");
       LoopExpr *v = loop_expr_new(m, LX_VAR, IR_I32);

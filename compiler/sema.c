@@ -1494,7 +1494,9 @@ static Val eval_skip(Sema *S, AstStmt *st) {
   /* Attention under a skip/route sees only the tokens that ran the branch,
      as one shorter sequence: their KV cache rows are packed, and a counter
      state (attr rows_state) says how many rows earlier calls appended. */
-  if (sema_block_has_attention(rb)) {
+  if (st->skip_kv) { /* GateSkip's KV copy instead of packed rows (sema_kvcopy.c) */
+    if (sema_skip_kv_copy(S, st, op, rb) != 0) return val_poison();
+  } else if (sema_block_has_attention(rb)) {
     int64_t one = 1;
     int slot = sema_state(S, sema_join_scope(S, S->scope, "routed_rows"), IR_I32, ir_shape(1, &one), 0);
     ir_op_set_int(m, op, "rows_state", slot);

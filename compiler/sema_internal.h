@@ -165,6 +165,8 @@ int sema_fn_of_name(const char *name, int *arity); /* elementwise builtin -> IrF
 int sema_route_attrs(Sema *S, AstStmt *st, IrOp *op);
 /* Does b (or a region in it) hold an attention op? */
 int sema_block_has_attention(const IrBlock *b);
+/* `skip when cond, kv: previous`: sets the skip op's attr kv_copy (sema_kvcopy.c); -1 after an error */
+int sema_skip_kv_copy(Sema *S, AstStmt *st, IrOp *op, IrBlock *rb);
 /* May attention be used here? Under one skip/route (not a mixture, not nested). */
 int sema_attention_allowed(Sema *S);
 

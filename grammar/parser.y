@@ -209,6 +209,22 @@ static AstStmt *make_route(ParseState *ps, AstStmt *s, const char *top, SrcLoc t
   return s;
 }
 
+/* `targets = value skip when cond, kv: previous` (GateSkip's KV copy): the words
+ * `kv` and `previous` are plain names (not reserved), checked here. */
+static void make_skip_kv(ParseState *ps, AstStmt *s, const char *opt, SrcLoc opt_loc, AstExpr *value) {
+  (void)ps;
+  if (strcmp(opt, "kv") != 0) {
+    diag_error(opt_loc, "unknown skip option '%s' (the only one is 'kv: previous')", opt);
+    return;
+  }
+  if (value->kind != AST_EXPR_NAME || strcmp(value->name, "previous") != 0) {
+    diag_error(value->loc, "'kv:' of a skip must be 'previous' (copy the previous attention's keys and values)");
+    return;
+  }
+  s->skip_kv = value->name;
+  s->skip_kv_loc = opt_loc;
+}
+
 static AstExpr *make_mixture(ParseState *ps, const char *var, AstExpr *lo, AstExpr *hi, AstExpr *idx,
                              AstExpr *weights, AstList body, SrcLoc loc) {
   AstExpr *e = ast_expr_new(ps->arena, AST_EXPR_MIXTURE, loc);
@@ -430,6 +446,11 @@ stmt:
   | names '=' expr SKIP WHEN expr {
       $$ = make_assign(ps, $1, (AstList){0, NULL}, $3, LOC(@1));
       $$->skip_when = $6;
+    }
+  | names '=' expr SKIP WHEN expr ',' NAME ':' expr {
+      $$ = make_assign(ps, $1, (AstList){0, NULL}, $3, LOC(@1));
+      $$->skip_when = $6;
+      make_skip_kv(ps, $$, $8, LOC(@8), $10);
     }
   | names '=' expr ROUTE NAME '(' expr ')' BY expr {
       $$ = make_route(ps, make_assign(ps, $1, (AstList){0, NULL}, $3, LOC(@1)), $5, LOC(@5), $7, $10, NULL, NULL,

@@ -395,18 +395,20 @@ void gat_k_conv1d(float *out, const float *x, const float *w, const float *b, fl
   }
 }
 
+void gat_k_copy_rows(float *dst, const float *src, int64_t pos0, int64_t T, int64_t row) {
+  if (T > 0 && row > 0) memcpy(dst + pos0 * row, src + pos0 * row, sizeof(float) * (size_t)(T * row));
+}
+
 void gat_k_attention(const gat_attn_args *a) {
   int64_t t, h, j, d, group = a->H / a->Hkv;
   for (t = 0; t < a->T; t++) {
-    memcpy(a->cache_k + (a->pos0 + t) * a->Hkv * a->dk, a->k + t * a->Hkv * a->dk,
-           sizeof(float) * (size_t)(a->Hkv * a->dk));
-    memcpy(a->cache_v + (a->pos0 + t) * a->Hkv * a->dv, a->v + t * a->Hkv * a->dv,
-           sizeof(float) * (size_t)(a->Hkv * a->dv));
-    if (a->kb && a->cache_kb)
-      memcpy(a->cache_kb + (a->pos0 + t) * a->H, a->kb + t * a->H, sizeof(float) * (size_t)a->H);
+    int64_t p = a->pos ? (int64_t)a->pos[t] : a->pos0 + t;
+    memcpy(a->cache_k + p * a->Hkv * a->dk, a->k + t * a->Hkv * a->dk, sizeof(float) * (size_t)(a->Hkv * a->dk));
+    memcpy(a->cache_v + p * a->Hkv * a->dv, a->v + t * a->Hkv * a->dv, sizeof(float) * (size_t)(a->Hkv * a->dv));
+    if (a->kb && a->cache_kb) memcpy(a->cache_kb + p * a->H, a->kb + t * a->H, sizeof(float) * (size_t)a->H);
   }
   for (t = 0; t < a->T; t++) {
-    int64_t i = a->pos0 + t;
+    int64_t i = a->pos ? (int64_t)a->pos[t] : a->pos0 + t;
     int64_t j0 = a->window > 0 && i - a->window + 1 > 0 ? i - a->window + 1 : 0;
     for (h = 0; h < a->H; h++) {
       int64_t hk = h / group;

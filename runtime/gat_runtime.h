@@ -174,8 +174,15 @@ typedef struct gat_attn_args {
    * NULL = none. Fast kernels that do not handle it must leave such calls here. */
   const float *relbias;
   int64_t relbias_len;
+  /* Per-row positions (GateSkip's KV copy, `skip when ..., kv: previous`): when not NULL,
+   * row t's keys/values go to cache row pos[t] and query t sits at position pos[t] (keys
+   * j <= pos[t] visible; pos0 unused). The rows need not be contiguous. NULL = pos0 + t. */
+  const int32_t *pos;
 } gat_attn_args;
 void gat_k_attention(const gat_attn_args *a);
+/* dst[(pos0 + t) * row + j] = src[(pos0 + t) * row + j] for t < T, j < row: the cache rows
+ * of this call's tokens copied from one KV cache into another (GateSkip's KV copy). */
+void gat_k_copy_rows(float *dst, const float *src, int64_t pos0, int64_t T, int64_t row);
 
 #ifdef __cplusplus
 }
