@@ -113,6 +113,12 @@ static void mark_kernel(char *used, const LoopKernel *k) {
   if (k->out >= 0) used[k->out] = 1;
   for (int i = 0; i < LOOP_MAX_ARGS; i++)
     if (k->args[i] >= 0) used[k->args[i]] = 1;
+  for (int i = 0; i < k->ncat; i++) { /* segmented GEMM (pass_concat) */
+    const LoopGemmSeg *g = &k->cat[i];
+    used[g->out] = used[g->w] = 1;
+    if (g->bias >= 0) used[g->bias] = 1;
+    if (g->res >= 0) used[g->res] = 1;
+  }
   mark_expr(used, k->body);
   for (int i = 0; i < k->nstates; i++) {
     used[k->state_bufs[i]] = 1;
@@ -746,6 +752,10 @@ static void emit_call(Emit *E, const LoopKernel *k) {
     double_lit(o, k->reals[0]);
     sb_printf(o, ", %s);\n", sb_cstr(&s[3]));
     break;
+  case LC_COPY_ROWS: /* GateSkip's KV copy (loopir.h) */
+    sb_printf(o, "gat_k_copy_rows(b%d, b%d, c->m->pos, %s, %s);\n", k->out, k->args[0], sb_cstr(&s[0]),
+              sb_cstr(&s[1]));
+    break;
   case LC_CONV1D:
     sb_printf(o, "gat_k_conv1d(b%d, b%d, b%d, ", k->out, k->args[0], k->args[1]);
     arg_or_null(o, k->args[2]);
@@ -782,6 +792,10 @@ static void emit_call(Emit *E, const LoopKernel *k) {
       ind(o, 2);
       sb_printf(o, "A.relbias = b%d; A.relbias_len = %s;\n", k->args[9], sb_cstr(&s[6]));
     }
+    if (k->nargs > 11 && k->args[11] >= 0) { /* `kv: previous` region: the rows' positions (loopir.h) */
+      ind(o, 2);
+      sb_printf(o, "A.pos = b%d;\n", k->args[11]);
+    }
     ind(o, 2);
     if (k->attn_fast) { /* -O2 pass_attention: the flash kernel emitted into this file */
       kernels_attention_fn_name(o, k);
@@ -793,6 +807,10 @@ static void emit_call(Emit *E, const LoopKernel *k) {
     sb_append(o, "}\n");
     break;
   case LC_GEMM:
+    if (k->ncat > 0 || (k->nargs > 9 && k->args[9] >= 0)) { /* pass_concat / pass_gate */
+      kernels_gemm_seg_call(o, k, sb_cstr(&s[0]), sb_cstr(&s[2]));
+      break;
+    }
     if (k->nargs > 7 && k->args[7] >= 0) { /* GLU product (pass_glu), both weights packed */
       sb_printf(o, "gat_gemm_glu_f32(b%d, b%d, b%d, b%d, ", k->out, k->args[0], k->args[1], k->args[7]);
       arg_or_null(o, k->args[2]);

@@ -214,20 +214,27 @@ static const char *gemm_text_body =
     "  float t[GAT_NR];\n"
     "#ifdef GAT_HAVE_VEC\n"
     "  gat_vf p0 = (gat_vf){0}, p1 = (gat_vf){0}, q0 = (gat_vf){0}, q1 = (gat_vf){0};\n"
+    "  gat_vf r0 = (gat_vf){0}, r1 = (gat_vf){0}, s0 = (gat_vf){0}, s1 = (gat_vf){0};\n"
     "  int64_t k = 0;\n"
-    "  for (; k + 1 < kc; k += 2) {\n"
+    "  /* eight accumulators (four k in flight): with two, decode GEMVs streamed weights from memory\n"
+    "   * ~10% slower (more loads in flight per dependent FMA) */\n"
+    "  for (; k + 3 < kc; k += 4) {\n"
     "    const float *bk = b + k * GAT_NR;\n"
     "    p0 += a[k] * *(const gat_vf *)bk;\n"
     "    p1 += a[k] * *(const gat_vf *)(bk + GAT_VL);\n"
     "    q0 += a[k + 1] * *(const gat_vf *)(bk + GAT_NR);\n"
     "    q1 += a[k + 1] * *(const gat_vf *)(bk + GAT_NR + GAT_VL);\n"
+    "    r0 += a[k + 2] * *(const gat_vf *)(bk + 2 * GAT_NR);\n"
+    "    r1 += a[k + 2] * *(const gat_vf *)(bk + 2 * GAT_NR + GAT_VL);\n"
+    "    s0 += a[k + 3] * *(const gat_vf *)(bk + 3 * GAT_NR);\n"
+    "    s1 += a[k + 3] * *(const gat_vf *)(bk + 3 * GAT_NR + GAT_VL);\n"
     "  }\n"
-    "  if (k < kc) {\n"
+    "  for (; k < kc; k++) {\n"
     "    p0 += a[k] * *(const gat_vf *)(b + k * GAT_NR);\n"
     "    p1 += a[k] * *(const gat_vf *)(b + k * GAT_NR + GAT_VL);\n"
     "  }\n"
-    "  p0 += q0;\n"
-    "  p1 += q1;\n"
+    "  p0 = (p0 + q0) + (r0 + s0);\n"
+    "  p1 = (p1 + q1) + (r1 + s1);\n"
     "  memcpy(t, &p0, sizeof p0);\n"
     "  memcpy(t + GAT_VL, &p1, sizeof p1);\n"
     "#else\n"
@@ -305,6 +312,23 @@ static const char *gemm_text_tail =
     "                         int64_t N, int64_t K, int act) {\n"
     "  float ap[GAT_APACK];\n"
     "  const int epi = bias || act || res || rs;\n"
+    "  if (bp && M <= GAT_ROWS) {\n"
+    "    /* decode (a few rows, all on the GEMV path): panel by panel through the whole K, so the\n"
+    "     * packed weight is read as one sequential stream (K blocks outermost jumped between panels\n"
+    "     * every KC rows: ~1.3x slower when the weights come from memory). The same per-block row sums\n"
+    "     * added in the same order as the loop nest below: bitwise the same results. */\n"
+    "    for (int64_t j0 = 0; j0 < N; j0 += GAT_NR) {\n"
+    "      const int nr = N - j0 < GAT_NR ? (int)(N - j0) : GAT_NR;\n"
+    "      const float *b = bp + (j0 / GAT_NR) * K * GAT_NR;\n"
+    "      for (int64_t i = 0; i < M; i++) {\n"
+    "        for (int64_t k0 = 0; k0 < K; k0 += GAT_KC)\n"
+    "          gat_gemm_row(K - k0 < GAT_KC ? K - k0 : GAT_KC, a + i * K + k0, b + k0 * GAT_NR, c + i * N + j0, nr, k0 > 0);\n"
+    "        if (epi)\n"
+    "          gat_gemm_epi(c + i * N + j0, nr, rs ? rs + i : NULL, bias ? bias + j0 : NULL, act, res ? res + i * N + j0 : NULL);\n"
+    "      }\n"
+    "    }\n"
+    "    return;\n"
+    "  }\n"
     "  for (int64_t k0 = 0; k0 < K; k0 += GAT_KC) {\n"
     "    const int64_t kc = K - k0 < GAT_KC ? K - k0 : GAT_KC;\n"
     "    const int last = k0 + kc == K;\n"
@@ -398,6 +422,118 @@ static const char *gemm_text_tail =
     "\n"
     ;
 
+/* Segmented GEMM (gattnc passes concat and gate; text after the tail, so gat_gemm_epi exists). */
+static const char *gemm_text_seg =
+    "/* Segmented GEMM (gattnc pass concat): several packed weights that read the same a (and row\n"
+    " * scale) as one call; segment s writes its own c[M, N_s] with its own epilogue. Loop order as\n"
+    " * gat_gemm_f32 with the segments' panels one after another: a row block of a is packed once per\n"
+    " * K block for all segments, and every value is computed by the same tile / row / epilogue code\n"
+    " * as a separate gat_gemm_f32 call (bitwise). mul (pass gate): the epilogue multiplies by\n"
+    " * mul[m, n] after the activation (c = act(..) * y, rounded to f32), before the residual. */\n"
+    "typedef struct gat_gemm_seg {\n"
+    "  float *c;\n"
+    "  const float *bp, *bias, *res, *mul;\n"
+    "  int64_t N;\n"
+    "  int act;\n"
+    "} gat_gemm_seg;\n"
+    "static GAT_MAYBE_UNUSED void gat_gemm_seg_f32(const float *a, const float *rs, int64_t M, int64_t K,\n"
+    "                                              const gat_gemm_seg *sg, int nseg) {\n"
+    "  if (M == 1 && (nseg > 1 || sg->N > GAT_NR)) {\n"
+    "    /* decode: segment by segment and panel by panel through the whole K, so each packed weight is\n"
+    "     * read as one sequential stream (K blocks outermost jump between panels every GAT_KC rows:\n"
+    "     * ~1.3x slower from memory); each panel by the code below as a one-panel segment: bitwise */\n"
+    "    for (int s = 0; s < nseg; s++)\n"
+    "      for (int64_t j0 = 0; j0 < sg[s].N; j0 += GAT_NR) {\n"
+    "        gat_gemm_seg p = sg[s];\n"
+    "        p.c += j0;\n"
+    "        p.bp += (j0 / GAT_NR) * K * GAT_NR;\n"
+    "        if (p.bias) p.bias += j0;\n"
+    "        if (p.res) p.res += j0;\n"
+    "        if (p.mul) p.mul += j0;\n"
+    "        p.N = sg[s].N - j0 < GAT_NR ? sg[s].N - j0 : GAT_NR;\n"
+    "        gat_gemm_seg_f32(a, rs, 1, K, &p, 1);\n"
+    "      }\n"
+    "    return;\n"
+    "  }\n"
+    "  if (M <= GAT_ROWS && nseg > 1) { /* GEMV (decode): nothing to share, and K blocks across the\n"
+    "                                      segments' weights measured ~10% slower than one at a time */\n"
+    "    for (int s = 0; s < nseg; s++) gat_gemm_seg_f32(a, rs, M, K, sg + s, 1);\n"
+    "    return;\n"
+    "  }\n"
+    "  float ap[GAT_APACK];\n"
+    "  for (int64_t k0 = 0; k0 < K; k0 += GAT_KC) {\n"
+    "    const int64_t kc = K - k0 < GAT_KC ? K - k0 : GAT_KC;\n"
+    "    const int last = k0 + kc == K;\n"
+    "    for (int64_t ic = 0; ic < M; ic += GAT_MC) {\n"
+    "      const int64_t mc = M - ic < GAT_MC ? M - ic : GAT_MC;\n"
+    "      if (mc > GAT_ROWS) gat_gemm_pack_a(ap, a + ic * K, K, mc, k0, kc);\n"
+    "      for (int s = 0; s < nseg; s++) {\n"
+    "        const gat_gemm_seg *g = sg + s;\n"
+    "        const int64_t N = g->N;\n"
+    "        const int epi = rs || g->bias || g->act || g->res || g->mul;\n"
+    "        for (int64_t j0 = 0; j0 < N; j0 += GAT_NR) {\n"
+    "          const int nr = N - j0 < GAT_NR ? (int)(N - j0) : GAT_NR;\n"
+    "          const float *b = g->bp + (j0 / GAT_NR) * K * GAT_NR + k0 * GAT_NR;\n"
+    "          for (int64_t ir = 0; ir < mc; ir += GAT_MR) {\n"
+    "            const int mr = mc - ir < GAT_MR ? (int)(mc - ir) : GAT_MR;\n"
+    "            const int64_t i0 = ic + ir;\n"
+    "            if (mr <= GAT_ROWS)\n"
+    "              for (int i = 0; i < mr; i++) gat_gemm_row(kc, a + (i0 + i) * K + k0, b, g->c + (i0 + i) * N + j0, nr, k0 > 0);\n"
+    "            else\n"
+    "              gat_gemm_tile(kc, ap + ir * kc, b, g->c + i0 * N + j0, N, mr, nr, k0 > 0);\n"
+    "            if (last && epi)\n"
+    "              for (int i = 0; i < mr; i++) {\n"
+    "                float *ci = g->c + (i0 + i) * N + j0;\n"
+    "                gat_gemm_epi(ci, nr, rs ? rs + i0 + i : NULL, g->bias ? g->bias + j0 : NULL, g->act, NULL);\n"
+    "                if (g->mul) {\n"
+    "                  const float *yi = g->mul + (i0 + i) * N + j0;\n"
+    "                  for (int j = 0; j < nr; j++) ci[j] = ci[j] * yi[j];\n"
+    "                }\n"
+    "                if (g->res) {\n"
+    "                  const float *ri = g->res + (i0 + i) * N + j0;\n"
+    "                  for (int j = 0; j < nr; j++) ci[j] = ci[j] + ri[j];\n"
+    "                }\n"
+    "              }\n"
+    "          }\n"
+    "        }\n"
+    "      }\n"
+    "    }\n"
+    "  }\n"
+    "}\n"
+    "\n"
+    ;
+
+static void seg_ptr(StrBuf *o, int b) {
+  if (b >= 0)
+    sb_printf(o, "b%d", b);
+  else
+    sb_append(o, "NULL");
+}
+
+void kernels_gemm_seg_call(StrBuf *o, const LoopKernel *k, const char *M, const char *K) {
+  const int n = k->ncat > 0 ? k->ncat : 1;
+  sb_printf(o, "{\n    const gat_gemm_seg sg_[%d] = {", n);
+  for (int s = 0; s < n; s++) {
+    LoopGemmSeg g;
+    if (k->ncat > 0) {
+      g = k->cat[s];
+    } else { /* a gated GEMM (pass_gate): one segment */
+      g.out = k->out, g.w = k->args[1], g.bias = k->args[2], g.res = k->args[3], g.act = k->epi_act;
+      g.n = k->sizes[1].k;
+    }
+    sb_printf(o, "%s{b%d, b%d, ", s ? ", " : "", g.out, g.w);
+    seg_ptr(o, g.bias);
+    sb_append(o, ", ");
+    seg_ptr(o, g.res);
+    sb_append(o, ", ");
+    seg_ptr(o, k->ncat > 0 ? -1 : k->args[9]);
+    sb_printf(o, ", %lld, %d}", (long long)g.n, g.act);
+  }
+  sb_printf(o, "};\n    gat_gemm_seg_f32(b%d, ", k->args[0]);
+  seg_ptr(o, k->nargs > 6 ? k->args[6] : -1);
+  sb_printf(o, ", %s, %s, sg_, %d);\n  }\n", M, K, n);
+}
+
 void kernels_gemm_emit(StrBuf *o) { kernels_gemm_emit_target(o, LT_NATIVE); }
 
 void kernels_gemm_emit_target(StrBuf *o, int target) {
@@ -415,4 +551,5 @@ void kernels_gemm_emit_target(StrBuf *o, int target) {
             1 + (int)IR_FN_SILU, 1 + (int)IR_FN_RELU);
   sb_append(o, gemm_text_actf);
   sb_append(o, gemm_text_tail);
+  sb_append(o, gemm_text_seg);
 }

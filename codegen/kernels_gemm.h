@@ -15,6 +15,9 @@ void kernels_gemm_emit(StrBuf *o);
  * an #error when compiled for a CPU without the target's features, and plain
  * loops for LT_PORTABLE. kernels_gemm_emit is LT_NATIVE. */
 void kernels_gemm_emit_target(StrBuf *o, int target);
+/* The call of gat_gemm_seg_f32 for a segmented GEMM (ncat > 0, pass_concat) or a gated one
+ * (args[9], pass_gate): a block statement; M and K are the sizes as C expressions. */
+void kernels_gemm_seg_call(StrBuf *o, const LoopKernel *k, const char *M, const char *K);
 /* 1 if `fn` can be applied by the GEMM epilogue (epi_act = 1 + fn). */
 int kernels_gemm_act_ok(IrFn fn);
 

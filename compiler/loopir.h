@@ -98,8 +98,26 @@ typedef enum LoopCallKind {
              args[7] second packed weight U or -1 (pass_glu: out = act(a.W^T [*rs] + bias)
              * (a.U^T [*rs] + args[8]), each step rounded to f32; epi_act applies to the W
              product only, args[3] must then be -1), args[8] the bias of U or -1. The args
-             after [5] are absent (-1) unless nargs covers them. */
+             after [5] are absent (-1) unless nargs covers them.
+             args[9] gate y[M, N] (f32) or -1 (pass_gate: out = act(a.W^T [*rs] + bias) * y,
+             each step rounded to f32; args[3], args[7] then -1).
+             ncat > 0 (pass_concat): one GEMM over several packed weights that read the same
+             a (and row scale args[6]): segment s = cat[s] computes cat[s].out[M, cat[s].n]
+             = epilogue_s(a . W_s^T); out = cat[0].out, sizes[1] = the sum of the n, args[1..5],
+             args[7..9] and epi_act unused (-1 / 0). See LoopGemmSeg. */
+  ,LC_COPY_ROWS /* GateSkip's KV copy (graph-IR skip attr kv_copy), emitted just before the LK_SKIP
+                   kernel at the top level: rows pos0 .. pos0 + T - 1 of state args[0] are copied
+                   to the same rows of state `out` (gat_k_copy_rows); sizes T, row elements */
 } LoopCallKind;
+
+/* One output segment of a concatenated GEMM (LC_GEMM with ncat > 0, pass_concat): columns
+ * [n0, n0 + n) of the concatenated product, written to their own buffer `out` [M, n] with their
+ * own packed weight `w` (a persistent LoopPack buffer), bias[n] or -1, residual res[M, n] or -1
+ * and epilogue activation act (0 or 1 + IrFn): exactly what the separate LC_GEMM computed. */
+typedef struct LoopGemmSeg {
+  int out, w, bias, res, act;
+  int64_t n;
+} LoopGemmSeg;
 
 typedef enum LoopKernelKind { LK_LOOP, LK_CALL, LK_COPY, LK_SCAN, LK_MIXTURE, LK_SKIP } LoopKernelKind;
 
@@ -217,6 +235,10 @@ typedef struct LoopKernel {
      in such a region have nargs == 11 and args[10] = that buffer: their pos0 (KV cache row of
      the first query, keys 0 .. pos0 + row visible) is args[10][0] instead of the tokens
      before this call. Backends without this must refuse nargs > 10 (pass_attention does).
+     LC_ATTENTION with nargs == 12 and args[11] >= 0 (args[10] == -1): an attention in a
+     `kv: previous` skip region (graph-IR attr kv_copy, preceded by LC_COPY_ROWS kernels):
+     args[11] is the region's i32[T] buffer of absolute positions; row t's K/V go to cache row
+     args[11][t] and query t sees keys j <= args[11][t] (gat_attn_args.pos).
      Execution counters (m->count, codegen/emit_count.h): per LK_MIXTURE/LK_SKIP kernel in
      pre-order, tokens += T on entry, and per region that runs: rows += n, calls += 1. */
   int skip_cmp;        /* LK_SKIP threshold skip (graph-IR attrs cmp/cut): 0 = none (kept iff cond == 0),
@@ -225,6 +247,8 @@ typedef struct LoopKernel {
                           are the defaults of the skip op's run-time knobs: the C backend reads
                           them from the model (NAME_set_skip_threshold / NAME_set_route_capacity,
                           codegen/emit_knobs.c); a backend without knobs uses them as constants. */
+  int ncat;            /* LC_GEMM, -O2 (pass_concat): number of segments (0 = a plain GEMM) */
+  LoopGemmSeg *cat;
   int nstates;
   int *state_bufs;
   int *state_tmp;      /* LK_SCAN: per state, a scratch copy of its new value when that value

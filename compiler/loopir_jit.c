@@ -42,6 +42,7 @@ static const struct {
     RT(gat_arena_init),    RT(gat_arena_alloc), RT(gat_time_ns),     RT(gat_k_softmax),    RT(gat_k_rms_norm),
     RT(gat_k_layer_norm),  RT(gat_k_l2_norm),   RT(gat_k_gather),    RT(gat_k_topk),       RT(gat_k_rope), RT(gat_k_rope_pos),
     RT(gat_k_conv1d),      RT(gat_k_attention),
+    RT(gat_k_copy_rows),
 #undef RT
 };
 
@@ -144,6 +145,7 @@ int run_jit_opt(const IrModule *m, const TensorSet *weights, const TensorSet *in
     opts = *po;
   else
     pass_options_init(&opts, 0);
+  opts.concat = opts.gate = 0; /* segmented / gated GEMMs: C backend only (docs/optimizer.md) */
   int rc = -1;
   const Tensor **in_t = xcalloc((size_t)m->inputs.len + 1, sizeof *in_t);
   LoopirFfiModel fm;

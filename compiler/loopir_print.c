@@ -5,7 +5,7 @@
 
 static const char *const buf_kind_names[] = {"scratch", "state", "param", "input", "output"};
 static const char *const call_names[] = {"softmax", "rms_norm", "layer_norm", "l2_norm", "gather",
-                                         "topk", "rope", "conv1d", "attention", "gemm"};
+                                         "topk", "rope", "conv1d", "attention", "gemm", "copy_rows"};
 
 static void pr_ind(FILE *f, int n) {
   for (int i = 0; i < n; i++) fputs("  ", f);
@@ -169,6 +169,14 @@ static void pr_kernel(FILE *f, const LoopModule *m, const LoopKernel *k, int dep
     }
     fputs(")", f);
     if (k->call == LC_GEMM && k->epi_act) fprintf(f, " epilogue %s", ir_fn_name((IrFn)(k->epi_act - 1)));
+    for (int c = 0; c < k->ncat; c++) { /* segmented GEMM (pass_concat) */
+      const LoopGemmSeg *g = &k->cat[c];
+      fprintf(f, "%s b%d = w b%d", c ? "," : " segments", g->out, g->w);
+      if (g->bias >= 0) fprintf(f, " + b%d", g->bias);
+      if (g->act) fprintf(f, " %s", ir_fn_name((IrFn)(g->act - 1)));
+      if (g->res >= 0) fprintf(f, " + res b%d", g->res);
+      fprintf(f, " [%lld]", (long long)g->n);
+    }
     if (k->call == LC_ATTENTION && k->attn_fast) fputs(" flash", f);
     fputs("\n", f);
     break;

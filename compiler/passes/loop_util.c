@@ -25,6 +25,8 @@ static int kernel_reads(const LoopKernel *k, int buf) {
   case LK_CALL:
   case LK_COPY:
     for (int i = 0; i < LOOP_MAX_ARGS; i++) n += k->args[i] == buf;
+    for (int i = 0; i < k->ncat; i++) /* segmented GEMM (pass_concat) */
+      n += (k->cat[i].w == buf) + (k->cat[i].bias == buf) + (k->cat[i].res == buf);
     break;
   default: /* control kernels: everything they name counts as read */
     for (int i = 0; i < LOOP_MAX_ARGS; i++) n += k->args[i] == buf;
@@ -68,6 +70,7 @@ static int kernels_writes(const PtrVec *ks, int buf) {
   for (int i = 0; i < ks->len; i++) {
     const LoopKernel *k = ks->data[i];
     n += k->out == buf;
+    for (int s = 1; s < k->ncat; s++) n += k->cat[s].out == buf; /* cat[0].out is k->out */
     for (int r = 0; r < k->nregions; r++) n += kernels_writes(&k->regions[r]->kernels, buf);
   }
   return n;
@@ -77,6 +80,8 @@ int loop_buf_writes(const LoopModule *m, int buf) { return kernels_writes(&m->ke
 
 int loop_kernel_writes(const LoopKernel *k, int buf) {
   if (k->out == buf) return 1;
+  for (int s = 0; s < k->ncat; s++)
+    if (k->cat[s].out == buf) return 1;
   if (k->kind == LK_CALL || k->kind == LK_LOOP || k->kind == LK_COPY) {
     /* calls with state update it in place (conv tail, KV caches), top-k writes args[1] */
     if (k->kind == LK_CALL)
@@ -138,6 +143,20 @@ static void verify_kernels(VCtx *v, const PtrVec *ks) {
     }
     if (k->kind == LK_CALL && k->call == LC_GEMM) {
       if (k->args[0] < 0 || k->out < 0) return vfail(v, k, "gemm without input or output");
+      if (k->ncat > 0) { /* segmented GEMM (pass_concat): packed weights, sizes[1] = the sum of the n */
+        int64_t n = 0;
+        for (int s = 0; s < k->ncat && !v->bad; s++) {
+          const LoopGemmSeg *g = &k->cat[s];
+          if (!vbuf_ok(v, g->out) || !vbuf_ok(v, g->w) || !loop_buf(v->m, g->w)->persistent || g->n <= 0 ||
+              (g->bias >= 0 && !vbuf_ok(v, g->bias)) || (g->res >= 0 && !vbuf_ok(v, g->res)))
+            return vfail(v, k, "gemm segment with a bad buffer or size");
+          n += g->n;
+        }
+        if (k->cat[0].out != k->out || k->nsizes != 3 || k->sizes[1].tpow || n != k->sizes[1].k ||
+            k->args[1] >= 0 || k->epi_act)
+          return vfail(v, k, "segmented gemm: out, N or plain-gemm fields inconsistent");
+        continue;
+      }
       if (k->args[1] < 0 && k->args[4] < 0) return vfail(v, k, "gemm without weights");
       if (k->args[1] < 0 && k->args[5] < 0) return vfail(v, k, "unpacked gemm without packing scratch");
       if (k->nsizes != 3) return vfail(v, k, "gemm needs sizes M, N, K");

@@ -83,6 +83,12 @@ static void live_kernels(LiveCtx *c, const PtrVec *ks, int scan_lo, int scan_hi)
     int lo = scan_lo >= 0 ? scan_lo : p, hi = scan_lo >= 0 ? scan_hi : end;
     live_use(c, k->out, lo, hi);
     for (int a = 0; a < LOOP_MAX_ARGS; a++) live_use(c, k->args[a], lo, hi);
+    for (int s = 0; s < k->ncat; s++) { /* segmented GEMM (pass_concat) */
+      live_use(c, k->cat[s].out, lo, hi);
+      live_use(c, k->cat[s].w, lo, hi);
+      live_use(c, k->cat[s].bias, lo, hi);
+      live_use(c, k->cat[s].res, lo, hi);
+    }
     if (k->kind == LK_LOOP) {
       live_expr(c, k->body, lo, hi);
       for (int l = 0; l < k->nlets; l++) live_expr(c, k->lets[l].e, lo, hi);

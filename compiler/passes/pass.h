@@ -31,6 +31,8 @@ typedef struct PassOptions {
   int prologue;           /* RMSNorm as a GEMM row scale, never materialised (-fno-prologue) */
   int glu;                /* GLU product of two GEMMs as one GEMM (-fno-glu) */
   int chunk;              /* -O2 pass chunk: chunked prefill of GLA / delta-rule scans (-fno-chunk) */
+  int concat;             /* -O2 pass concat: GEMMs on the same input as one segmented GEMM (-fno-concat) */
+  int gate;               /* -O2 pass gate: y * act(GEMM) as the GEMM's epilogue (-fno-gate) */
   int memplan;            /* liveness-based arena planning, -O1+ (-fno-memplan clears; memplan.c) */
   int verify;             /* verify after every pass (on by default; tests and debug) */
   int profile;            /* generated code times every top-level kernel (--profile) */
@@ -61,6 +63,8 @@ void pass_scalefold(LoopModule *m, const PassOptions *o);
 void pass_prologue(LoopModule *m, const PassOptions *o);
 void pass_glu(LoopModule *m, const PassOptions *o);
 void pass_chunk(LoopModule *m, const PassOptions *o);
+void pass_gate(LoopModule *m, const PassOptions *o);
+void pass_concat(LoopModule *m, const PassOptions *o);
 void pass_interchange(LoopModule *m, const PassOptions *o);
 void pass_scan_inplace(LoopModule *m, const PassOptions *o);
 void pass_licm(LoopModule *m, const PassOptions *o);

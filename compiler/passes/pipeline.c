@@ -3,9 +3,10 @@
  *   graph IR:  dce → cse → dce            (-O1+)
  *   lower:     loop_lower (one kernel per op, the -O0 program)
  *   loop IR:   gemm (-O2, tile) → attention (-O2, tile) → scalefold → prologue (-O2, packed) → epilogue (-O2, tile + fuse)
- *              → glu (-O2, packed + fuse) → fuse (-O1+, fuse) → chunk (-O2, -fno-chunk)
- *              → interchange → scan_inplace → licm → f32math (-O2; licm after the
- *              others: it needs the final kernel outputs and loop orders)
+ *              → glu (-O2, packed + fuse) → gate (-O2, packed + fuse, -fno-gate) → fuse (-O1+, fuse)
+ *              → chunk (-O2, -fno-chunk) → interchange → scan_inplace → licm → f32math (-O2; licm
+ *              after the others: it needs the final kernel outputs and loop orders)
+ *              → concat (-O2, packed, -fno-concat; last, so no other pass sees segmented GEMMs)
  *   layout:    arena offsets, one slice per buffer (always)
  *   memplan:   arena offsets by liveness, scratch shared (-O1+, -fno-memplan; memplan.c)
  *
@@ -39,12 +40,14 @@ static const PassEntry pass_list[] = {
     {"prologue", ON_LOOP, NULL, pass_prologue},
     {"epilogue", ON_LOOP, NULL, pass_epilogue},
     {"glu", ON_LOOP, NULL, pass_glu},
+    {"gate", ON_LOOP, NULL, pass_gate},
     {"fuse", ON_LOOP, NULL, pass_fuse},
     {"chunk", ON_LOOP, NULL, pass_chunk},
     {"interchange", ON_LOOP, NULL, pass_interchange},
     {"scan_inplace", ON_LOOP, NULL, pass_scan_inplace},
     {"licm", ON_LOOP, NULL, pass_licm},
     {"f32math", ON_LOOP, NULL, pass_f32math},
+    {"concat", ON_LOOP, NULL, pass_concat},
     {"layout", ON_LAYOUT, NULL, NULL},
     {"memplan", ON_LOOP, NULL, pass_memplan},
 };
@@ -60,6 +63,8 @@ static int pass_enabled(const PassEntry *p, const PassOptions *o) {
   if (!strcmp(n, "scalefold")) return o->opt_level >= 2 && o->tile && o->pack && o->fold_scales;
   if (!strcmp(n, "prologue")) return o->opt_level >= 2 && o->tile && o->pack && o->prologue;
   if (!strcmp(n, "glu")) return o->opt_level >= 2 && o->tile && o->pack && o->fuse && o->glu;
+  if (!strcmp(n, "gate")) return o->opt_level >= 2 && o->tile && o->pack && o->fuse && o->gate;
+  if (!strcmp(n, "concat")) return o->opt_level >= 2 && o->tile && o->pack && o->concat;
   if (!strcmp(n, "fuse")) return o->opt_level >= 1 && o->fuse;
   if (!strcmp(n, "chunk")) return o->opt_level >= 2 && o->chunk;
   if (!strcmp(n, "memplan")) return o->opt_level >= 1 && o->memplan;
@@ -75,6 +80,7 @@ void pass_options_init(PassOptions *o, int opt_level) {
   o->f32_math = 1;
   o->fold_scales = o->prologue = o->glu = 1;
   o->chunk = 1;
+  o->concat = o->gate = 1;
   o->memplan = 1;
   o->verify = 1;
 }

@@ -374,6 +374,7 @@ TEST(GemmOpt, IndexContractionsWithLeftBiasAndActivationAreGemms) {
   ASSERT_NE(c.m, nullptr);
   PassOptions o;
   pass_options_init(&o, 2);
+  o.concat = 0;  // else s and u (both on x) are one segmented GEMM (pass concat, test_concat.cc)
   Lowered l(c.m, o);
   ASSERT_NE(l.lm, nullptr) << l.err;
   auto gemms = calls(l.lm, LC_GEMM);
