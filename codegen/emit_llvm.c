@@ -267,23 +267,12 @@ LLVMValueRef ll_to_i32(LL *L, LLVMValueRef d) {
   return ll_call(L, "gat.to_i32", L->ti32, &t, 1, &d);
 }
 
-static LLVMValueRef call1f(LL *L, const char *name, LLVMValueRef a) {
-  LLVMTypeRef t = L->tf32;
-  return ll_call(L, name, L->tf32, &t, 1, &a);
-}
-
 LLVMValueRef ll_unary(LL *L, IrFn fn, LLVMValueRef a) {
-  if (LLVMTypeOf(a) == L->tf32) { /* f32_math: the float functions of the C backend */
-    switch (fn) {
-    case IR_FN_NEG: return LLVMBuildFNeg(L->B, a, "");
-    case IR_FN_EXP: return call1f(L, "expf", a);
-    case IR_FN_LOG: return call1f(L, "logf", a);
-    case IR_FN_SQRT: return call1f(L, "llvm.sqrt.f32", a);
-    case IR_FN_ABS: return call1f(L, "llvm.fabs.f32", a);
-    case IR_FN_TANH: return call1f(L, "tanhf", a);
-    default: /* not produced by pass_f32math: in double, rounded back */
-      return LLVMBuildFPTrunc(L->B, ll_unary(L, fn, LLVMBuildFPExt(L->B, a, L->tf64, "")), L->tf32, "");
-    }
+  if (LLVMTypeOf(a) == L->tf32) { /* f32_math: the float functions of the C backend (emit_llvm_math.c) */
+    LLVMValueRef r = ll_unary_f32(L, fn, a);
+    if (r) return r;
+    /* not produced by pass_f32math: in double, rounded back */
+    return LLVMBuildFPTrunc(L->B, ll_unary(L, fn, LLVMBuildFPExt(L->B, a, L->tf64, "")), L->tf32, "");
   }
   switch (fn) {
   case IR_FN_NEG: return LLVMBuildFNeg(L->B, a, "");
@@ -440,11 +429,76 @@ static const LoopExpr *ll_find_reduce(const LoopExpr *e) {
   return r;
 }
 
+/* f32_math lane sums, as codegen/emit_c.c red_lanes / emit_reduce_lanes: 1 when every load of e
+ * that uses v reads consecutive elements along v and e holds no reduction; *uses counts them */
+static int expr_unit_stride(const LoopExpr *e, int v, int *uses) {
+  if (!e) return 1;
+  if (e->kind == LX_REDUCE) return 0;
+  if (e->kind == LX_LOAD) {
+    for (int d = 0; d < e->nidx; d++)
+      for (int t = 0; t < e->idx[d].nterms; t++) {
+        if (e->idx[d].var[t] != v) continue;
+        if (d != e->nidx - 1 || e->idx[d].coef[t] != 1) return 0;
+        ++*uses;
+      }
+  }
+  return expr_unit_stride(e->a, v, uses) && expr_unit_stride(e->b, v, uses) && expr_unit_stride(e->c, v, uses);
+}
+
+static int red_lanes(const LL *L, const LoopExpr *x) {
+  if (!L->f32 || !(x->red == IR_RED_SUM || x->red == IR_RED_MEAN) || x->extent == IR_DIM_T) return 0;
+  int uses = 0;
+  if (!expr_unit_stride(x->a, x->var, &uses) || uses == 0) return 0;
+  return x->extent >= 64 ? 32 : x->extent >= 32 ? 16 : x->extent >= 16 ? 8 : 0;
+}
+
+/* float sum over v of x->a in `lanes` partial sums: lane l adds the terms v = l, l + lanes, ...
+ * (the tail v >= main adds into lanes 0..), then the lanes are added pairwise (l += l + w for
+ * w = lanes/2 .. 1): the additions of the C backend in the same order, so the same float result.
+ * The lane loop has no loop-carried dependence: LLVM vectorizes it without reassociation. */
+static LLVMValueRef ll_reduce_lanes(LL *L, int ktvar, const LoopExpr *x, int lanes) {
+  int64_t n = x->extent, main = n / lanes * lanes;
+  LLVMTypeRef at = LLVMArrayType(L->tf32, (unsigned)lanes);
+  LLVMValueRef arr = ll_alloca(L, at, "lanes");
+  LLVMValueRef lp0 = LLVMBuildBitCast(L->B, arr, L->tpf32, "");
+  for (int i = 0; i < lanes; i++) LLVMBuildStore(L->B, ll_fc(L, 0.0), ll_gep(L, L->tf32, lp0, ll_i64(L, i)));
+  LLVMValueRef saved = L->vars[x->var];
+  LLLoop lo, ll;
+  ll_loop_begin(L, &lo, ll_i64(L, main / lanes), "redo");
+  LLVMValueRef base = LLVMBuildNSWMul(L->B, lo.iv, ll_i64(L, lanes), "");
+  ll_loop_begin(L, &ll, ll_i64(L, lanes), "redl");
+  L->vars[x->var] = LLVMBuildNSWAdd(L->B, base, ll.iv, "");
+  LLVMValueRef v = ll_expr(L, ktvar, x->a);
+  LLVMValueRef ap = ll_gep(L, L->tf32, lp0, ll.iv);
+  LLVMBuildStore(L->B, LLVMBuildFAdd(L->B, LLVMBuildLoad2(L->B, L->tf32, ap, ""), v, ""), ap);
+  ll_loop_end(L, &ll);
+  ll_loop_end(L, &lo);
+  if (main < n) { /* the tail: fewer than `lanes` terms, into lanes 0.. */
+    LLLoop lt;
+    ll_loop_begin(L, &lt, ll_i64(L, n - main), "redt");
+    L->vars[x->var] = LLVMBuildNSWAdd(L->B, lt.iv, ll_i64(L, main), "");
+    LLVMValueRef tv = ll_expr(L, ktvar, x->a);
+    LLVMValueRef tp = ll_gep(L, L->tf32, lp0, lt.iv);
+    LLVMBuildStore(L->B, LLVMBuildFAdd(L->B, LLVMBuildLoad2(L->B, L->tf32, tp, ""), tv, ""), tp);
+    ll_loop_end(L, &lt);
+  }
+  L->vars[x->var] = saved;
+  LLVMValueRef lv[64];
+  for (int i = 0; i < lanes; i++) lv[i] = LLVMBuildLoad2(L->B, L->tf32, ll_gep(L, L->tf32, lp0, ll_i64(L, i)), "");
+  for (int w = lanes / 2; w > 0; w /= 2)
+    for (int i = 0; i < w; i++) lv[i] = LLVMBuildFAdd(L->B, lv[i], lv[i + w], "");
+  LLVMValueRef res = lv[0];
+  if (x->red == IR_RED_MEAN) res = LLVMBuildFDiv(L->B, res, ll_fc(L, (double)n), "");
+  return res;
+}
+
 static LLVMValueRef ll_reduce(LL *L, int ktvar, const LoopExpr *x) {
   if (x->var < 0 || x->var >= (int)(sizeof L->vars / sizeof L->vars[0])) {
     ll_fail(L, "not supported by the LLVM backend: reduction variable v%d", x->var);
     return ll_fc(L, 0);
   }
+  int lanes = red_lanes(L, x);
+  if (lanes) return ll_reduce_lanes(L, ktvar, x, lanes);
   LLVMValueRef acc = ll_alloca(L, ll_ft(L), "r");
   double init = x->red == IR_RED_MAX ? -INFINITY : x->red == IR_RED_MIN ? INFINITY : 0.0;
   LLVMBuildStore(L->B, ll_fc(L, init), acc);
@@ -718,6 +772,7 @@ static void emit_attention(LL *L, const LoopKernel *k, LLVMValueRef *s) {
     AT(relbias, p8(L, k->args[9]));
     AT(relbias_len, s[6]);
   }
+  if (k->nargs > 11 && k->args[11] >= 0) AT(pos, p8(L, k->args[11])); /* `kv: previous` region (loopir.h) */
 #undef AT
   if (k->attn_fast && k->sizes[3].tpow == 0 && k->sizes[4].tpow == 0) { /* -O2 pass_attention */
     LLVMValueRef fa = ll_flash_attn_fn(L, k->sizes[3].k, k->sizes[4].k);
@@ -780,6 +835,11 @@ void ll_emit_call_kernel(LL *L, const LoopKernel *k) {
     break;
   }
   case LC_ATTENTION: emit_attention(L, k, s); break;
+  case LC_COPY_ROWS: { /* GateSkip's KV copy (loopir.h) */
+    LLVMValueRef v[5] = {p8(L, k->out), p8(L, k->args[0]), ll_pos(L), s[0], s[1]};
+    rt_call(L, "gat_k_copy_rows", "PPIII", v);
+    break;
+  }
   case LC_GEMM: {
     for (int i = 9; i < k->nargs && i < LOOP_MAX_ARGS; i++)
       if (k->args[i] >= 0) {
@@ -792,6 +852,20 @@ void ll_emit_call_kernel(LL *L, const LoopKernel *k) {
     }
     ll_gemm_declare(L);
     int rs = k->nargs > 6 ? k->args[6] : -1;
+    if (k->ncat > 0) { /* segmented GEMM (pass_concat; the driver keeps it off here): one GEMM per segment */
+      for (int c = 0; c < k->ncat; c++) {
+        const LoopGemmSeg *g = &k->cat[c];
+        if (!ll_gemm_act_ok(g->act)) {
+          ll_fail(L, "not supported by the LLVM backend: GEMM epilogue activation %d", g->act);
+          return;
+        }
+        LLVMValueRef v[14] = {p8(L, g->out), p8(L, k->args[0]), p8(L, g->w), p8(L, -1), ll_i64(L, k->w_sn),
+                              ll_i64(L, k->w_sk), p8(L, -1), p8(L, g->bias), p8(L, g->res), p8(L, rs), s[0],
+                              ll_i64(L, g->n), s[2], ll_i32(L, g->act)};
+        rt_call(L, "gat.gemm_f32", "PPPPIIPPPPIIIW", v);
+      }
+      break;
+    }
     if (k->nargs > 7 && k->args[7] >= 0) { /* GLU product (pass_glu), both weights packed */
       LLVMValueRef v[11] = {p8(L, k->out), p8(L, k->args[0]), p8(L, k->args[1]), p8(L, k->args[7]), p8(L, k->args[2]),
                             p8(L, k->nargs > 8 ? k->args[8] : -1), p8(L, rs), s[0], s[1], s[2], ll_i32(L, k->epi_act)};

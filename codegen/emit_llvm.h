@@ -46,4 +46,9 @@ LLVMModuleRef emit_llvm_module(const LoopModule *m, LLVMContextRef ctx, LLVMTarg
 int emit_llvm_write(LLVMModuleRef mod, LLVMTargetMachineRef tm, const char *kind, const char *path, char *err,
                     size_t errlen);
 
+/* A module of exported loops `void gat_vm_test_F(const float *x, float *y, int64_t n)`, y[i] =
+ * F(x[i]) with the backend's float function F (exp, tanh, sigmoid, silu, softplus, logsigmoid,
+ * gelu_tanh, log), optimized at O3 for tm: what tests/unit/test_llvm_vecmath.cc measures. */
+LLVMModuleRef emit_llvm_vecmath_module(LLVMContextRef ctx, LLVMTargetMachineRef tm, char *err, size_t errlen);
+
 #endif

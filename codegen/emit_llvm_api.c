@@ -12,6 +12,7 @@
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Transforms/PassBuilder.h>
 
+#include "emit_knobs.h"
 #include "emit_llvm_int.h"
 #include "gat_runtime.h"
 
@@ -33,10 +34,11 @@ void ll_build_types(LL *L) {
   LLVMTypeRef ef[2] = {L->ti32, LLVMArrayType(L->ti8, GAT_MSG_LEN)};
   L->t_err = LLVMStructCreateNamed(C, "gat_error");
   LLVMStructSetBody(L->t_err, ef, 2, 0);
-  LLVMTypeRef mf[5] = {L->tp8, LLVMArrayType(L->tp8, (unsigned)(m->nparams > 0 ? m->nparams : 1)), L->ti64, L->ti32,
-                       L->t_err};
+  int nknobs = emit_knobs_n(m); /* double skip_tau[n], skip_cap[n] (NAME.h, emit_knobs_field) */
+  LLVMTypeRef mf[7] = {L->tp8, LLVMArrayType(L->tp8, (unsigned)(m->nparams > 0 ? m->nparams : 1)), L->ti64, L->ti32,
+                       L->t_err, LLVMArrayType(L->tf64, (unsigned)nknobs), LLVMArrayType(L->tf64, (unsigned)nknobs)};
   L->t_model = LLVMStructCreateNamed(C, m->name);
-  LLVMStructSetBody(L->t_model, mf, 5, 0);
+  LLVMStructSetBody(L->t_model, mf, nknobs > 0 ? 7 : 5, 0);
   L->t_pmodel = LLVMPointerType(L->t_model, 0);
   LLVMTypeRef cf[6] = {L->t_pmodel, L->tp8, L->ti64, LLVMArrayType(L->ti64, (unsigned)(m->ntvars > 0 ? m->ntvars : 1)),
                        LLVMArrayType(L->tp8, (unsigned)(m->ninputs > 0 ? m->ninputs : 1)),
@@ -317,6 +319,7 @@ void ll_emit_api(LL *L) {
   arena = LLVMGetParam(f_id, 1);
   LLVMBuildStore(L->B, arena, ll_model_field(L, mm, 0));
   LLVMBuildStore(L->B, ll_i32(L, 1), ll_model_field(L, mm, 3));
+  ll_knobs_init(L, mm);
   for (int i = 0; i < m->packs.len; i++) {
     const LoopPack *p = m->packs.data[i];
     ll_gemm_declare(L);
@@ -448,6 +451,7 @@ void ll_emit_api(LL *L) {
   LLVMBuildStore(L->B, LLVMBuildAdd(L->B, pos, T, ""), ll_model_field(L, mm, 2));
   error_clear(L, mm);
   LLVMBuildRet(L->B, ll_i32(L, GAT_OK));
+  ll_emit_knobs(L);
 #undef NAME
   sb_free(&nm);
   sb_free(&up);

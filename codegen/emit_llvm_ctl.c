@@ -6,6 +6,7 @@
  * condition is 0), plus LK_COPY. Same statements as codegen/emit_c.c. */
 #include <string.h>
 
+#include "emit_knobs.h"
 #include "emit_llvm_int.h"
 #include "gat_runtime.h"
 
@@ -247,31 +248,35 @@ static void emit_skip(LL *L, const LoopKernel *k) {
   ll_memcpy(L, bp(L, k->out), bp(L, prev), ll_bytes(L, out, mul(L, T, RE)), 0);
   LLVMValueRef nslot = ll_alloca(L, L->ti64, "n");
   LLVMBuildStore(L->B, ll_i64(L, 0), nslot);
+  /* the capacity/threshold/cut: run-time values in the model (emit_llvm_knobs.c, emit_knobs.h) */
+  int knob = emit_knobs_index(L->m, k);
+  LLVMValueRef model = ll_model(L);
+  LLVMValueRef tau = LLVMBuildLoad2(L->B, L->tf64, ll_knob_ptr(L, model, 0, ll_i32(L, knob)), "tau");
   if (k->reals[0] > 0 || k->reals[1] > 0) {
     /* a router (`route top(...) by r`, loopir.h LK_SKIP): the rows of rank < keep */
-    LLVMValueRef keep;
+    LLVMValueRef keep, capv = LLVMBuildLoad2(L->B, L->tf64, ll_knob_ptr(L, model, 1, ll_i32(L, knob)), "cap");
     if (k->reals[0] > 0) {
-      LLVMValueRef c = LLVMBuildFSub(L->B, LLVMBuildFMul(L->B, ll_f64(L, k->reals[0]), LLVMBuildSIToFP(L->B, T, L->tf64, ""), ""),
+      LLVMValueRef c = LLVMBuildFSub(L->B, LLVMBuildFMul(L->B, capv, LLVMBuildSIToFP(L->B, T, L->tf64, ""), ""),
                                      ll_f64(L, 1e-9), "");
       LLVMTypeRef d = L->tf64;
       keep = LLVMBuildFPToSI(L->B, ll_call(L, "llvm.ceil.f64", L->tf64, &d, 1, &c), L->ti64, "");
       keep = LLVMBuildSelect(L->B, LLVMBuildICmp(L->B, LLVMIntSLT, keep, ll_i64(L, 1), ""), ll_i64(L, 1), keep, "keep");
     } else {
-      LLVMValueRef kk = ll_i64(L, (int64_t)k->reals[1]);
+      LLVMValueRef kk = LLVMBuildFPToSI(L->B, capv, L->ti64, "");
       keep = LLVMBuildSelect(L->B, LLVMBuildICmp(L->B, LLVMIntSLT, T, kk, ""), T, kk, "keep");
     }
     LLVMBasicBlockRef ranked = ll_block(L, "route.rank"), routed = ll_block(L, "route.done");
-    if (k->reals[2] >= 0) { /* one token and a threshold: kept iff sigmoid(r) >= tau */
+    { /* one token and a threshold (tau >= 0): kept iff sigmoid(r) >= tau */
       LLVMBasicBlockRef one = ll_block(L, "route.one"), yes = ll_block(L, "route.keep");
-      LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntEQ, T, ll_i64(L, 1), ""), one, ranked);
+      LLVMBuildCondBr(L->B, LLVMBuildAnd(L->B, LLVMBuildICmp(L->B, LLVMIntEQ, T, ll_i64(L, 1), ""),
+                                         LLVMBuildFCmp(L->B, LLVMRealOGE, tau, ll_f64(L, 0.0), ""), ""),
+                      one, ranked);
       LLVMPositionBuilderAtEnd(L->B, one);
       LLVMValueRef sg = ll_unary(L, IR_FN_SIGMOID, load_d(L, cond, ll_i64(L, 0)));
-      LLVMBuildCondBr(L->B, LLVMBuildFCmp(L->B, LLVMRealOGE, sg, ll_f64(L, k->reals[2]), ""), yes, routed);
+      LLVMBuildCondBr(L->B, LLVMBuildFCmp(L->B, LLVMRealOGE, sg, tau, ""), yes, routed);
       LLVMPositionBuilderAtEnd(L->B, yes);
       push_row(L, nslot, rows, ll_i64(L, 0));
       LLVMBuildBr(L->B, routed);
-    } else {
-      LLVMBuildBr(L->B, ranked);
     }
     LLVMPositionBuilderAtEnd(L->B, ranked);
     LLVMValueRef rank = ll_alloca(L, L->ti64, "rank");
@@ -301,11 +306,11 @@ static void emit_skip(LL *L, const LoopKernel *k) {
     ll_loop_begin(L, &lt, T, "t");
     LLVMValueRef c = load_d(L, cond, lt.iv);
     LLVMBasicBlockRef yes = ll_block(L, "skip.row"), no = ll_block(L, "skip.next");
-    /* a threshold skip (loopir.h skip_cmp; compile-time cut here, no run-time knob): kept iff not
+    /* a threshold skip (loopir.h skip_cmp; the cut is the run-time knob): kept iff not
        (c CMP cut), NaN kept, hence the unordered predicates */
     static const LLVMRealPredicate keep_if[4] = {LLVMRealUGE, LLVMRealUGT, LLVMRealULE, LLVMRealULT};
     LLVMValueRef kept = k->skip_cmp > 0 && k->skip_cmp <= 4
-                            ? LLVMBuildFCmp(L->B, keep_if[k->skip_cmp - 1], c, ll_f64(L, k->reals[3]), "")
+                            ? LLVMBuildFCmp(L->B, keep_if[k->skip_cmp - 1], c, tau, "")
                             : LLVMBuildFCmp(L->B, LLVMRealOEQ, c, ll_f64(L, 0.0), "");
     LLVMBuildCondBr(L->B, kept, yes, no);
     LLVMPositionBuilderAtEnd(L->B, yes);

@@ -175,14 +175,15 @@ static void build_pack(G *g) {
   LLVMBuildRetVoid(L->B);
 }
 
-/* gat.gemm_tile(kc, a, lda, mr, b, c, ldc, nr, accumulate) */
+/* gat.gemm_tile(kc, a, lda, mr, b, c, ldc, nr, accumulate, ks): row i, column k of a at
+ * a[i * lda + k * ks] (ks = 1: rows of the activation; lda = 1, ks = MR: a packed micro-panel) */
 static void build_tile(G *g) {
   LL *L = g->L;
-  LLVMTypeRef p[9] = {L->ti64, L->tpf32, L->ti64, L->ti64, L->tpf32, L->tpf32, L->ti64, L->ti64, L->ti1};
-  LLVMValueRef f = begin(L, "gat.gemm_tile", L->tv, p, 9, g->vl);
+  LLVMTypeRef p[10] = {L->ti64, L->tpf32, L->ti64, L->ti64, L->tpf32, L->tpf32, L->ti64, L->ti64, L->ti1, L->ti64};
+  LLVMValueRef f = begin(L, "gat.gemm_tile", L->tv, p, 10, g->vl);
   LLVMValueRef kc = LLVMGetParam(f, 0), a = LLVMGetParam(f, 1), lda = LLVMGetParam(f, 2), mr = LLVMGetParam(f, 3);
   LLVMValueRef b = LLVMGetParam(f, 4), c = LLVMGetParam(f, 5), ldc = LLVMGetParam(f, 6), nr = LLVMGetParam(f, 7);
-  LLVMValueRef accum = LLVMGetParam(f, 8);
+  LLVMValueRef accum = LLVMGetParam(f, 8), ks = LLVMGetParam(f, 9);
   int MR = g->mr, VL = g->vl, NR = g->nr;
   LLVMValueRef ar[16], c0[16], c1[16];
   for (int i = 0; i < MR; i++) {
@@ -198,7 +199,7 @@ static void build_tile(G *g) {
   LLVMValueRef bk = fp(g, b, mul(g, lk.iv, I(g, NR)));
   LLVMValueRef b0 = vload(g, bk), b1 = vload(g, fp(g, bk, I(g, VL)));
   for (int i = 0; i < MR; i++) {
-    LLVMValueRef s = splat(g, LLVMBuildLoad2(L->B, L->tf32, fp(g, ar[i], lk.iv), ""));
+    LLVMValueRef s = splat(g, LLVMBuildLoad2(L->B, L->tf32, fp(g, ar[i], mul(g, lk.iv, ks)), ""));
     LLVMBuildStore(L->B, fma_v(g, s, b0, ld(g, c0[i])), c0[i]);
     LLVMBuildStore(L->B, fma_v(g, s, b1, ld(g, c1[i])), c1[i]);
   }
@@ -264,9 +265,22 @@ static void build_row(G *g) {
     LLVMBuildBr(L->B, sum);
   }
   LLVMPositionBuilderAtEnd(L->B, sum);
+  LLVMValueRef v0 = LLVMBuildFAdd(L->B, ld(g, acc[0]), ld(g, acc[2]), "");
+  LLVMValueRef v1 = LLVMBuildFAdd(L->B, ld(g, acc[1]), ld(g, acc[3]), "");
+  /* a full panel: two vector stores (no scalar tail loop, which LLVM turns into a memcpy call) */
+  LLVMBasicBlockRef full = ll_block(L, "full"), part = ll_block(L, "part");
+  LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntEQ, nr, I(g, NR), ""), full, part);
+  LLVMPositionBuilderAtEnd(L->B, full);
+  {
+    LLVMValueRef s0 = LLVMBuildFAdd(L->B, vload(g, c), v0, ""), s1 = LLVMBuildFAdd(L->B, vload(g, fp(g, c, I(g, VL))), v1, "");
+    vstore(g, LLVMBuildSelect(L->B, accum, s0, v0, ""), c);
+    vstore(g, LLVMBuildSelect(L->B, accum, s1, v1, ""), fp(g, c, I(g, VL)));
+    LLVMBuildRetVoid(L->B);
+  }
+  LLVMPositionBuilderAtEnd(L->B, part);
   LLVMValueRef t = LLVMBuildBitCast(L->B, ll_alloca(L, LLVMArrayType(L->tf32, (unsigned)NR), "t"), L->tpf32, "");
-  vstore(g, LLVMBuildFAdd(L->B, ld(g, acc[0]), ld(g, acc[2]), ""), t);
-  vstore(g, LLVMBuildFAdd(L->B, ld(g, acc[1]), ld(g, acc[3]), ""), fp(g, t, I(g, VL)));
+  vstore(g, v0, t);
+  vstore(g, v1, fp(g, t, I(g, VL)));
   store_tail(g, t, NR, c, I(g, 0), I(g, 1), nr, accum);
   LLVMBuildRetVoid(L->B);
 }
@@ -411,8 +425,9 @@ static void build_f32(G *g) {
   }
   LLVMPositionBuilderAtEnd(L->B, tile);
   {
-    LLVMValueRef args[9] = {kc, fp(g, a, add(g, mul(g, i0, K), k0)), K, mr, b, fp(g, c, add(g, mul(g, i0, N), j0)), N, nr, accum};
-    call(L, "gat.gemm_tile", args, 9);
+    LLVMValueRef args[10] = {kc, fp(g, a, add(g, mul(g, i0, K), k0)), K, mr, b, fp(g, c, add(g, mul(g, i0, N), j0)), N, nr, accum,
+                             I(g, 1)};
+    call(L, "gat.gemm_tile", args, 10);
     LLVMBuildBr(L->B, epi);
   }
   LLVMPositionBuilderAtEnd(L->B, epi);
@@ -436,9 +451,39 @@ static void build_f32(G *g) {
   LLVMBuildRetVoid(L->B);
 }
 
+/* gat.gemm_pack_a(ap, a, lda, rows, k0, kc): rows of a (columns k0 .. k0 + kc) as MR-row
+ * micro-panels, for each k the MR values of the panel's rows (zero rows past `rows`), panel after
+ * panel (MR * kc floats each), as gat_gemm_pack_a of codegen/kernels_gemm.c */
+static void build_pack_a(G *g) {
+  LL *L = g->L;
+  LLVMTypeRef p[6] = {L->tpf32, L->tpf32, L->ti64, L->ti64, L->ti64, L->ti64};
+  LLVMValueRef f = begin(L, "gat.gemm_pack_a", L->tv, p, 6, g->vl);
+  LLVMValueRef ap = LLVMGetParam(f, 0), a = LLVMGetParam(f, 1), lda = LLVMGetParam(f, 2), rows = LLVMGetParam(f, 3);
+  LLVMValueRef k0 = LLVMGetParam(f, 4), kc = LLVMGetParam(f, 5);
+  int MR = g->mr;
+  LLLoop lp, lk, li;
+  ll_loop_begin(L, &lp, blocks(g, rows, MR), "p");
+  LLVMValueRef p0 = mul(g, lp.iv, I(g, MR));
+  LLVMValueRef mr = smin(g, LLVMBuildSub(L->B, rows, p0, ""), I(g, MR));
+  LLVMValueRef dst = fp(g, ap, mul(g, p0, kc));
+  ll_loop_begin(L, &lk, kc, "k");
+  ll_loop_begin(L, &li, I(g, MR), "i");
+  LLVMValueRef row = add(g, p0, smin(g, li.iv, LLVMBuildSub(L->B, mr, I(g, 1), ""))); /* in range; zeroed below */
+  LLVMValueRef v = LLVMBuildLoad2(L->B, L->tf32, fp(g, a, add(g, mul(g, row, lda), add(g, k0, lk.iv))), "");
+  v = LLVMBuildSelect(L->B, LLVMBuildICmp(L->B, LLVMIntSLT, li.iv, mr, ""), v, LLVMConstReal(L->tf32, 0.0), "");
+  LLVMBuildStore(L->B, v, fp(g, dst, add(g, mul(g, lk.iv, I(g, MR)), li.iv)));
+  ll_loop_end(L, &li);
+  ll_loop_end(L, &lk);
+  ll_loop_end(L, &lp);
+  LLVMBuildRetVoid(L->B);
+}
+
 /* gat.gemm_glu_f32(c, a, bw, bu, bias, biasu, rs, M, N, K, act): c = act(a.W^T [*rs] + bias) *
- * (a.U^T [*rs] + biasu), W and U packed, both tiles of a row block finished over the whole K in
- * local buffers, each step rounded to f32 */
+ * (a.U^T [*rs] + biasu), W and U packed; the loop nest of gat_gemm_glu_f32 in
+ * codegen/kernels_gemm.c: rows in chunks of at most 4 MR, packed once with their whole K when that
+ * fits the stack buffer (else per micro-panel and K block); per chunk and column panel both
+ * products accumulate over K blocks of 128 in two local tiles; each step rounded to f32 */
+#define GLU_KC 128
 static void build_glu(G *g) {
   LL *L = g->L;
   LLVMTypeRef p[11] = {L->tp8, L->tp8, L->tp8, L->tp8, L->tp8, L->tp8, L->tp8, L->ti64, L->ti64, L->ti64, L->ti32};
@@ -447,67 +492,99 @@ static void build_glu(G *g) {
   for (int i = 0; i < 11; i++) P[i] = i < 7 ? LLVMBuildBitCast(L->B, LLVMGetParam(f, (unsigned)i), L->tpf32, "") : LLVMGetParam(f, (unsigned)i);
   LLVMValueRef c = P[0], a = P[1], bw = P[2], bu = P[3], bias = P[4], biasu = P[5], rs = P[6];
   LLVMValueRef M = P[7], N = P[8], K = P[9], act = P[10];
-  int NR = g->nr, MR = g->mr;
-  LLVMValueRef tw = LLVMBuildBitCast(L->B, ll_alloca(L, LLVMArrayType(L->tf32, (unsigned)(MR * NR)), "tw"), L->tpf32, "");
-  LLVMValueRef tu = LLVMBuildBitCast(L->B, ll_alloca(L, LLVMArrayType(L->tf32, (unsigned)(MR * NR)), "tu"), L->tpf32, "");
-  LLLoop ljb, lib, lkb;
+  int NR = g->nr, MR = g->mr, MCG = 4 * MR, APACK = 8 * MR * GEMM_KC;
+  LLVMValueRef tw = LLVMBuildBitCast(L->B, ll_alloca(L, LLVMArrayType(L->tf32, (unsigned)(MCG * NR)), "tw"), L->tpf32, "");
+  LLVMValueRef tu = LLVMBuildBitCast(L->B, ll_alloca(L, LLVMArrayType(L->tf32, (unsigned)(MCG * NR)), "tu"), L->tpf32, "");
+  LLVMValueRef ap = LLVMBuildBitCast(L->B, ll_alloca(L, LLVMArrayType(L->tf32, (unsigned)APACK), "ap"), L->tpf32, "");
+  /* mcg = min(APACK / K / MR * MR, MCG); whole = mcg >= MR (else MR rows packed per K block) */
+  LLVMValueRef mcg = mul(g, LLVMBuildSDiv(L->B, LLVMBuildSDiv(L->B, I(g, APACK), LLVMBuildSelect(L->B, LLVMBuildICmp(L->B, LLVMIntSGT, K, I(g, 0), ""), K, I(g, 1), ""), ""), I(g, MR), ""), I(g, MR));
+  mcg = smin(g, mcg, I(g, MCG));
+  LLVMValueRef whole = LLVMBuildICmp(L->B, LLVMIntSGE, mcg, I(g, MR), "whole");
+  mcg = LLVMBuildSelect(L->B, whole, mcg, I(g, MR), "mcg");
+  LLLoop lic, ljb, lkb, lir;
+  ll_loop_begin(L, &lic, LLVMBuildSDiv(L->B, add(g, M, LLVMBuildSub(L->B, mcg, I(g, 1), "")), mcg, ""), "ic");
+  LLVMValueRef ic = mul(g, lic.iv, mcg);
+  LLVMValueRef mc = smin(g, LLVMBuildSub(L->B, M, ic, ""), mcg);
+  {
+    LLVMBasicBlockRef pk = ll_block(L, "pack"), go = ll_block(L, "packed");
+    LLVMBuildCondBr(L->B, LLVMBuildAnd(L->B, whole, LLVMBuildICmp(L->B, LLVMIntSGT, mc, I(g, 2), ""), ""), pk, go);
+    LLVMPositionBuilderAtEnd(L->B, pk);
+    LLVMValueRef args[6] = {ap, fp(g, a, mul(g, ic, K)), K, mc, I(g, 0), K};
+    call(L, "gat.gemm_pack_a", args, 6);
+    LLVMBuildBr(L->B, go);
+    LLVMPositionBuilderAtEnd(L->B, go);
+  }
   ll_loop_begin(L, &ljb, blocks(g, N, NR), "jb");
   LLVMValueRef j0 = mul(g, ljb.iv, I(g, NR));
   LLVMValueRef nr = smin(g, LLVMBuildSub(L->B, N, j0, ""), I(g, NR));
   LLVMValueRef poff = mul(g, mul(g, ljb.iv, K), I(g, NR));
   LLVMValueRef pw = fp(g, bw, poff), pu = fp(g, bu, poff);
-  ll_loop_begin(L, &lib, blocks(g, M, MR), "ib");
-  LLVMValueRef i0 = mul(g, lib.iv, I(g, MR));
-  LLVMValueRef mr = smin(g, LLVMBuildSub(L->B, M, i0, ""), I(g, MR));
-  ll_loop_begin(L, &lkb, blocks(g, K, GEMM_KC), "kb");
-  LLVMValueRef k0 = mul(g, lkb.iv, I(g, GEMM_KC));
-  LLVMValueRef kc = smin(g, LLVMBuildSub(L->B, K, k0, ""), I(g, GEMM_KC));
+  ll_loop_begin(L, &lkb, blocks(g, K, GLU_KC), "kb");
+  LLVMValueRef k0 = mul(g, lkb.iv, I(g, GLU_KC));
+  LLVMValueRef kc = smin(g, LLVMBuildSub(L->B, K, k0, ""), I(g, GLU_KC));
   LLVMValueRef accum = LLVMBuildICmp(L->B, LLVMIntSGT, k0, I(g, 0), "");
   LLVMValueRef kofs = mul(g, k0, I(g, NR));
-  LLVMBasicBlockRef rows = ll_block(L, "gemv"), tile = ll_block(L, "tile"), kdone = ll_block(L, "k.done");
+  ll_loop_begin(L, &lir, blocks(g, mc, MR), "ir");
+  LLVMValueRef ir = mul(g, lir.iv, I(g, MR));
+  LLVMValueRef mr = smin(g, LLVMBuildSub(L->B, mc, ir, ""), I(g, MR));
+  LLVMBasicBlockRef rows = ll_block(L, "gemv"), tile = ll_block(L, "tile"), done = ll_block(L, "ir.done");
   LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntSLE, mr, I(g, 2), ""), rows, tile);
   LLVMPositionBuilderAtEnd(L->B, rows);
   {
     LLLoop li;
     ll_loop_begin(L, &li, mr, "i");
-    LLVMValueRef ar = fp(g, a, add(g, mul(g, add(g, i0, li.iv), K), k0));
-    LLVMValueRef t0 = mul(g, li.iv, I(g, NR));
+    LLVMValueRef ar = fp(g, a, add(g, mul(g, add(g, ic, add(g, ir, li.iv)), K), k0));
+    LLVMValueRef t0 = mul(g, add(g, ir, li.iv), I(g, NR));
     LLVMValueRef a1[6] = {kc, ar, fp(g, pw, kofs), fp(g, tw, t0), I(g, NR), accum};
     call(L, "gat.gemm_row", a1, 6);
     LLVMValueRef a2[6] = {kc, ar, fp(g, pu, kofs), fp(g, tu, t0), I(g, NR), accum};
     call(L, "gat.gemm_row", a2, 6);
     ll_loop_end(L, &li);
-    LLVMBuildBr(L->B, kdone);
+    LLVMBuildBr(L->B, done);
   }
   LLVMPositionBuilderAtEnd(L->B, tile);
   {
-    LLVMValueRef ar = fp(g, a, add(g, mul(g, i0, K), k0));
-    LLVMValueRef a1[9] = {kc, ar, K, mr, fp(g, pw, kofs), tw, I(g, NR), I(g, NR), accum};
-    call(L, "gat.gemm_tile", a1, 9);
-    LLVMValueRef a2[9] = {kc, ar, K, mr, fp(g, pu, kofs), tu, I(g, NR), I(g, NR), accum};
-    call(L, "gat.gemm_tile", a2, 9);
-    LLVMBuildBr(L->B, kdone);
+    /* the micro-panel: packed with the chunk, or packed now for this K block */
+    LLVMBasicBlockRef now = ll_block(L, "pack.now"), have = ll_block(L, "panel"), pre = LLVMGetInsertBlock(L->B);
+    LLVMValueRef api_whole = fp(g, ap, add(g, mul(g, ir, K), mul(g, k0, I(g, MR))));
+    LLVMBuildCondBr(L->B, whole, have, now);
+    LLVMPositionBuilderAtEnd(L->B, now);
+    LLVMValueRef pa[6] = {ap, fp(g, a, mul(g, add(g, ic, ir), K)), K, mr, k0, kc};
+    call(L, "gat.gemm_pack_a", pa, 6);
+    LLVMBuildBr(L->B, have);
+    LLVMPositionBuilderAtEnd(L->B, have);
+    LLVMValueRef api = LLVMBuildPhi(L->B, L->tpf32, "api");
+    LLVMValueRef av[2] = {api_whole, ap};
+    LLVMBasicBlockRef ab[2] = {pre, now};
+    LLVMAddIncoming(api, av, ab, 2);
+    LLVMValueRef t0 = mul(g, ir, I(g, NR));
+    LLVMValueRef a1[10] = {kc, api, I(g, 1), mr, fp(g, pw, kofs), fp(g, tw, t0), I(g, NR), I(g, NR), accum, I(g, MR)};
+    call(L, "gat.gemm_tile", a1, 10);
+    LLVMValueRef a2[10] = {kc, api, I(g, 1), mr, fp(g, pu, kofs), fp(g, tu, t0), I(g, NR), I(g, NR), accum, I(g, MR)};
+    call(L, "gat.gemm_tile", a2, 10);
+    LLVMBuildBr(L->B, done);
   }
-  LLVMPositionBuilderAtEnd(L->B, kdone);
+  LLVMPositionBuilderAtEnd(L->B, done);
+  ll_loop_end(L, &lir);
   ll_loop_end(L, &lkb);
   {
     LLLoop li, lj;
-    ll_loop_begin(L, &li, mr, "i");
-    LLVMValueRef r = add(g, i0, li.iv), t0 = mul(g, li.iv, I(g, NR));
+    ll_loop_begin(L, &li, mc, "i");
+    LLVMValueRef r = add(g, ic, li.iv), t0 = mul(g, li.iv, I(g, NR));
     LLVMValueRef a1[6] = {fp(g, tw, t0), nr, ptr_or_null(g, rs, r), ptr_or_null(g, bias, j0), act, LLVMConstNull(L->tpf32)};
     call(L, "gat.gemm_epi", a1, 6);
     LLVMValueRef a2[6] = {fp(g, tu, t0), nr, ptr_or_null(g, rs, r), ptr_or_null(g, biasu, j0), ll_i32(L, 0), LLVMConstNull(L->tpf32)};
     call(L, "gat.gemm_epi", a2, 6);
     ll_loop_begin(L, &lj, nr, "j");
-    LLVMValueRef x = LLVMBuildFPExt(L->B, LLVMBuildLoad2(L->B, L->tf32, fp(g, tw, add(g, t0, lj.iv)), ""), L->tf64, "");
-    LLVMValueRef y = LLVMBuildFPExt(L->B, LLVMBuildLoad2(L->B, L->tf32, fp(g, tu, add(g, t0, lj.iv)), ""), L->tf64, "");
-    LLVMBuildStore(L->B, LLVMBuildFPTrunc(L->B, LLVMBuildFMul(L->B, x, y, ""), L->tf32, ""),
-                   fp(g, c, add(g, mul(g, r, N), add(g, j0, lj.iv))));
+    LLVMValueRef x = LLVMBuildLoad2(L->B, L->tf32, fp(g, tw, add(g, t0, lj.iv)), "");
+    LLVMValueRef y = LLVMBuildLoad2(L->B, L->tf32, fp(g, tu, add(g, t0, lj.iv)), "");
+    /* a float product of two floats = the double product rounded once */
+    LLVMBuildStore(L->B, LLVMBuildFMul(L->B, x, y, ""), fp(g, c, add(g, mul(g, r, N), add(g, j0, lj.iv))));
     ll_loop_end(L, &lj);
     ll_loop_end(L, &li);
   }
-  ll_loop_end(L, &lib);
   ll_loop_end(L, &ljb);
+  ll_loop_end(L, &lic);
   LLVMBuildRetVoid(L->B);
 }
 
@@ -528,6 +605,7 @@ void ll_gemm_declare(LL *L) {
   build_row(&g);
   build_epi(&g);
   build_f32(&g);
+  build_pack_a(&g);
   build_glu(&g);
   L->fn = saved_fn;
   if (saved_bb) LLVMPositionBuilderAtEnd(L->B, saved_bb);

@@ -107,6 +107,17 @@ int ll_gemm_act_ok(int epi_act);
 /* void gat.flash_DK_DV(gat_attn_args *): the flash kernel of attn_fast calls (built once per pair) */
 LLVMValueRef ll_flash_attn_fn(LL *L, int64_t dk, int64_t dv);
 
+/* ---- emit_llvm_math.c ---- */
+/* f32_math: fn of a float value with the float functions of codegen/kernels_math.c built as IR
+   (vectorizable, no libm); NULL for functions without a float form */
+LLVMValueRef ll_unary_f32(LL *L, IrFn fn, LLVMValueRef a);
+
+/* ---- emit_llvm_knobs.c: run-time skip thresholds / route capacities (codegen/emit_knobs.h) ---- */
+/* &model->skip_tau[i] (cap 0) or &model->skip_cap[i] (cap 1), double*; only when emit_knobs_n > 0 */
+LLVMValueRef ll_knob_ptr(LL *L, LLVMValueRef model, int cap, LLVMValueRef i);
+void ll_knobs_init(LL *L, LLVMValueRef model); /* the compile-time values, stored by init */
+void ll_emit_knobs(LL *L);                     /* NAME_skip_ops ... NAME_set_route_capacity */
+
 /* ---- emit_llvm_api.c ---- */
 void ll_build_types(LL *L);
 void ll_emit_api(LL *L);

@@ -23,7 +23,8 @@
  * values or f64 scratch, comparisons and logic (a rounding difference could
  * flip them), gelu_erf, pow, mod, reductions over more than F32MATH_MAX_RED
  * terms or over T. Backends without the float functions may evaluate them
- * in double and round (the LLVM backend does). */
+ * in double and round (the LLVM backend builds the same functions as IR:
+ * codegen/emit_llvm_math.c). */
 #include "pass.h"
 
 #include "kernels_math.h"

@@ -13,8 +13,10 @@ second SwiGLU (statement 1). The float64 PyTorch reference is written from
 the math (layers.md §12) at the tau/c each run sets; the --count counters
 must show each branch ran on exactly the tokens PyTorch keeps, so a lower
 tau really runs more tokens and a higher one fewer. Prefill and decode,
-interpreter and compiled code; plus the errors of bad --set values and a C
-program that calls the setters and getters directly."""
+interpreter and compiled code; plus the errors of bad --set values and C
+programs that call the setters and getters directly and run the model at
+knob values set through them (linked with the generated C, or with the LLVM
+backend's object file under --backend jit)."""
 import math
 import os
 import subprocess
@@ -156,26 +158,100 @@ int main(void) {
 """
 
 
-def c_api_test(c, args):
-    """Builds the generated C with a small program calling the knob API."""
+# knobs_run WEIGHTS X.bin T STEP tau0 cap1 rtau1 Y.bin: init from the safetensors blob, the three
+# knobs through the setters (rtau1 < 0 removes the route's threshold), forward T tokens STEP at a
+# time (0: one call), y written raw
+C_RUN = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "knobs.h"
+static void *slurp(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  *len = (size_t)ftell(f);
+  fseek(f, 0, SEEK_SET);
+  void *p = malloc(*len ? *len : 1);
+  if (fread(p, 1, *len, f) != *len) { free(p); p = NULL; }
+  fclose(f);
+  return p;
+}
+int main(int argc, char **argv) {
+  if (argc != 9) return 2;
+  size_t wl = 0, xl = 0;
+  void *blob = slurp(argv[1], &wl);
+  float *x = slurp(argv[2], &xl);
+  const long T = atol(argv[3]), step = atol(argv[4]) ? atol(argv[4]) : atol(argv[3]);
+  if (!blob || !x) return 3;
+  knobs m;
+  void *arena = aligned_alloc(64, (KNOBS_ARENA_BYTES + 63) / 64 * 64);
+  float *y = malloc(sizeof(float) * (size_t)T * 16);
+  if (knobs_init(&m, arena, KNOBS_ARENA_BYTES, blob, wl) != GAT_OK) { printf("init: %s\n", knobs_message(&m)); return 4; }
+  if (knobs_set_skip_threshold(&m, 0, atof(argv[5])) != GAT_OK || knobs_set_route_capacity(&m, 1, atof(argv[6])) != GAT_OK ||
+      knobs_set_skip_threshold(&m, 1, atof(argv[7])) != GAT_OK) { printf("set: %s\n", knobs_message(&m)); return 5; }
+  for (long t = 0; t < T; t += step)
+    if (knobs_forward(&m, x + t * 16, (int32_t)(T - t < step ? T - t : step), y + t * 16) != GAT_OK) {
+      printf("forward: %s\n", knobs_message(&m));
+      return 6;
+    }
+  FILE *f = fopen(argv[8], "wb");
+  if (!f || fwrite(y, sizeof(float), (size_t)T * 16, f) != (size_t)T * 16) return 7;
+  fclose(f);
+  free(arena);
+  free(y);
+  free(x);
+  free(blob);
+  return 0;
+}
+"""
+
+
+def c_api_test(c, args, x=None):
+    """Builds the generated model (C, or the LLVM backend's object with --emit=obj when testing the
+    LLVM backend) with a small program calling the knob API, and one that runs the model at knob
+    values set through the setters against the PyTorch reference."""
     src_dir = os.environ.get("GAT_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
-    out_c = os.path.join(c.dir, "knobs.c")
-    if gattnc(c, c.src, "-o", out_c).returncode != 0:
+    obj = args.backend == "jit"
+    what = "LLVM object" if obj else "C"
+    out_c = os.path.join(c.dir, "knobs.o" if obj else "knobs.c")
+    if gattnc(c, c.src, *(["--emit=obj"] if obj else []), "-o", out_c).returncode != 0:
         return False
-    main_c = os.path.join(c.dir, "knobs_main.c")
-    with open(main_c, "w") as f:
-        f.write(C_API.replace("#include <stdlib.h>", "#include <stdlib.h>\n#include <string.h>"))
-    exe = os.path.join(c.dir, "knobs_main")
     rt = os.path.join(src_dir, "runtime")
-    cmd = ["cc", "-std=c11", "-Wall", "-Wextra", "-pedantic", "-Werror", "-O1", "-I", rt, "-I", c.dir, main_c, out_c,
-           os.path.join(rt, "gat_runtime.c"), os.path.join(rt, "gat_safetensors.c"), "-lm", "-o", exe]
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != 0:
-        print("FAIL: building the C API test:", p.stderr[:3000])
-        return False
-    p = subprocess.run([exe], capture_output=True, text=True)
-    print(p.stdout.strip())
-    return p.returncode == 0
+    ok = True
+    for name, text in (("knobs_main", C_API.replace("#include <stdlib.h>", "#include <stdlib.h>\n#include <string.h>")),
+                       ("knobs_run", C_RUN)):
+        main_c = os.path.join(c.dir, name + ".c")
+        with open(main_c, "w") as f:
+            f.write(text)
+        exe = os.path.join(c.dir, name)
+        cmd = ["cc", "-std=c11", "-Wall", "-Wextra", "-pedantic", "-Werror", "-O1", "-I", rt, "-I", c.dir, main_c, out_c,
+               os.path.join(rt, "gat_runtime.c"), os.path.join(rt, "gat_safetensors.c"), "-lm", "-o", exe]
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode != 0:
+            print(f"FAIL: building the C API test ({what}):", p.stderr[:3000])
+            return False
+    p = subprocess.run([os.path.join(c.dir, "knobs_main")], capture_output=True, text=True)
+    print(p.stdout.strip(), f"({what})")
+    ok = p.returncode == 0
+    if x is None:
+        return ok
+    xpath, ypath = os.path.join(c.dir, "knobs_x.bin"), os.path.join(c.dir, "knobs_y.bin")
+    x.float().numpy().tofile(xpath)
+    T = x.shape[0]
+    import numpy as np
+    for tau, cap, rtau in ((0.3, 0.75, 0.2), (0.7, 0.25, -1.0)):
+        for step in (0, 1):
+            p = subprocess.run([os.path.join(c.dir, "knobs_run"), c.wpath, xpath, str(T), str(step), str(tau), str(cap),
+                                str(rtau), ypath], capture_output=True, text=True)
+            if p.returncode != 0:
+                print(f"FAIL: knobs_run ({what}) exit {p.returncode}: {p.stdout.strip()}")
+                ok = False
+                continue
+            got = torch.from_numpy(np.fromfile(ypath, dtype=np.float32).reshape(T, D)).double()
+            want, _, _ = ref(x, c.weights, step or T, tau, cap, None if rtau < 0 else rtau)
+            ok &= check(f"{what} setters tau {tau} capacity {cap} route tau {rtau} {'decode' if step else 'prefill'}",
+                        got, want, 1e-4)
+    return ok
 
 
 def main():
@@ -234,8 +310,8 @@ def main():
                   f"{p.stderr.strip().splitlines()[-1] if p.stderr.strip() else '(no message)'}")
             tally(ok)
 
-    if args.backend == "c":
-        tally(c_api_test(c, args))
+    # the C build (--backend c) or the LLVM object (--backend jit) linked into C programs
+    tally(c_api_test(c, args, x))
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 
