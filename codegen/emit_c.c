@@ -259,36 +259,9 @@ static void emit_binary(StrBuf *o, IrFn fn, IrDType dt, const char *a, const cha
 static void emit_expr_raw(Emit *E, StrBuf *pre, int depth, int ktvar, const LoopExpr *x, StrBuf *o);
 
 /* ---- f32_math sums in lanes ---------------------------------------------------------- */
-/* 1 when every load of e that uses variable v reads consecutive elements
- * along v (v only in the last index, coefficient 1) and e holds no
- * reduction of its own; *uses counts the loads that use v. */
-static int expr_unit_stride(const LoopExpr *e, int v, int *uses) {
-  if (!e) return 1;
-  if (e->kind == LX_REDUCE) return 0;
-  if (e->kind == LX_LOAD) {
-    for (int d = 0; d < e->nidx; d++)
-      for (int t = 0; t < e->idx[d].nterms; t++) {
-        if (e->idx[d].var[t] != v) continue;
-        if (d != e->nidx - 1 || e->idx[d].coef[t] != 1) return 0;
-        ++*uses;
-      }
-  }
-  return expr_unit_stride(e->a, v, uses) && expr_unit_stride(e->b, v, uses) && expr_unit_stride(e->c, v, uses);
-}
-
-/* Lanes for a sum/mean of an f32_math kernel (0: the plain sequential
- * loop). With one float accumulator every addition waits for the previous
- * one and, without reassociation (-ffast-math), the compiler cannot
- * vectorize; with L independent partial sums over a unit-stride operand
- * the lane loop is a vector loop (L = 32: four AVX2 / two AVX-512 vectors,
- * enough chains to hide the add latency). The order of the additions
- * changes: allowed for f32_math nests, which already round in float. */
-static int red_lanes(const Emit *E, const LoopExpr *x) {
-  if (!E->f32 || !(x->red == IR_RED_SUM || x->red == IR_RED_MEAN) || x->extent == IR_DIM_T) return 0;
-  int uses = 0;
-  if (!expr_unit_stride(x->a, x->var, &uses) || uses == 0) return 0;
-  return x->extent >= 64 ? 32 : x->extent >= 32 ? 16 : x->extent >= 16 ? 8 : 0;
-}
+/* Lanes for a sum/mean of an f32_math kernel (0: the plain sequential loop;
+ * loop_sum_lanes has the rule, shared with the LLVM backend). */
+static int red_lanes(const Emit *E, const LoopExpr *x) { return E->f32 ? loop_sum_lanes(x) : 0; }
 
 /* float rN = sum over v of x->a in `lanes` partial sums: lane l adds the
  * terms v = l, l + lanes, ... (the tail v >= main adds into lanes 0..),

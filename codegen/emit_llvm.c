@@ -429,28 +429,8 @@ static const LoopExpr *ll_find_reduce(const LoopExpr *e) {
   return r;
 }
 
-/* f32_math lane sums, as codegen/emit_c.c red_lanes / emit_reduce_lanes: 1 when every load of e
- * that uses v reads consecutive elements along v and e holds no reduction; *uses counts them */
-static int expr_unit_stride(const LoopExpr *e, int v, int *uses) {
-  if (!e) return 1;
-  if (e->kind == LX_REDUCE) return 0;
-  if (e->kind == LX_LOAD) {
-    for (int d = 0; d < e->nidx; d++)
-      for (int t = 0; t < e->idx[d].nterms; t++) {
-        if (e->idx[d].var[t] != v) continue;
-        if (d != e->nidx - 1 || e->idx[d].coef[t] != 1) return 0;
-        ++*uses;
-      }
-  }
-  return expr_unit_stride(e->a, v, uses) && expr_unit_stride(e->b, v, uses) && expr_unit_stride(e->c, v, uses);
-}
-
-static int red_lanes(const LL *L, const LoopExpr *x) {
-  if (!L->f32 || !(x->red == IR_RED_SUM || x->red == IR_RED_MEAN) || x->extent == IR_DIM_T) return 0;
-  int uses = 0;
-  if (!expr_unit_stride(x->a, x->var, &uses) || uses == 0) return 0;
-  return x->extent >= 64 ? 32 : x->extent >= 32 ? 16 : x->extent >= 16 ? 8 : 0;
-}
+/* f32_math lane sums, as codegen/emit_c.c emit_reduce_lanes (the rule: loop_sum_lanes) */
+static int red_lanes(const LL *L, const LoopExpr *x) { return L->f32 ? loop_sum_lanes(x) : 0; }
 
 /* float sum over v of x->a in `lanes` partial sums: lane l adds the terms v = l, l + lanes, ...
  * (the tail v >= main adds into lanes 0..), then the lanes are added pairwise (l += l + w for

@@ -13,6 +13,36 @@ LoopModule *loop_module_new(Arena *a, const char *name, int64_t max_T) {
 
 int64_t loop_shape_numel_max(IrShape s, int64_t max_T) { return ir_shape_numel(s, max_T); }
 
+/* 1 when every load of e that uses variable v reads consecutive elements
+ * along v (v only in the last index, coefficient 1) and e holds no
+ * reduction of its own; *uses counts the loads that use v. */
+static int expr_unit_stride(const LoopExpr *e, int v, int *uses) {
+  if (!e) return 1;
+  if (e->kind == LX_REDUCE) return 0;
+  if (e->kind == LX_LOAD) {
+    for (int d = 0; d < e->nidx; d++)
+      for (int t = 0; t < e->idx[d].nterms; t++) {
+        if (e->idx[d].var[t] != v) continue;
+        if (d != e->nidx - 1 || e->idx[d].coef[t] != 1) return 0;
+        ++*uses;
+      }
+  }
+  return expr_unit_stride(e->a, v, uses) && expr_unit_stride(e->b, v, uses) && expr_unit_stride(e->c, v, uses);
+}
+
+/* With one float accumulator every addition waits for the previous one and,
+ * without reassociation (-ffast-math), no compiler vectorizes; with L
+ * independent partial sums over a unit-stride operand the lane loop is a
+ * vector loop (L = 32: four AVX2 / two AVX-512 vectors, enough chains to hide
+ * the add latency). The order of the additions changes: allowed for f32_math
+ * nests, which already round in float. */
+int loop_sum_lanes(const LoopExpr *x) {
+  if (!(x->red == IR_RED_SUM || x->red == IR_RED_MEAN) || x->extent == IR_DIM_T) return 0;
+  int uses = 0;
+  if (!expr_unit_stride(x->a, x->var, &uses) || uses == 0) return 0;
+  return x->extent >= 64 ? 32 : x->extent >= 32 ? 16 : x->extent >= 16 ? 8 : 0;
+}
+
 LoopBuf *loop_buf_new(LoopModule *m, LoopBufKind kind, IrDType dt, IrShape shape, int tvar,
                       const char *name) {
   LoopBuf *b = ARENA_NEW(m->arena, LoopBuf);

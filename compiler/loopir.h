@@ -323,6 +323,12 @@ LoopExpr *loop_expr_new(LoopModule *m, LoopExprKind kind, IrDType dt);
 /* Places scratch and state buffers in the arena (state first, 64-byte aligned). */
 void loop_module_layout(LoopModule *m);
 int64_t loop_shape_numel_max(IrShape s, int64_t max_T);
+/* Lanes of a float sum/mean in an f32_math nest (0: the plain sequential loop):
+ * 32, 16 or 8 partial sums when the reduced operand is unit-stride along the
+ * reduction variable and the extent is at least 64, 32 or 16. Both backends use
+ * this one rule, so they add in the same order (docs/optimizer.md, "Vectorized
+ * f32 nests"). */
+int loop_sum_lanes(const LoopExpr *x);
 
 /* ---- lowering from the graph IR (loopir_lower.c) ---------------------------- */
 /* NULL + err when an op cannot be lowered. The module is verified beforehand. */

@@ -44,11 +44,13 @@ extern "C" {
 #endif
 }
 
+#include "vecmath_ref.h"
+
 #ifdef GAT_HAVE_LLVM
 namespace {
 
 const char *kFns[] = {"exp", "tanh", "sigmoid", "silu", "softplus", "logsigmoid", "gelu_tanh", "log"};
-typedef void (*LoopFn)(const float *, float *, int64_t);
+typedef VmFn LoopFn;
 
 // the vecmath module JIT-compiled; fn("exp") -> gat_vm_test_exp; ir: the optimized module text
 struct Jit {
@@ -121,72 +123,8 @@ Jit &jit() {
   return j;
 }
 
-double ref(const std::string &f, double x) {
-  if (f == "exp") return std::exp(x);
-  if (f == "tanh") return std::tanh(x);
-  if (f == "sigmoid") return 1.0 / (1.0 + std::exp(-x));
-  if (f == "silu") return x / (1.0 + std::exp(-x));
-  if (f == "softplus") return x > 20 ? x : std::log1p(std::exp(x));
-  if (f == "logsigmoid") return x >= 0 ? -std::log1p(std::exp(-x)) : x - std::log1p(std::exp(x));
-  if (f == "gelu_tanh") {
-    double y = 0.79788456080286535588 * (x + 0.044715 * x * x * x);
-    return x / (1.0 + std::exp(-2.0 * y));
-  }
-  if (f == "log") return std::log(x);
-  return NAN;
-}
-
-std::vector<float> float_walk(float lo, float hi, uint32_t stride, bool both_signs) {
-  uint32_t a, b;
-  std::memcpy(&a, &lo, 4);
-  std::memcpy(&b, &hi, 4);
-  std::vector<float> xs;
-  for (uint64_t u = a; u <= b; u += stride) {
-    float x;
-    uint32_t v = (uint32_t)u;
-    std::memcpy(&x, &v, 4);
-    xs.push_back(x);
-    if (both_signs) xs.push_back(-x);
-  }
-  return xs;
-}
-
-struct ErrStat {
-  double max_ulp = 0, max_rel = 0, at_ulp = 0;
-  long n = 0, bad_special = 0;
-};
-
 ErrStat measure(const char *f, const std::vector<float> &xs, double lo, double hi) {
-  ErrStat st;
-  LoopFn fn = jit().fn(f);
-  if (!fn) return st;
-  std::vector<float> in, out;
-  for (float x : xs)
-    if (x >= lo && x <= hi) in.push_back(x);
-  out.resize(in.size());
-  fn(in.data(), out.data(), (int64_t)in.size());
-  for (size_t i = 0; i < in.size(); i++) {
-    double r = ref(f, in[i]), g = out[i];
-    if (std::fabs(r) > FLT_MAX) {
-      st.bad_special += !(std::isinf(g) && (g > 0) == (r > 0));
-      continue;
-    }
-    if (std::fabs(r) < FLT_MIN) {
-      st.bad_special += std::fabs(g - r) > 2.0 * std::ldexp(1.0, -149) * 8;
-      continue;
-    }
-    int e;
-    std::frexp(r, &e);
-    double ulp = std::ldexp(1.0, e - 24);
-    double u = std::fabs(g - r) / ulp;
-    if (!(u <= st.max_ulp)) {
-      st.max_ulp = u;
-      st.at_ulp = in[i];
-    }
-    st.max_rel = std::fmax(st.max_rel, std::fabs(g - r) / std::fabs(r));
-    st.n++;
-  }
-  return st;
+  return vm_measure(jit().fn(f), f, xs, lo, hi);
 }
 
 TEST(LlvmVecmath, AccuracyAgainstDoubleLibm) {
@@ -221,35 +159,7 @@ TEST(LlvmVecmath, SpecialValues) {
     jit().fn(f)(&x, &y, 1);
     return y;
   };
-  const float inf = INFINITY, nan = NAN;
-  for (const char *f : kFns) EXPECT_TRUE(std::isnan(f1(f, nan))) << f << "(NaN)";
-  EXPECT_EQ(f1("exp", -inf), 0.0f);
-  EXPECT_EQ(f1("exp", -200.0f), 0.0f);
-  EXPECT_EQ(f1("exp", inf), inf);
-  EXPECT_EQ(f1("exp", 89.0f), inf);
-  EXPECT_EQ(f1("exp", 0.0f), 1.0f);
-  EXPECT_NEAR(f1("exp", -100.0f), 3.720076e-44f, 2e-45f);
-  EXPECT_EQ(f1("tanh", inf), 1.0f);
-  EXPECT_EQ(f1("tanh", -inf), -1.0f);
-  EXPECT_EQ(f1("tanh", 0.0f), 0.0f);
-  EXPECT_TRUE(std::signbit(f1("tanh", -0.0f)));
-  EXPECT_EQ(f1("sigmoid", inf), 1.0f);
-  EXPECT_EQ(f1("sigmoid", -inf), 0.0f);
-  EXPECT_EQ(f1("sigmoid", 0.0f), 0.5f);
-  EXPECT_EQ(f1("silu", inf), inf);
-  EXPECT_EQ(f1("silu", -200.0f), 0.0f);
-  EXPECT_EQ(f1("softplus", inf), inf);
-  EXPECT_EQ(f1("softplus", -inf), 0.0f);
-  EXPECT_EQ(f1("softplus", 30.0f), 30.0f);
-  EXPECT_EQ(f1("logsigmoid", -inf), -inf);
-  EXPECT_EQ(f1("logsigmoid", inf), 0.0f);
-  EXPECT_EQ(f1("gelu_tanh", inf), inf);
-  EXPECT_TRUE(std::isnan(f1("gelu_tanh", -inf)));
-  EXPECT_EQ(f1("gelu_tanh", 0.0f), 0.0f);
-  EXPECT_EQ(f1("log", 0.0f), -inf);
-  EXPECT_EQ(f1("log", 1.0f), 0.0f);
-  EXPECT_EQ(f1("log", inf), inf);
-  EXPECT_TRUE(std::isnan(f1("log", -1.0f)));
+  vm_expect_special_values(f1, kFns, (int)(sizeof kFns / sizeof kFns[0]));
 }
 
 // the body of `define ... @gat_vm_test_F(` in the optimized module text
