@@ -1142,6 +1142,9 @@ static Val instantiate_layer(Sema *S, AstDecl *L, AstExpr *call) {
   RetCtx ret = {0};
   int errs = diag_error_count();
   exec_stmts(S, &L->body, &ret);
+  /* errors inside the body point into the layer (often a std file): say
+   * which call instantiated it, innermost first, as a chain of notes */
+  if (diag_error_count() > errs) diag_note(call->loc, "in layer '%s', called from here", L->name);
   Val result = ret.value;
   if (!ret.returned) {
     if (L->rets.len > 0 && diag_error_count() == errs)
