@@ -516,26 +516,36 @@ LLVMModuleRef emit_llvm_module(const LoopModule *m, LLVMContextRef ctx, LLVMTarg
     LLVMDisposeModule(L.M);
     return NULL;
   }
+  return ll_verify_optimize(L.M, tm, opt_level >= 1 ? "default<O3>" : "default<O2>", 1,
+                            "LLVM backend: the generated module", err, errlen);
+}
+
+/* Verifies M (LLVMVerifyModule) and runs LLVM's pipeline `pipeline` on it with
+ * loop and SLP vectorization (and loop unrolling when unroll). Returns M, or
+ * NULL with the reason in err ("WHAT does not verify: ...", "WHAT: optimization
+ * failed: ...") after disposing M. */
+LLVMModuleRef ll_verify_optimize(LLVMModuleRef M, LLVMTargetMachineRef tm, const char *pipeline, int unroll,
+                                 const char *what, char *err, size_t errlen) {
   char *msg = NULL;
-  if (LLVMVerifyModule(L.M, LLVMReturnStatusAction, &msg)) {
-    snprintf(err, errlen, "LLVM backend: the generated module does not verify: %.600s", msg ? msg : "?");
+  if (LLVMVerifyModule(M, LLVMReturnStatusAction, &msg)) {
+    snprintf(err, errlen, "%s does not verify: %.600s", what, msg ? msg : "?");
     LLVMDisposeMessage(msg);
-    LLVMDisposeModule(L.M);
+    LLVMDisposeModule(M);
     return NULL;
   }
   LLVMDisposeMessage(msg);
   LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
   LLVMPassBuilderOptionsSetLoopVectorization(po, 1);
   LLVMPassBuilderOptionsSetSLPVectorization(po, 1);
-  LLVMPassBuilderOptionsSetLoopUnrolling(po, 1);
-  LLVMErrorRef e = LLVMRunPasses(L.M, opt_level >= 1 ? "default<O3>" : "default<O2>", tm, po);
+  if (unroll) LLVMPassBuilderOptionsSetLoopUnrolling(po, 1);
+  LLVMErrorRef e = LLVMRunPasses(M, pipeline, tm, po);
   LLVMDisposePassBuilderOptions(po);
   if (e) {
     char *em = LLVMGetErrorMessage(e);
-    snprintf(err, errlen, "LLVM backend: optimization failed: %s", em);
+    snprintf(err, errlen, "%s: optimization failed: %s", what, em);
     LLVMDisposeErrorMessage(em);
-    LLVMDisposeModule(L.M);
+    LLVMDisposeModule(M);
     return NULL;
   }
-  return L.M;
+  return M;
 }

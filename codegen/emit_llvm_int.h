@@ -69,6 +69,8 @@ typedef struct LLLoop {
 } LLLoop;
 void ll_loop_begin(LL *L, LLLoop *lp, LLVMValueRef n, const char *name);
 void ll_loop_end(LL *L, LLLoop *lp);
+LLVMModuleRef ll_verify_optimize(LLVMModuleRef M, LLVMTargetMachineRef tm, const char *pipeline, int unroll,
+                                 const char *what, char *err, size_t errlen);
 
 LLVMValueRef ll_tvar(LL *L, int tvar);                     /* T or rows[tvar] as i64 */
 LLVMValueRef ll_size(LL *L, LoopSize s);                   /* k * T^tpow as i64 */

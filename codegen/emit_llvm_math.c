@@ -273,25 +273,9 @@ LLVMModuleRef emit_llvm_vecmath_module(LLVMContextRef ctx, LLVMTargetMachineRef 
   }
   LLVMDisposeBuilder(L.B);
   LLVMDisposeTargetData(L.td);
-  char *msg = NULL;
-  if (L.failed || LLVMVerifyModule(L.M, LLVMReturnStatusAction, &msg)) {
-    if (!L.failed) snprintf(err, errlen, "vecmath module does not verify: %.600s", msg ? msg : "?");
-    LLVMDisposeMessage(msg);
+  if (L.failed) {
     LLVMDisposeModule(L.M);
     return NULL;
   }
-  LLVMDisposeMessage(msg);
-  LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
-  LLVMPassBuilderOptionsSetLoopVectorization(po, 1);
-  LLVMPassBuilderOptionsSetSLPVectorization(po, 1);
-  LLVMErrorRef e = LLVMRunPasses(L.M, "default<O3>", tm, po);
-  LLVMDisposePassBuilderOptions(po);
-  if (e) {
-    char *em = LLVMGetErrorMessage(e);
-    snprintf(err, errlen, "vecmath module: optimization failed: %s", em);
-    LLVMDisposeErrorMessage(em);
-    LLVMDisposeModule(L.M);
-    return NULL;
-  }
-  return L.M;
+  return ll_verify_optimize(L.M, tm, "default<O3>", 0, "vecmath module", err, errlen);
 }

@@ -228,27 +228,12 @@ TEST(LlvmVecmath, SameValuesAsTheCText) {
 }
 
 // ---- lane sums and gates in a model: JIT vs the C build vs double ----
-const char *kSums = R"(model t {
-  max T = 8
-  input a : f32[T, 100]
-  input b : f32[T, 100]
-  input c : f32[T, 64, 3]
-  output d : f32[T]
-  output mn : f32[T]
-  output s : f32[T, 3]
-  output g : f32[T, 100]
-  d[t] = sum(j) a[t, j] * b[t, j]
-  mn[t] = mean(j) sigmoid(a[t, j]) * b[t, j]
-  s[t, i] = sum(j) c[t, j, i]
-  g[t, j] = a[t, j] * silu(b[t, j]) + tanh(a[t, j]) * softplus(b[t, j]) - logsigmoid(a[t, j]) * gelu(b[t, j], approx: "tanh")
-}
-)";
 
 TEST(LlvmVecmath, LaneSumsAndGatesInAModel) {
   Arena ar;
   arena_init(&ar);
   FrontendOptions fo = {nullptr, 0};
-  IrModule *m = frontend_compile(&ar, "t.gat", kSums, &fo);
+  IrModule *m = frontend_compile(&ar, "t.gat", kVmSums, &fo);
   ASSERT_NE(m, nullptr);
   char err[1024] = "";
   PassOptions o2;

@@ -206,21 +206,6 @@ TEST(Vecmath, TextCompilesCleanAndVectorizes) {
 }
 
 // ---- lane sums in generated code ------------------------------------------------------
-const char *kSums = R"(model t {
-  max T = 8
-  input a : f32[T, 100]
-  input b : f32[T, 100]
-  input c : f32[T, 64, 3]
-  output d : f32[T]
-  output mn : f32[T]
-  output s : f32[T, 3]
-  output g : f32[T, 100]
-  d[t] = sum(j) a[t, j] * b[t, j]
-  mn[t] = mean(j) sigmoid(a[t, j]) * b[t, j]
-  s[t, i] = sum(j) c[t, j, i]
-  g[t, j] = a[t, j] * silu(b[t, j]) + tanh(a[t, j]) * softplus(b[t, j]) - logsigmoid(a[t, j]) * gelu(b[t, j], approx: "tanh")
-}
-)";
 
 std::string read_text(const std::string &path) {
   std::ifstream f(path);
@@ -230,7 +215,7 @@ std::string read_text(const std::string &path) {
 }
 
 TEST(Vecmath, LaneSumsInGeneratedCode) {
-  Compiled c(kSums);
+  Compiled c(kVmSums);
   ASSERT_NE(c.m, nullptr);
   char err[1024] = "";
   std::string dir = work_dir();

@@ -123,3 +123,21 @@ void vm_expect_special_values(F1 f1, const char *const *fns, int nfns) {
   EXPECT_EQ(f1("log", inf), inf);
   EXPECT_TRUE(std::isnan(f1("log", -1.0f)));
 }
+
+// a model with lane sums (sum, mean, a strided sum) and every f32 gate function:
+// both tests compile it and compare the backends with double
+static const char *const kVmSums = R"(model t {
+  max T = 8
+  input a : f32[T, 100]
+  input b : f32[T, 100]
+  input c : f32[T, 64, 3]
+  output d : f32[T]
+  output mn : f32[T]
+  output s : f32[T, 3]
+  output g : f32[T, 100]
+  d[t] = sum(j) a[t, j] * b[t, j]
+  mn[t] = mean(j) sigmoid(a[t, j]) * b[t, j]
+  s[t, i] = sum(j) c[t, j, i]
+  g[t, j] = a[t, j] * silu(b[t, j]) + tanh(a[t, j]) * softplus(b[t, j]) - logsigmoid(a[t, j]) * gelu(b[t, j], approx: "tanh")
+}
+)";
