@@ -88,6 +88,26 @@ class Case:
         return {k: v.double() for k, v in read_st(opath).items()}
 
 
+def sh(argv, timeout=900, **kw):
+    """Runs a command: (exit status, stdout + stderr)."""
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
+    return p.returncode, p.stdout + p.stderr
+
+
+def gattnc_run(args, src, wpath, ipath, opath, flags=(), step=0):
+    """`gattnc run SRC` on the inputs file with extra flags (["--interp"] for the
+    interpreter), --step STEP when STEP > 0; the outputs, or None after printing
+    the failure (so one failing configuration does not hide the others)."""
+    argv = [args.gattnc, "run", src, "--weights", wpath, "--inputs", ipath, "-o", opath] + list(flags)
+    if step:
+        argv += ["--step", str(step)]
+    rc, log = sh(argv)
+    if rc:
+        print(f"FAIL: {' '.join(argv)}:\n{log[:3000]}")
+        return None
+    return read_st(opath)
+
+
 def check(label, got, want, rtol):
     """Max relative error, normalised by the reference's largest magnitude."""
     err = (got.double() - want.double()).abs().max().item()
@@ -105,10 +125,23 @@ def parse_args():
     # c: compiled runs build the generated C (cc + dlopen); jit: the LLVM backend
     # in-process (`gattnc run --jit`), also for tests that call `gattnc run` themselves
     ap.add_argument("--backend", choices=("c", "jit"), default="c")
+    # K/N: run only the units i with i % N == K (tests/CMakeLists.txt registers the
+    # long scripts as N ctest entries, so two cores share them and none runs alone at the end)
+    ap.add_argument("--shard", default="0/1")
     args = ap.parse_args()
+    k, n = (int(v) for v in args.shard.split("/"))
+    if not 0 <= k < n:
+        ap.error(f"--shard {args.shard}: want K/N with 0 <= K < N")
+    args.shard = (k, n)
     if args.backend == "jit":
         os.environ["GATTNC_RUN_JIT"] = "1"
     return args
+
+
+def shard(args, units):
+    """The units (any list) this run's --shard K/N owns: every N-th, from the K-th."""
+    k, n = args.shard
+    return [u for i, u in enumerate(units) if i % n == k]
 
 
 def perturb(weights, seed=1, scale=0.1):

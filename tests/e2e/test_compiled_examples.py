@@ -23,23 +23,17 @@ vocabulary."""
 import glob
 import os
 import re
-import subprocess
 import sys
 
 import torch
 
-from e2e_util import check, parse_args, read_st, write_st
+from e2e_util import check, parse_args, read_st, sh, shard, write_st
 
 RTOL = 1e-5
 T = 9
 RUNTIME = None
 FORBIDDEN = {"malloc", "calloc", "realloc", "free"}
 
-
-
-def sh(argv, **kw):
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=600, **kw)
-    return p.returncode, p.stdout + p.stderr
 
 
 def header_io(hpath):
@@ -280,7 +274,7 @@ def main():
     os.makedirs(args.workdir, exist_ok=True)
     with open(clash, "w") as f:
         f.write(CLASH_GAT)
-    for src in examples + [clash]:
+    for src in shard(args, examples + [clash]):
         ok &= test_example(args, src)
     print("all ok" if ok else "FAILED")
     return 0 if ok else 1

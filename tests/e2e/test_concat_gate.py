@@ -21,12 +21,11 @@
 3. --dump-after: -O2 shows the segmented GEMM and the gated one; -fno-concat
    and -fno-gate remove them."""
 import os
-import subprocess
 import sys
 
 import torch
 
-from e2e_util import check, parse_args, read_st, write_st
+from e2e_util import check, gattnc_run, parse_args, read_st, sh, write_st
 
 MODEL = """import std
 model concat_gate {
@@ -53,23 +52,10 @@ RTOL_SAME = 1e-6
 RTOL_SAME_MODEL = 1e-5  # 4 layers and an lm_head after the gate's few-ulp sigmoid (observed 3.5e-7, 5.3e-7)
 
 
-def sh(argv):
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=600)
-    return p.returncode, p.stdout + p.stderr
-
-
 def run(args, src, wpath, inputs, wd, tag, flags, step=0):
     ipath = os.path.join(wd, f"{tag}.in.safetensors")
-    opath = os.path.join(wd, f"{tag}.out.safetensors")
     write_st(ipath, inputs)
-    argv = [args.gattnc, "run", src, "--weights", wpath, "--inputs", ipath, "-o", opath] + flags
-    if step:
-        argv += ["--step", str(step)]
-    rc, log = sh(argv)
-    if rc:
-        print(f"FAIL: {' '.join(argv)}:\n{log[:3000]}")
-        return None
-    return read_st(opath)
+    return gattnc_run(args, src, wpath, ipath, os.path.join(wd, f"{tag}.out.safetensors"), flags, step)
 
 
 def compare(args, name, src, wpath, inputs, wd, steps, flag_sets=FLAGS, rtol_same=RTOL_SAME):

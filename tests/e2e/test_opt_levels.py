@@ -21,12 +21,11 @@ Tolerances (metric: max |got - ref| / max |ref| per output):
     the observed error is ~1e-6 for K <= 512)."""
 import glob
 import os
-import subprocess
 import sys
 
 import torch
 
-from e2e_util import check, parse_args, read_st, write_st
+from e2e_util import check, gattnc_run, parse_args, read_st, sh, shard, write_st
 
 T = 9
 CONFIGS = [
@@ -40,11 +39,6 @@ CONFIGS = [
     (["-O2", "-fno-gate"], 1e-4),
 ]
 
-
-
-def sh(argv):
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=900)
-    return p.returncode, p.stdout + p.stderr
 
 
 def io_of(gattnc, src):
@@ -74,17 +68,6 @@ def make_inputs(ins, seed, t):
     return out
 
 
-def run(args, src, wpath, ipath, opath, flags, step):
-    argv = [args.gattnc, "run", src, "--weights", wpath, "--inputs", ipath, "-o", opath] + flags
-    if step:
-        argv += ["--step", str(step)]
-    rc, log = sh(argv)
-    if rc:
-        print(f"FAIL: {' '.join(argv)}:\n{log[:3000]}")
-        return None
-    return read_st(opath)
-
-
 def test_levels(args, src, t=T):
     name = os.path.splitext(os.path.basename(src))[0]
     wd = os.path.join(args.workdir, name)
@@ -101,13 +84,13 @@ def test_levels(args, src, t=T):
     # (route top(c*T, threshold: tau)) decodes by its threshold, not top-k.
     refs = {}
     for step in (0, 1):
-        refs[step] = run(args, src, wpath, ipath, os.path.join(wd, f"ref{step}.safetensors"), ["--interp"], step)
+        refs[step] = gattnc_run(args, src, wpath, ipath, os.path.join(wd, f"ref{step}.safetensors"), ["--interp"], step)
         if refs[step] is None:
             return False
     ok = True
     for flags, tol in CONFIGS:
         for step in (0, 1):
-            got = run(args, src, wpath, ipath, os.path.join(wd, "out.safetensors"), flags, step)
+            got = gattnc_run(args, src, wpath, ipath, os.path.join(wd, "out.safetensors"), flags, step)
             if got is None:
                 ok = False
                 continue
@@ -161,7 +144,7 @@ def test_gemm_paths(args):
         want = torch_gemm_model(w, x.double())
         for flags, tol in CONFIGS:
             for step in (0, 1):
-                got = run(args, src, wpath, ipath, os.path.join(wd, "out.safetensors"), flags, step)
+                got = gattnc_run(args, src, wpath, ipath, os.path.join(wd, "out.safetensors"), flags, step)
                 if got is None:
                     ok = False
                     continue
@@ -227,11 +210,15 @@ def test_dump_after(args):
 def main():
     args = parse_args()
     os.makedirs(args.workdir, exist_ok=True)
-    ok = test_gemm_paths(args)
-    ok &= test_dump_after(args)
     srcdir = os.path.join(os.environ.get("GAT_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", "..")), "examples")
-    for src in sorted(glob.glob(os.path.join(srcdir, "*.gat"))):
-        ok &= test_levels(args, src)
+    examples = sorted(glob.glob(os.path.join(srcdir, "*.gat")))
+    if not examples:
+        print("FAIL: no examples found")
+        sys.exit(1)
+    units = [test_gemm_paths, test_dump_after] + [lambda a, src=src: test_levels(a, src) for src in examples]
+    ok = True
+    for unit in shard(args, units):
+        ok &= unit(args)
     print("PASS" if ok else "FAIL")
     sys.exit(0 if ok else 1)
 
