@@ -41,10 +41,13 @@ def fox_core(q, k, v, f, window=0):
     Tn, Hq, d = q.shape
     rep = Hq // k.shape[1]
     k, v = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
-    # decay[h, i, j] = sum_{s = j+1 .. i} f[s, h] for j <= i
+    # decay[h, i, j] = sum_{s = j+1 .. i} f[s, h] for j <= i, as L diag(f_h) U with the
+    # masks L[i, s] = [s <= i] and U[s, j] = [s > j] (their product is [j < s <= i]);
+    # the [i, j, s] indicator tensor itself took 38 s and 8 GB at T = 1024
     s = torch.arange(Tn)
-    inside = (s[None, None, :] > s[None, :, None]) & (s[None, None, :] <= s[:, None, None])  # [i, j, s]
-    decay = torch.einsum("ijs,sh->hij", inside.double(), f)
+    low = (s[None, :] <= s[:, None]).double()
+    up = (s[:, None] > s[None, :]).double()
+    decay = torch.einsum("is,sh,sj->hij", low, f, up)
     logits = torch.einsum("thd,shd->hts", q, k) * d ** -0.5 + decay
     i, j = s[:, None], s[None, :]
     keep = (j <= i) & ((j > i - window) if window > 0 else True)
