@@ -16,6 +16,12 @@ import torch
 DT = {"F32": (torch.float32, 4), "I32": (torch.int32, 4), "F64": (torch.float64, 8), "I64": (torch.int64, 8)}
 
 
+# In the sanitizer build (tests/CMakeLists.txt sets GAT_SANITIZED=1) gattnc and the
+# generated C it runs are instrumented; steps that only run uninstrumented tools
+# (a compiler's warnings, a plain cc build) are left to the normal build.
+SANITIZED = os.environ.get("GAT_SANITIZED") == "1"
+
+
 def read_st(path):
     with open(path, "rb") as f:
         buf = f.read()
