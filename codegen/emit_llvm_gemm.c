@@ -91,12 +91,20 @@ static void store_tail(G *g, LLVMValueRef t, int tstride, LLVMValueRef c, LLVMVa
   ll_loop_end(L, &li);
 }
 
+/* Init-time packing stays a call: inlined into NAME_init with the constant sizes of every
+ * weight, LLVM unrolled each copy (mod_lm: 52K lines of IR, 9 s of -O2 in --emit=obj / --jit). */
+static void set_noinline(LL *L, LLVMValueRef f) {
+  LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
+                          LLVMCreateEnumAttribute(L->C, LLVMGetEnumAttributeKindForName("noinline", 8), 0));
+}
+
 /* gat.gemm_pack(dst, w, N, K, sn, sk, k0, kc, scale, alpha, vec, vec1): panels of NR columns;
  * folded scales (pass_scalefold): W * scale * alpha[0] * vec[k] (1 + vec[k] when vec1), rounded once */
 static void build_pack(G *g) {
   LL *L = g->L;
   LLVMTypeRef p[12] = {L->tp8, L->tp8, L->ti64, L->ti64, L->ti64, L->ti64, L->ti64, L->ti64, L->tf64, L->tp8, L->tp8, L->ti32};
   LLVMValueRef f = begin(L, "gat.gemm_pack", L->tv, p, 12, g->vl);
+  set_noinline(L, f);
   LLVMValueRef dst = LLVMBuildBitCast(L->B, LLVMGetParam(f, 0), L->tpf32, "");
   LLVMValueRef w = LLVMBuildBitCast(L->B, LLVMGetParam(f, 1), L->tpf32, "");
   LLVMValueRef N = LLVMGetParam(f, 2), sn = LLVMGetParam(f, 4), sk = LLVMGetParam(f, 5);
@@ -151,6 +159,7 @@ static void build_pack(G *g) {
   /* gat.gemm_pack_vec(dst, b, N, scale, alpha): a folded bias, dst[n] = b[n] * scale * alpha[0] */
   LLVMTypeRef pv[5] = {L->tp8, L->tp8, L->ti64, L->tf64, L->tp8};
   f = begin(L, "gat.gemm_pack_vec", L->tv, pv, 5, g->vl);
+  set_noinline(L, f);
   dst = LLVMBuildBitCast(L->B, LLVMGetParam(f, 0), L->tpf32, "");
   LLVMValueRef b = LLVMBuildBitCast(L->B, LLVMGetParam(f, 1), L->tpf32, "");
   alpha = LLVMBuildBitCast(L->B, LLVMGetParam(f, 4), L->tpf32, "");
@@ -230,7 +239,9 @@ static void build_tile(G *g) {
   LLVMBuildRetVoid(L->B);
 }
 
-/* gat.gemm_row(kc, a, b, c, nr, accumulate) */
+/* gat.gemm_row(kc, a, b, c, nr, accumulate): eight accumulators (four k in flight), summed as
+ * (p + q) + (r + s) with the k tail in p, the order of gat_gemm_row in codegen/kernels_gemm.c
+ * (bitwise its values: both fuse each multiply-add) */
 static void build_row(G *g) {
   LL *L = g->L;
   LLVMTypeRef p[6] = {L->ti64, L->tpf32, L->tpf32, L->tpf32, L->ti64, L->ti1};
@@ -238,35 +249,37 @@ static void build_row(G *g) {
   LLVMValueRef kc = LLVMGetParam(f, 0), a = LLVMGetParam(f, 1), b = LLVMGetParam(f, 2), c = LLVMGetParam(f, 3);
   LLVMValueRef nr = LLVMGetParam(f, 4), accum = LLVMGetParam(f, 5);
   int VL = g->vl, NR = g->nr;
-  LLVMValueRef acc[4];
-  for (int i = 0; i < 4; i++) {
+  LLVMValueRef acc[8];
+  for (int i = 0; i < 8; i++) {
     acc[i] = ll_alloca(L, g->tvec, "p");
     LLVMBuildStore(L->B, LLVMConstNull(g->tvec), acc[i]);
   }
   LLLoop lk;
-  ll_loop_begin(L, &lk, LLVMBuildSDiv(L->B, kc, I(g, 2), ""), "k2");
-  for (int h = 0; h < 2; h++) {
-    LLVMValueRef k = add(g, mul(g, lk.iv, I(g, 2)), I(g, h));
+  LLVMValueRef k4 = LLVMBuildSDiv(L->B, kc, I(g, 4), "");
+  ll_loop_begin(L, &lk, k4, "k4");
+  for (int h = 0; h < 4; h++) {
+    LLVMValueRef k = add(g, mul(g, lk.iv, I(g, 4)), I(g, h));
     LLVMValueRef s = splat(g, LLVMBuildLoad2(L->B, L->tf32, fp(g, a, k), ""));
     LLVMValueRef bk = fp(g, b, mul(g, k, I(g, NR)));
     LLVMBuildStore(L->B, fma_v(g, s, vload(g, bk), ld(g, acc[2 * h])), acc[2 * h]);
     LLVMBuildStore(L->B, fma_v(g, s, vload(g, fp(g, bk, I(g, VL))), ld(g, acc[2 * h + 1])), acc[2 * h + 1]);
   }
   ll_loop_end(L, &lk);
-  LLVMBasicBlockRef odd = ll_block(L, "odd"), sum = ll_block(L, "sum");
-  LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntNE, LLVMBuildSRem(L->B, kc, I(g, 2), ""), I(g, 0), ""), odd, sum);
-  LLVMPositionBuilderAtEnd(L->B, odd);
   {
-    LLVMValueRef k = LLVMBuildSub(L->B, kc, I(g, 1), "");
+    LLLoop lt; /* the k tail (kc % 4) into p */
+    LLVMValueRef kt = mul(g, k4, I(g, 4));
+    ll_loop_begin(L, &lt, LLVMBuildSub(L->B, kc, kt, ""), "kt");
+    LLVMValueRef k = add(g, kt, lt.iv);
     LLVMValueRef s = splat(g, LLVMBuildLoad2(L->B, L->tf32, fp(g, a, k), ""));
     LLVMValueRef bk = fp(g, b, mul(g, k, I(g, NR)));
     LLVMBuildStore(L->B, fma_v(g, s, vload(g, bk), ld(g, acc[0])), acc[0]);
     LLVMBuildStore(L->B, fma_v(g, s, vload(g, fp(g, bk, I(g, VL))), ld(g, acc[1])), acc[1]);
-    LLVMBuildBr(L->B, sum);
+    ll_loop_end(L, &lt);
   }
-  LLVMPositionBuilderAtEnd(L->B, sum);
-  LLVMValueRef v0 = LLVMBuildFAdd(L->B, ld(g, acc[0]), ld(g, acc[2]), "");
-  LLVMValueRef v1 = LLVMBuildFAdd(L->B, ld(g, acc[1]), ld(g, acc[3]), "");
+  LLVMValueRef v0 = LLVMBuildFAdd(L->B, LLVMBuildFAdd(L->B, ld(g, acc[0]), ld(g, acc[2]), ""),
+                                  LLVMBuildFAdd(L->B, ld(g, acc[4]), ld(g, acc[6]), ""), "");
+  LLVMValueRef v1 = LLVMBuildFAdd(L->B, LLVMBuildFAdd(L->B, ld(g, acc[1]), ld(g, acc[3]), ""),
+                                  LLVMBuildFAdd(L->B, ld(g, acc[5]), ld(g, acc[7]), ""), "");
   /* a full panel: two vector stores (no scalar tail loop, which LLVM turns into a memcpy call) */
   LLVMBasicBlockRef full = ll_block(L, "full"), part = ll_block(L, "part");
   LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntEQ, nr, I(g, NR), ""), full, part);
@@ -310,8 +323,9 @@ static LLVMValueRef call(LL *L, const char *name, LLVMValueRef *args, int n) {
 }
 
 /* one step of the epilogue over ci[0 .. nr) when cond holds: ci[j] = ci[j] * (*p) (op 0), ci[j] + p[j]
- * (op 1), act(ci[j]) (op 2). A float product or sum of two floats equals the double one rounded to
- * float (exact in double), so these match the unfused ops; the activation is computed in double.
+ * (op 1), act(ci[j]) in double (op 2), sigmoid / silu with gat.gemm_sigmoidf (op 3 / 4), relu in
+ * float (op 5). A float product or sum of two floats equals the double one rounded to float (exact
+ * in double), so these match the unfused ops; the activations as gat_gemm_epi of kernels_gemm.c.
  * Plain loops, tested once per call: LLVM vectorizes them. */
 static void epi_loop(G *g, LLVMValueRef cond, LLVMValueRef ci, LLVMValueRef nr, LLVMValueRef p, LLVMValueRef act, int op) {
   LL *L = g->L;
@@ -327,6 +341,13 @@ static void epi_loop(G *g, LLVMValueRef cond, LLVMValueRef ci, LLVMValueRef nr, 
     x = LLVMBuildFMul(L->B, x, r, "");
   } else if (op == 1) {
     x = LLVMBuildFAdd(L->B, x, LLVMBuildLoad2(L->B, L->tf32, fp(g, p, lj.iv), ""), "");
+  } else if (op == 3 || op == 4) { /* sigmoid, silu: the float sigmoid */
+    LLVMValueRef f = LLVMGetNamedFunction(L->M, "gat.gemm_sigmoidf");
+    LLVMValueRef sg = LLVMBuildCall2(L->B, LLVMGlobalGetValueType(f), f, &x, 1, "");
+    x = op == 3 ? sg : LLVMBuildFMul(L->B, x, sg, "");
+  } else if (op == 5) { /* relu: x > 0 ? x : 0 in float (exact) */
+    x = LLVMBuildSelect(L->B, LLVMBuildFCmp(L->B, LLVMRealOGT, x, LLVMConstReal(L->tf32, 0.0), ""), x,
+                        LLVMConstReal(L->tf32, 0.0), "");
   } else {
     LLVMValueRef aargs[2] = {LLVMBuildFPExt(L->B, x, L->tf64, ""), act};
     LLVMValueRef f = LLVMGetNamedFunction(L->M, "gat.gemm_act");
@@ -336,6 +357,41 @@ static void epi_loop(G *g, LLVMValueRef cond, LLVMValueRef ci, LLVMValueRef nr, 
   ll_loop_end(L, &lj);
   LLVMBuildBr(L->B, done);
   LLVMPositionBuilderAtEnd(L->B, done);
+}
+
+/* float gat.gemm_sigmoidf(float): gat_gemm_sigmoidf / gat_gemm_expnegf of codegen/kernels_gemm.c,
+ * operation for operation (no contraction: GCC compiles that C in ISO mode, fp-contract off), so
+ * the epilogue's sigmoid / silu values are the C build's bit for bit. Internal, alwaysinline. */
+static void build_sigmoidf(G *g) {
+  LL *L = g->L;
+  LLVMTypeRef p[1] = {L->tf32};
+  LLVMValueRef f = begin(L, "gat.gemm_sigmoidf", L->tf32, p, 1, g->vl);
+  const char *attrs[] = {"alwaysinline", "nounwind", "readnone", "willreturn"};
+  for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++)
+    LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
+                            LLVMCreateEnumAttribute(L->C, LLVMGetEnumAttributeKindForName(attrs[i], strlen(attrs[i])), 0));
+  LLVMBuilderRef B = L->B;
+#define CF(v) LLVMConstReal(L->tf32, (double)(v))
+  LLVMValueRef x = LLVMGetParam(f, 0);
+  /* e = expnegf(x < 0 ? x : -x) */
+  LLVMValueRef y = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, x, CF(0.0f), ""), x, LLVMBuildFNeg(B, x, ""), "");
+  y = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGE, y, CF(-87.0f), ""), y, CF(-87.0f), "");
+  LLVMValueRef n = LLVMBuildFSub(B, LLVMBuildFAdd(B, LLVMBuildFMul(B, y, CF(1.44269504f), ""), CF(12582912.0f), ""),
+                                 CF(12582912.0f), "");
+  LLVMValueRef r = LLVMBuildFSub(B, y, LLVMBuildFMul(B, n, CF(0.693145752f), ""), "");
+  r = LLVMBuildFSub(B, r, LLVMBuildFMul(B, n, CF(1.42860677e-6f), ""), "");
+  static const float c[] = {1.98412698e-4f, 1.38888889e-3f, 8.33333333e-3f, 4.16666667e-2f,
+                            1.66666667e-1f, 0.5f,           1.0f,           1.0f};
+  LLVMValueRef q = CF(c[0]);
+  for (int i = 1; i < 8; i++) q = LLVMBuildFAdd(B, LLVMBuildFMul(B, q, r, ""), CF(c[i]), "");
+  LLVMValueRef bits = LLVMBuildMul(B, LLVMBuildAdd(B, LLVMBuildFPToSI(B, n, L->ti32, ""), ll_i32(L, 127), ""),
+                                   ll_i32(L, 8388608), "");
+  LLVMValueRef e = LLVMBuildFMul(B, q, LLVMBuildBitCast(B, bits, L->tf32, ""), "");
+  /* s = 1 / (1 + e); x >= 0 ? s : x < 0 ? e * s : x (NaN stays NaN) */
+  LLVMValueRef s = LLVMBuildFDiv(B, CF(1.0f), LLVMBuildFAdd(B, CF(1.0f), e, ""), "");
+  LLVMValueRef neg = LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOLT, x, CF(0.0f), ""), LLVMBuildFMul(B, e, s, ""), x, "");
+  LLVMBuildRet(B, LLVMBuildSelect(B, LLVMBuildFCmp(B, LLVMRealOGE, x, CF(0.0f), ""), s, neg, ""));
+#undef CF
 }
 
 /* gat.gemm_epi(ci, nr, rs, bias, act, ri): one finished tile row, rounding to f32 after each step
@@ -348,7 +404,15 @@ static void build_epi(G *g) {
   LLVMValueRef act = LLVMGetParam(f, 4), ri = LLVMGetParam(f, 5);
   epi_loop(g, LLVMBuildIsNotNull(L->B, rs, ""), ci, nr, rs, act, 0);
   epi_loop(g, LLVMBuildIsNotNull(L->B, bias, ""), ci, nr, bias, act, 1);
-  epi_loop(g, LLVMBuildICmp(L->B, LLVMIntNE, act, ll_i32(L, 0), ""), ci, nr, NULL, act, 2);
+  LLVMValueRef is_sig = LLVMBuildICmp(L->B, LLVMIntEQ, act, ll_i32(L, 1 + (int)IR_FN_SIGMOID), "");
+  LLVMValueRef is_silu = LLVMBuildICmp(L->B, LLVMIntEQ, act, ll_i32(L, 1 + (int)IR_FN_SILU), "");
+  LLVMValueRef is_relu = LLVMBuildICmp(L->B, LLVMIntEQ, act, ll_i32(L, 1 + (int)IR_FN_RELU), "");
+  LLVMValueRef other = LLVMBuildAnd(L->B, LLVMBuildICmp(L->B, LLVMIntNE, act, ll_i32(L, 0), ""),
+                                    LLVMBuildNot(L->B, LLVMBuildOr(L->B, LLVMBuildOr(L->B, is_sig, is_silu, ""), is_relu, ""), ""), "");
+  epi_loop(g, is_sig, ci, nr, NULL, act, 3);
+  epi_loop(g, is_silu, ci, nr, NULL, act, 4);
+  epi_loop(g, is_relu, ci, nr, NULL, act, 5);
+  epi_loop(g, other, ci, nr, NULL, act, 2);
   epi_loop(g, LLVMBuildIsNotNull(L->B, ri, ""), ci, nr, ri, act, 1);
   LLVMBuildRetVoid(L->B);
 }
@@ -361,6 +425,10 @@ static LLVMValueRef ptr_or_null(G *g, LLVMValueRef base, LLVMValueRef idx) {
 static LLVMValueRef blocks(G *g, LLVMValueRef n, int b) {
   return LLVMBuildSDiv(g->L->B, add(g, n, I(g, b - 1)), I(g, b), "");
 }
+
+/* row tails of at most this many rows (and M that small) take the GEMV path: MR / 3 as GAT_ROWS of
+ * codegen/kernels_gemm.c, at least 2 */
+static int gemv_rows(const G *g) { return g->mr / 3 > 2 ? g->mr / 3 : 2; }
 
 /* gat.gemm_f32(c, a, bp, w, sn, sk, scratch, bias, res, rs, M, N, K, act), all pointers i8* */
 static void build_f32(G *g) {
@@ -380,12 +448,64 @@ static void build_f32(G *g) {
   LLVMValueRef has_epi = LLVMBuildOr(L->B, LLVMBuildOr(L->B, LLVMBuildIsNotNull(L->B, bias, ""), LLVMBuildIsNotNull(L->B, res, ""), ""),
                                      LLVMBuildOr(L->B, LLVMBuildIsNotNull(L->B, rs, ""),
                                                  LLVMBuildICmp(L->B, LLVMIntNE, act, ll_i32(L, 0), ""), ""), "");
-  LLLoop lkb, ljb, lib;
+  const int ROWS = gemv_rows(g);
+  /* decode (a few rows, all on the GEMV path, W packed): panel by panel through the whole K, so the
+   * packed weight is read as one sequential stream, as gat_gemm_f32 of codegen/kernels_gemm.c; the
+   * same per-K-block row sums added in the same order as the blocked nest below (bitwise) */
+  {
+    LLVMBasicBlockRef dec = ll_block(L, "decode"), blk = ll_block(L, "blocked");
+    LLVMBuildCondBr(L->B, LLVMBuildAnd(L->B, LLVMBuildIsNotNull(L->B, bp, ""), LLVMBuildICmp(L->B, LLVMIntSLE, M, I(g, ROWS), ""), ""),
+                    dec, blk);
+    LLVMPositionBuilderAtEnd(L->B, dec);
+    LLLoop lj, li, lk;
+    ll_loop_begin(L, &lj, blocks(g, N, NR), "jd");
+    LLVMValueRef j0 = mul(g, lj.iv, I(g, NR));
+    LLVMValueRef nr = smin(g, LLVMBuildSub(L->B, N, j0, ""), I(g, NR));
+    LLVMValueRef pb = fp(g, bp, mul(g, mul(g, lj.iv, K), I(g, NR)));
+    ll_loop_begin(L, &li, M, "id");
+    LLVMValueRef ci = fp(g, c, add(g, mul(g, li.iv, N), j0));
+    ll_loop_begin(L, &lk, blocks(g, K, GEMM_KC), "kd");
+    LLVMValueRef k0 = mul(g, lk.iv, I(g, GEMM_KC));
+    LLVMValueRef kc = smin(g, LLVMBuildSub(L->B, K, k0, ""), I(g, GEMM_KC));
+    LLVMValueRef args[6] = {kc, fp(g, a, add(g, mul(g, li.iv, K), k0)), fp(g, pb, mul(g, k0, I(g, NR))), ci, nr,
+                            LLVMBuildICmp(L->B, LLVMIntSGT, k0, I(g, 0), "")};
+    call(L, "gat.gemm_row", args, 6);
+    ll_loop_end(L, &lk);
+    LLVMBasicBlockRef de = ll_block(L, "epi"), dn = ll_block(L, "epi.done");
+    LLVMBuildCondBr(L->B, has_epi, de, dn);
+    LLVMPositionBuilderAtEnd(L->B, de);
+    LLVMValueRef eargs[6] = {ci, nr, ptr_or_null(g, rs, li.iv), ptr_or_null(g, bias, j0), act,
+                             ptr_or_null(g, res, add(g, mul(g, li.iv, N), j0))};
+    call(L, "gat.gemm_epi", eargs, 6);
+    LLVMBuildBr(L->B, dn);
+    LLVMPositionBuilderAtEnd(L->B, dn);
+    ll_loop_end(L, &li);
+    ll_loop_end(L, &lj);
+    LLVMBuildRetVoid(L->B);
+    LLVMPositionBuilderAtEnd(L->B, blk);
+  }
+  /* K blocks, row blocks of MC = 8 MR rows (packed once per K block into MR-row micro-panels when
+   * more than ROWS rows), column panels, micro-panels: the nest of gat_gemm_f32 */
+  const int MC = 8 * MR;
+  LLVMValueRef ap = LLVMBuildBitCast(L->B, ll_alloca(L, LLVMArrayType(L->tf32, (unsigned)(MC * GEMM_KC)), "ap"), L->tpf32, "");
+  LLLoop lkb, lic, ljb, lib;
   ll_loop_begin(L, &lkb, blocks(g, K, GEMM_KC), "kb");
   LLVMValueRef k0 = mul(g, lkb.iv, I(g, GEMM_KC));
   LLVMValueRef kc = smin(g, LLVMBuildSub(L->B, K, k0, ""), I(g, GEMM_KC));
   LLVMValueRef last = LLVMBuildICmp(L->B, LLVMIntEQ, add(g, k0, kc), K, "");
   LLVMValueRef accum = LLVMBuildICmp(L->B, LLVMIntSGT, k0, I(g, 0), "");
+  ll_loop_begin(L, &lic, blocks(g, M, MC), "ic");
+  LLVMValueRef ic = mul(g, lic.iv, I(g, MC));
+  LLVMValueRef mc = smin(g, LLVMBuildSub(L->B, M, ic, ""), I(g, MC));
+  {
+    LLVMBasicBlockRef pk = ll_block(L, "pack.a"), go = ll_block(L, "packed.a");
+    LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntSGT, mc, I(g, ROWS), ""), pk, go);
+    LLVMPositionBuilderAtEnd(L->B, pk);
+    LLVMValueRef args[6] = {ap, fp(g, a, mul(g, ic, K)), K, mc, k0, kc};
+    call(L, "gat.gemm_pack_a", args, 6);
+    LLVMBuildBr(L->B, go);
+    LLVMPositionBuilderAtEnd(L->B, go);
+  }
   ll_loop_begin(L, &ljb, blocks(g, N, NR), "jb");
   LLVMValueRef j0 = mul(g, ljb.iv, I(g, NR));
   LLVMValueRef nr = smin(g, LLVMBuildSub(L->B, N, j0, ""), I(g, NR));
@@ -408,11 +528,12 @@ static void build_f32(G *g) {
   LLVMValueRef bv[2] = {b_packed, b_now};
   LLVMBasicBlockRef bb[2] = {packed, now};
   LLVMAddIncoming(b, bv, bb, 2);
-  ll_loop_begin(L, &lib, blocks(g, M, MR), "ib");
-  LLVMValueRef i0 = mul(g, lib.iv, I(g, MR));
-  LLVMValueRef mr = smin(g, LLVMBuildSub(L->B, M, i0, ""), I(g, MR));
+  ll_loop_begin(L, &lib, blocks(g, mc, MR), "ib");
+  LLVMValueRef ir = mul(g, lib.iv, I(g, MR));
+  LLVMValueRef i0 = add(g, ic, ir);
+  LLVMValueRef mr = smin(g, LLVMBuildSub(L->B, mc, ir, ""), I(g, MR));
   LLVMBasicBlockRef rows = ll_block(L, "gemv"), tile = ll_block(L, "tile"), epi = ll_block(L, "epi.check");
-  LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntSLE, mr, I(g, 2), ""), rows, tile);
+  LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntSLE, mr, I(g, ROWS), ""), rows, tile);
   LLVMPositionBuilderAtEnd(L->B, rows);
   {
     LLLoop li;
@@ -425,8 +546,9 @@ static void build_f32(G *g) {
   }
   LLVMPositionBuilderAtEnd(L->B, tile);
   {
-    LLVMValueRef args[10] = {kc, fp(g, a, add(g, mul(g, i0, K), k0)), K, mr, b, fp(g, c, add(g, mul(g, i0, N), j0)), N, nr, accum,
-                             I(g, 1)};
+    /* the packed micro-panel: row i, column k at ap[ir * kc + k * MR + i] */
+    LLVMValueRef args[10] = {kc, fp(g, ap, mul(g, ir, kc)), I(g, 1), mr, b, fp(g, c, add(g, mul(g, i0, N), j0)), N, nr, accum,
+                             I(g, MR)};
     call(L, "gat.gemm_tile", args, 10);
     LLVMBuildBr(L->B, epi);
   }
@@ -447,6 +569,7 @@ static void build_f32(G *g) {
   LLVMPositionBuilderAtEnd(L->B, after);
   ll_loop_end(L, &lib);
   ll_loop_end(L, &ljb);
+  ll_loop_end(L, &lic);
   ll_loop_end(L, &lkb);
   LLVMBuildRetVoid(L->B);
 }
@@ -507,7 +630,7 @@ static void build_glu(G *g) {
   LLVMValueRef mc = smin(g, LLVMBuildSub(L->B, M, ic, ""), mcg);
   {
     LLVMBasicBlockRef pk = ll_block(L, "pack"), go = ll_block(L, "packed");
-    LLVMBuildCondBr(L->B, LLVMBuildAnd(L->B, whole, LLVMBuildICmp(L->B, LLVMIntSGT, mc, I(g, 2), ""), ""), pk, go);
+    LLVMBuildCondBr(L->B, LLVMBuildAnd(L->B, whole, LLVMBuildICmp(L->B, LLVMIntSGT, mc, I(g, gemv_rows(g)), ""), ""), pk, go);
     LLVMPositionBuilderAtEnd(L->B, pk);
     LLVMValueRef args[6] = {ap, fp(g, a, mul(g, ic, K)), K, mc, I(g, 0), K};
     call(L, "gat.gemm_pack_a", args, 6);
@@ -528,7 +651,7 @@ static void build_glu(G *g) {
   LLVMValueRef ir = mul(g, lir.iv, I(g, MR));
   LLVMValueRef mr = smin(g, LLVMBuildSub(L->B, mc, ir, ""), I(g, MR));
   LLVMBasicBlockRef rows = ll_block(L, "gemv"), tile = ll_block(L, "tile"), done = ll_block(L, "ir.done");
-  LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntSLE, mr, I(g, 2), ""), rows, tile);
+  LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntSLE, mr, I(g, gemv_rows(g)), ""), rows, tile);
   LLVMPositionBuilderAtEnd(L->B, rows);
   {
     LLLoop li;
@@ -603,9 +726,10 @@ void ll_gemm_declare(LL *L) {
   build_act(&g);
   build_tile(&g);
   build_row(&g);
+  build_sigmoidf(&g);
   build_epi(&g);
-  build_f32(&g);
   build_pack_a(&g);
+  build_f32(&g);
   build_glu(&g);
   L->fn = saved_fn;
   if (saved_bb) LLVMPositionBuilderAtEnd(L->B, saved_bb);
