@@ -120,6 +120,8 @@ static void mark_kernel(char *used, const LoopKernel *k) {
     if (g->res >= 0) used[g->res] = 1;
   }
   mark_expr(used, k->body);
+  mark_expr(used, k->sweep_at); /* pass_scanfuse */
+  mark_expr(used, k->sweep_val);
   for (int i = 0; i < k->nstates; i++) {
     used[k->state_bufs[i]] = 1;
     if (k->state_tmp && k->state_tmp[i] >= 0) used[k->state_tmp[i]] = 1;
@@ -553,6 +555,21 @@ static void emit_loop_sched(Emit *E, const LoopKernel *k) {
     emit_lets(E, k, k->rank, depth);
     emit_open_loop(E, j, k->ext[j], k->tvar, depth++);
     StrBuf pre = {0}, val = {0};
+    if (k->sweep_at) { /* pass_scanfuse: the second store, before the term that reads it */
+      const LoopBuf *sb = loop_buf(E->m, k->sweep_at->buf);
+      StrBuf spre = {0}, sval = {0}, st = {0};
+      emit_expr(E, &spre, depth, k->tvar, k->sweep_val, &sval);
+      sb_append(o, sb_cstr(&spre));
+      ind(o, depth);
+      sb_printf(o, "b%d[", sb->id);
+      emit_flat(o, sb, k->sweep_at->idx);
+      sb_append(o, "] = ");
+      store_value(&st, sb->dtype, sb_cstr(&sval));
+      sb_printf(o, "%s;\n", sb_cstr(&st));
+      sb_free(&spre);
+      sb_free(&sval);
+      sb_free(&st);
+    }
     emit_expr(E, &pre, depth, k->tvar, r->a, &val);
     sb_append(o, sb_cstr(&pre));
     ind(o, depth);
@@ -1064,9 +1081,10 @@ static void emit_nest_params(Emit *E, const LoopKernel *k, int decl) {
   for (int i = 0; i < E->m->bufs.len; i++) {
     if (!used[i]) continue;
     const LoopBuf *b = E->m->bufs.data[i];
+    int wr = i == k->out || (k->sweep_at && i == k->sweep_at->buf); /* pass_scanfuse: a second output */
     if (decl)
-      sb_printf(E->o, ", %s%s *%sb%d", i == k->out ? "" : "const ", b->is_f64 ? "double" : emit_c_ctype(b->dtype),
-                i == k->out ? "restrict " : "", i);
+      sb_printf(E->o, ", %s%s *%sb%d", wr ? "" : "const ", b->is_f64 ? "double" : emit_c_ctype(b->dtype),
+                wr ? "restrict " : "", i);
     else
       sb_printf(E->o, ", b%d", i);
   }

@@ -12,6 +12,7 @@
 
 #include "emit_llvm_int.h"
 #include "gat_runtime.h"
+#include "kernels_attention.h"
 
 void ll_fail(LL *L, const char *fmt, ...) {
   if (L->failed) return;
@@ -168,6 +169,8 @@ void ll_kernel_bufs(LL *L, const LoopKernel *k) {
   if (k->kind == LK_LOOP) {
     mark_expr(used, k->body, n);
     for (int i = 0; i < k->nlets; i++) mark_expr(used, k->lets[i].e, n);
+    mark_expr(used, k->sweep_at, n); /* pass_scanfuse */
+    mark_expr(used, k->sweep_val, n);
   }
   for (int i = 0; i < k->nstates; i++) {
     mark(used, k->state_bufs[i], n);
@@ -594,6 +597,10 @@ void ll_emit_loop_kernel(LL *L, const LoopKernel *k) {
   const LoopExpr *red = k->red_outer && k->rank > 0 && k->ext[k->rank - 1] != IR_DIM_T ? ll_find_reduce(k->body) : NULL;
   if (red && (red->red != IR_RED_SUM || red->var < 0 || red->var >= (int)(sizeof L->vars / sizeof L->vars[0])))
     red = NULL;
+  if (k->sweep_at && !red) {
+    ll_fail(L, "LLVM backend: sweep store of kernel k%d without its red_outer sum", k->id);
+    return;
+  }
   int nouter = red ? k->rank - 1 : k->rank;
   L->letv = k->nlets > 0 ? xcalloc((size_t)k->nlets, sizeof *L->letv) : NULL;
   for (int d = 0; d <= nouter; d++) {
@@ -619,6 +626,22 @@ void ll_emit_loop_kernel(LL *L, const LoopKernel *k) {
       if (k->lets[i].level == k->rank) L->letv[i] = ll_expr(L, k->tvar, k->lets[i].e);
     ll_loop_begin(L, &lj, E, "v");
     L->vars[j] = lj.iv;
+    if (k->sweep_at) { /* pass_scanfuse: the second store, before the term that reads it (no alias scope:
+                          the loads of the sweep buffer carry the out scope's noalias) */
+      const LoopBuf *sb = loop_buf(L->m, k->sweep_at->buf);
+      LLVMValueRef sv = ll_expr(L, k->tvar, k->sweep_val);
+      LLVMTypeRef set = ll_buf_elt(L, sb);
+      LLVMValueRef sst;
+      if (L->f32) sv = LLVMBuildFPExt(L->B, sv, L->tf64, "");
+      if (sb->dtype == IR_F32) {
+        sst = LLVMBuildFPTrunc(L->B, sv, L->tf32, "");
+        if (set == L->tf64) sst = LLVMBuildFPExt(L->B, sst, L->tf64, "");
+      } else {
+        sst = ll_to_i32(L, sv);
+        if (set == L->tf64) sst = LLVMBuildSIToFP(L->B, sst, L->tf64, "");
+      }
+      LLVMBuildStore(L->B, sst, ll_gep(L, set, ll_bufptr(L, sb->id), ll_flat(L, sb, k->sweep_at->idx)));
+    }
     LLVMValueRef add = ll_expr(L, k->tvar, red->a);
     LLVMValueRef ap = ll_gep(L, ll_ft(L), accp, lj.iv);
     LLVMBuildStore(L->B, LLVMBuildFAdd(L->B, LLVMBuildLoad2(L->B, ll_ft(L), ap, ""), add, ""), ap);
@@ -755,7 +778,7 @@ static void emit_attention(LL *L, const LoopKernel *k, LLVMValueRef *s) {
   if (k->nargs > 11 && k->args[11] >= 0) AT(pos, p8(L, k->args[11])); /* `kv: previous` region (loopir.h) */
 #undef AT
   if (k->attn_fast && k->sizes[3].tpow == 0 && k->sizes[4].tpow == 0) { /* -O2 pass_attention */
-    LLVMValueRef fa = ll_flash_attn_fn(L, k->sizes[3].k, k->sizes[4].k);
+    LLVMValueRef fa = ll_flash_attn_fn(L, k->sizes[3].k, k->sizes[4].k, kernels_attention_features(k));
     LLVMBuildCall2(L->B, LLVMGlobalGetValueType(fa), fa, &a8, 1, "");
     return;
   }

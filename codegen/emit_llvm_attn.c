@@ -12,7 +12,15 @@
  * than QT/3 + 1 queries left (decode): one query at a time, vectorized along
  * the head dimension (gat.fa_row). Accumulation in f32 as the C kernel (about
  * 1e-6 relative to the double reference). VL and KR follow the GEMM kernel's
- * target choice (AVX-512: 16 x 8, AVX: 8 x 6, else 4 x 4). */
+ * target choice (AVX-512: 16 x 8, AVX: 8 x 6, else 4 x 4).
+ *
+ * Variants (fe, kernels_attention.h; names gat.flash_DK_DV_p, _r, _pr): with
+ * KERNELS_ATTENTION_POS query/row t sits at pos[t] (cache row, causal limit;
+ * gat_attn_args.pos), a tile's key range spans its lanes' smallest to largest
+ * position; with KERNELS_ATTENTION_RELBIAS the logit of (i, j) gets
+ * relbias[clamp(c + j - i)] (contiguous rows: from a per-block table of
+ * QT + KB - 1 entries read as lane vectors; positions: gathered per key). The
+ * plain variant is built exactly as before. */
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -20,6 +28,7 @@
 
 #include "emit_llvm_int.h"
 #include "gat_runtime.h"
+#include "kernels_attention.h"
 
 #define FA_KB 64
 
@@ -27,6 +36,7 @@ typedef struct FA {
   LL *L;
   int vl, kr, qt;
   int64_t dk, dv;
+  int fe; /* KERNELS_ATTENTION_POS | KERNELS_ATTENTION_RELBIAS */
   LLVMTypeRef tv, tvp, tvi;
   LLVMValueRef A; /* the args pointer (i8*) of the function being built */
 } FA;
@@ -39,6 +49,9 @@ static LLVMValueRef sub(FA *f, LLVMValueRef a, LLVMValueRef b) { return LLVMBuil
 static LLVMValueRef mul(FA *f, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildMul(f->L->B, a, b, ""); }
 static LLVMValueRef smin(FA *f, LLVMValueRef a, LLVMValueRef b) {
   return LLVMBuildSelect(f->L->B, LLVMBuildICmp(f->L->B, LLVMIntSLT, a, b, ""), a, b, "");
+}
+static LLVMValueRef smax(FA *f, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildSelect(f->L->B, LLVMBuildICmp(f->L->B, LLVMIntSGT, a, b, ""), a, b, "");
 }
 static LLVMValueRef fgep(FA *f, LLVMValueRef p, LLVMValueRef i) { return ll_gep(f->L, f->L->tf32, p, i); }
 static LLVMValueRef ldf(FA *f, LLVMValueRef p) { return LLVMBuildLoad2(f->L->B, f->L->tf32, p, ""); }
@@ -91,6 +104,17 @@ static LLVMValueRef field(FA *f, size_t off, LLVMTypeRef t) {
 }
 #define FP(name) field(f, offsetof(gat_attn_args, name), f->L->tpf32)
 #define FI(name) field(f, offsetof(gat_attn_args, name), f->L->ti64)
+
+/* pos[t] as i64 (variants with per-row positions) */
+static LLVMValueRef row_pos(FA *f, LLVMValueRef t) {
+  LL *L = f->L;
+  LLVMValueRef ps = field(f, offsetof(gat_attn_args, pos), L->tpi32);
+  return LLVMBuildSExt(L->B, LLVMBuildLoad2(L->B, L->ti32, ll_gep(L, L->ti32, ps, t), ""), L->ti64, "");
+}
+/* relbias[clamp(r, 0, len - 1)] */
+static LLVMValueRef rb_at(FA *f, LLVMValueRef rb, LLVMValueRef len, LLVMValueRef r) {
+  return ldf(f, fgep(f, rb, smax(f, smin(f, r, sub(f, len, I(f, 1))), I(f, 0))));
+}
 
 /* for (iv = from; iv < to; iv += step) */
 typedef struct Loop {
@@ -222,8 +246,14 @@ static LLVMValueRef build_row(FA *f, const char *name) {
   const int VL = f->vl, NKV = (int)(f->dk / VL), NVV = (int)(f->dv / VL), NVT = (int)(f->dv % VL);
   Geo g;
   geo(f, &g, h);
-  LLVMValueRef i = add(f, g.pos0, t);
+  LLVMValueRef i = f->fe & KERNELS_ATTENTION_POS ? row_pos(f, t) : add(f, g.pos0, t);
   LLVMValueRef th = add(f, mul(f, t, g.H), h);
+  LLVMValueRef rb = NULL, rbl = NULL, rbo = NULL; /* relbias of key j: rb[clamp(rbo + j)] */
+  if (f->fe & KERNELS_ATTENTION_RELBIAS) {
+    rb = FP(relbias);
+    rbl = FI(relbias_len);
+    rbo = sub(f, LLVMBuildSDiv(L->B, sub(f, rbl, I(f, 1)), I(f, 2), ""), i);
+  }
   LLVMValueRef qb = ldf(f, opt_ptr(f, FP(qb), th, g.zero));
   LLVMValueRef kbp = FP(kb), kbcp = FP(cache_kb);
   LLVMValueRef has_kb = LLVMBuildAnd(L->B, LLVMBuildIsNotNull(L->B, kbp, ""), LLVMBuildIsNotNull(L->B, kbcp, ""), "");
@@ -256,6 +286,7 @@ static LLVMValueRef build_row(FA *f, const char *name) {
     LLVMValueRef kbv = ldf(f, opt_ptr(f, kbc, mul(f, j, g.H), g.zero));
     LLVMValueRef bias = LLVMBuildSelect(L->B, has_kb, LLVMBuildFAdd(L->B, qb, kbv, ""), qb, "");
     s = sfma(f, s, g.scale, bias);
+    if (rb) s = LLVMBuildFAdd(L->B, s, rb_at(f, rb, rbl, add(f, rbo, j)), "");
     LLVMBuildStore(L->B, s, fgep(f, sc, lj.iv));
     LLVMValueRef m0 = get(f, L->tf32, mb);
     LLVMBuildStore(L->B, LLVMBuildSelect(L->B, LLVMBuildFCmp(L->B, LLVMRealOGT, s, m0, ""), s, m0, ""), mb);
@@ -343,7 +374,35 @@ static LLVMValueRef build_tile(FA *f, const char *name) {
   const int VL = f->vl, QT = f->qt, KR = f->kr;
   Geo g;
   geo(f, &g, h);
-  LLVMValueRef ifirst = add(f, g.pos0, t0), ilast = sub(f, add(f, ifirst, nq), I(f, 1));
+  LLVMValueRef ifirst, ilast;
+  const int has_pos = (f->fe & KERNELS_ATTENTION_POS) != 0, has_rb = (f->fe & KERNELS_ATTENTION_RELBIAS) != 0;
+  if (has_pos) { /* the lanes' smallest and largest positions */
+    LLVMValueRef lo = slot(f, L->ti64, row_pos(f, t0)), hi = slot(f, L->ti64, get(f, L->ti64, lo));
+    Loop lm;
+    loop_begin(f, &lm, I(f, 1), nq, 1, "pm");
+    LLVMValueRef px = row_pos(f, add(f, t0, lm.iv));
+    LLVMBuildStore(L->B, smin(f, get(f, L->ti64, lo), px), lo);
+    LLVMBuildStore(L->B, smax(f, get(f, L->ti64, hi), px), hi);
+    loop_end(f, &lm);
+    ifirst = get(f, L->ti64, lo);
+    ilast = get(f, L->ti64, hi);
+  } else {
+    ifirst = add(f, g.pos0, t0);
+    ilast = sub(f, add(f, ifirst, nq), I(f, 1));
+  }
+  LLVMValueRef rb = NULL, rbl = NULL, rbc = NULL, rbt = NULL, rbo = NULL, rtmp = NULL;
+  if (has_rb) { /* bias of (i, j): rb[clamp(rbc + j - i)] */
+    rb = FP(relbias);
+    rbl = FI(relbias_len);
+    rbc = LLVMBuildSDiv(L->B, sub(f, rbl, I(f, 1)), I(f, 2), "rbc");
+    if (has_pos) { /* per lane rbo[x] = rbc - pos[x], gathered into rtmp per key */
+      rbo = ll_alloca(L, LLVMArrayType(L->ti64, (unsigned)QT), "rbo");
+      rbo = LLVMBuildBitCast(L->B, rbo, L->tpi64, "");
+      rtmp = farray(f, QT, "rtmp");
+    } else { /* one key block's biases: lane x, key jj at rbt[KB - 1 - jj + x] */
+      rbt = farray(f, QT + FA_KB - 1, "rbt");
+    }
+  }
   LLVMValueRef qt = farray(f, f->dk * QT, "qt"), ot = farray(f, f->dv * QT, "ot");
   LLVMValueRef st = farray(f, (FA_KB + KR) * QT, "st"), tmp = farray(f, QT, "tmp");
   LLVMValueRef H = g.H, qp = FP(q), qbp = FP(qb);
@@ -362,7 +421,9 @@ static LLVMValueRef build_tile(FA *f, const char *name) {
     LLVMBuildStore(L->B, v, fgep(f, qt, add(f, mul(f, ld.iv, I(f, QT)), lx.iv)));
     loop_end(f, &ld);
     LLVMValueRef tx = add(f, t0, xc);
-    LLVMBuildStore(L->B, LLVMBuildSIToFP(L->B, add(f, ifirst, xc), L->tf32, ""), fgep(f, tmp, lx.iv));
+    LLVMValueRef ix = has_pos ? row_pos(f, tx) : add(f, ifirst, xc);
+    if (rbo) LLVMBuildStore(L->B, sub(f, rbc, ix), ll_gep(L, L->ti64, rbo, lx.iv));
+    LLVMBuildStore(L->B, LLVMBuildSIToFP(L->B, ix, L->tf32, ""), fgep(f, tmp, lx.iv));
     LLVMBuildStore(L->B, ldf(f, opt_ptr(f, qbp, add(f, mul(f, tx, H), h), g.zero)), fgep(f, ot, lx.iv));
   }
   loop_end(f, &lx);
@@ -420,15 +481,33 @@ static LLVMValueRef build_tile(FA *f, const char *name) {
   /* scale, biases, mask; the block's running max */
   LLVMValueRef mn[2];
   for (int v = 0; v < 2; v++) mn[v] = slot(f, f->tv, get(f, f->tv, m[v]));
+  if (rbt) {
+    Loop lr;
+    loop_begin(f, &lr, I(f, 0), I(f, QT + FA_KB - 1), 1, "rbk");
+    LLVMValueRef r = sub(f, sub(f, add(f, rbc, add(f, j0, I(f, FA_KB - 1))), ifirst), lr.iv);
+    LLVMBuildStore(L->B, rb_at(f, rb, rbl, r), fgep(f, rbt, lr.iv));
+    loop_end(f, &lr);
+  }
   loop_begin(f, &lj, I(f, 0), nk, 1, "jj");
   {
     LLVMValueRef j = add(f, j0, lj.iv);
+    LLVMValueRef rbp = NULL; /* this key's lane biases: QT floats */
+    if (rbt) rbp = fgep(f, rbt, sub(f, I(f, FA_KB - 1), lj.iv));
+    if (rtmp) {
+      Loop lr;
+      loop_begin(f, &lr, I(f, 0), I(f, QT), 1, "rbx");
+      LLVMValueRef o = LLVMBuildLoad2(L->B, L->ti64, ll_gep(L, L->ti64, rbo, lr.iv), "");
+      LLVMBuildStore(L->B, rb_at(f, rb, rbl, add(f, o, j)), fgep(f, rtmp, lr.iv));
+      loop_end(f, &lr);
+      rbp = rtmp;
+    }
     LLVMValueRef kbj = splat(f, ldf(f, opt_ptr(f, kbc, mul(f, j, H), g.zero)));
     LLVMValueRef jsp = splat(f, LLVMBuildSIToFP(L->B, j, L->tf32, ""));
     LLVMValueRef sp = fgep(f, st, mul(f, lj.iv, I(f, QT)));
     for (int v = 0; v < 2; v++) {
       LLVMValueRef pv = v ? fgep(f, sp, I(f, VL)) : sp;
       LLVMValueRef s = vfma(f, vld(f, pv), ssp, LLVMBuildFAdd(L->B, qbv[v], kbj, ""));
+      if (rbp) s = LLVMBuildFAdd(L->B, s, vld(f, v ? fgep(f, rbp, I(f, VL)) : rbp), "");
       LLVMValueRef vis = LLVMBuildFCmp(L->B, LLVMRealOLE, jsp, iv[v], "");
       LLVMValueRef inw = LLVMBuildFCmp(L->B, LLVMRealOLT, LLVMBuildFSub(L->B, iv[v], wsp, ""), jsp, "");
       vis = LLVMBuildAnd(L->B, vis, LLVMBuildSelect(L->B, wpos, inw, LLVMConstAllOnes(LLVMTypeOf(inw)), ""), "");
@@ -509,7 +588,7 @@ static LLVMValueRef build_flash(FA *f, const char *name, LLVMValueRef tile, LLVM
   Loop lt;
   loop_begin(f, &lt, I(f, 0), T, 1, "t");
   {
-    LLVMValueRef pt = add(f, pos0, lt.iv);
+    LLVMValueRef pt = f->fe & KERNELS_ATTENTION_POS ? row_pos(f, lt.iv) : add(f, pos0, lt.iv);
     fcopy(f, fgep(f, ck, mul(f, pt, nkr)), fgep(f, kp, mul(f, lt.iv, nkr)), nkr);
     fcopy(f, fgep(f, cv, mul(f, pt, nvr)), fgep(f, vp, mul(f, lt.iv, nvr)), nvr);
     LLVMBasicBlockRef yes = ll_block(L, "kb"), no = ll_block(L, "kb.done");
@@ -545,13 +624,15 @@ static LLVMValueRef build_flash(FA *f, const char *name, LLVMValueRef tile, LLVM
   return fn;
 }
 
-LLVMValueRef ll_flash_attn_fn(LL *L, int64_t dk, int64_t dv) {
-  char name[64], tname[64], rname[64];
-  snprintf(name, sizeof name, "gat.flash_%lld_%lld", (long long)dk, (long long)dv);
+LLVMValueRef ll_flash_attn_fn(LL *L, int64_t dk, int64_t dv, int fe) {
+  char name[64], tname[64], rname[64], sfx[8] = "";
+  if (fe)
+    snprintf(sfx, sizeof sfx, "_%s%s", fe & KERNELS_ATTENTION_POS ? "p" : "", fe & KERNELS_ATTENTION_RELBIAS ? "r" : "");
+  snprintf(name, sizeof name, "gat.flash_%lld_%lld%s", (long long)dk, (long long)dv, sfx);
   LLVMValueRef fn = LLVMGetNamedFunction(L->M, name);
   if (fn) return fn;
-  snprintf(tname, sizeof tname, "gat.fa_tile_%lld_%lld", (long long)dk, (long long)dv);
-  snprintf(rname, sizeof rname, "gat.fa_row_%lld_%lld", (long long)dk, (long long)dv);
+  snprintf(tname, sizeof tname, "gat.fa_tile_%lld_%lld%s", (long long)dk, (long long)dv, sfx);
+  snprintf(rname, sizeof rname, "gat.fa_row_%lld_%lld%s", (long long)dk, (long long)dv, sfx);
   LLVMBasicBlockRef saved_bb = LLVMGetInsertBlock(L->B);
   LLVMValueRef saved_fn = L->fn;
   FA f;
@@ -562,6 +643,7 @@ LLVMValueRef ll_flash_attn_fn(LL *L, int64_t dk, int64_t dv) {
   f.qt = 2 * f.vl;
   f.dk = dk;
   f.dv = dv;
+  f.fe = fe;
   f.tv = LLVMVectorType(L->tf32, (unsigned)f.vl);
   f.tvp = LLVMPointerType(f.tv, 0);
   f.tvi = LLVMVectorType(L->ti32, (unsigned)f.vl);

@@ -106,8 +106,9 @@ void ll_gemm_declare(LL *L); /* builds gat_gemm_pack / gat_gemm_f32 (internal) *
 int ll_gemm_act_ok(int epi_act);
 
 /* ---- emit_llvm_attn.c ---- */
-/* void gat.flash_DK_DV(gat_attn_args *): the flash kernel of attn_fast calls (built once per pair) */
-LLVMValueRef ll_flash_attn_fn(LL *L, int64_t dk, int64_t dv);
+/* void gat.flash_DK_DV(gat_attn_args *): the flash kernel of attn_fast calls (built once per pair
+   and feature set fe, kernels_attention_features) */
+LLVMValueRef ll_flash_attn_fn(LL *L, int64_t dk, int64_t dv, int fe);
 
 /* ---- emit_llvm_math.c ---- */
 /* f32_math: fn of a float value with the float functions of codegen/kernels_math.c built as IR

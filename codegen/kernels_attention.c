@@ -26,7 +26,11 @@
  *
  * Specialization: the head dims DK, DV are compile-time constants (one copy
  * of the tile and row functions per pair in use), so the d loops unroll and
- * the accumulators stay in registers. Accumulation is f32 with FMA
+ * the accumulators stay in registers. Calls with per-row positions
+ * (gat_attn_args.pos, GateSkip's `kv: previous`) and/or a relative-position
+ * bias (relbias, Mega) get variants of their own (suffix _p, _r, _pr; the
+ * "@" lines of attn_text_body), emitted only when a model has such a call, so
+ * other models get the plain kernel unchanged. Accumulation is f32 with FMA
  * contraction enabled for these functions only; -O0/-O1 (and -fno-tile) keep
  * the double-accumulating reference kernel. */
 #include "kernels_attention.h"
@@ -195,8 +199,25 @@ static const char *attn_text_head =
     "  }\n"
     "}\n";
 
-/* per (DK, DV) pair: "$$" stands for the name suffix _DK_DV, GAT_FA_DK / GAT_FA_DV
-   are #defined around it */
+/* the cache append of calls with per-row positions (gat_attn_args.pos: GateSkip's KV copy),
+   once per module that has such a call */
+static const char *attn_text_append_pos =
+    "\n"
+    "/* the reference's cache append with per-row positions: row t at cache row pos[t] */\n"
+    "static GAT_FA_UNUSED void gat_fa_append_pos(const gat_attn_args *a) {\n"
+    "  for (int64_t t = 0; t < a->T; t++) {\n"
+    "    const int64_t p = a->pos[t];\n"
+    "    memcpy(a->cache_k + p * a->Hkv * a->dk, a->k + t * a->Hkv * a->dk, sizeof(float) * (size_t)(a->Hkv * a->dk));\n"
+    "    memcpy(a->cache_v + p * a->Hkv * a->dv, a->v + t * a->Hkv * a->dv, sizeof(float) * (size_t)(a->Hkv * a->dv));\n"
+    "    if (a->kb && a->cache_kb) memcpy(a->cache_kb + p * a->H, a->kb + t * a->H, sizeof(float) * (size_t)a->H);\n"
+    "  }\n"
+    "}\n";
+
+/* per (DK, DV, features) variant: "$$" stands for the name suffix _DK_DV (+ _p, _r, _pr),
+   GAT_FA_DK / GAT_FA_DV are #defined around it. A line that starts with "@" + letters + " "
+   is emitted (without that prefix) only in the variants where every letter holds: p = per-row
+   positions (gat_attn_args.pos), P = none, r = a relative-position bias (relbias), R = none.
+   The plain variant (P, R) is the kernel as it was before the two features. */
 static const char *attn_text_body =
     "/* one tile: queries t0 .. t0+nq-1 (nq <= QT) of head h, in lanes (NV lane vectors) */\n"
     "static GAT_FA_FMA_ATTR void gat_fa_tile$$(const gat_attn_args *a, int64_t h, int64_t t0, int nq) {\n"
@@ -204,7 +225,15 @@ static const char *attn_text_body =
     "  enum { DK = GAT_FA_DK, DV = GAT_FA_DV, DM = DK > DV ? DK : DV, KR = GAT_FA_KR };\n"
     "  enum { KB = GAT_FA_KB_FOR(DM), NV = GAT_FA_NV_FOR(DM), QT = NV * GAT_FA_VL };\n"
     "  const int64_t H = a->H, hk = h / (H / a->Hkv), ldk = a->Hkv * DK, ldv = a->Hkv * DV;\n"
-    "  const int64_t pos0 = a->pos0, ifirst = pos0 + t0, ilast = pos0 + t0 + nq - 1;\n"
+    "@P   const int64_t pos0 = a->pos0, ifirst = pos0 + t0, ilast = pos0 + t0 + nq - 1;\n"
+    "@p   const int32_t *ps = a->pos + t0; /* the rows' positions: lanes need not be contiguous */\n"
+    "@p   int64_t ifirst = ps[0], ilast = ps[0];\n"
+    "@p   for (int x = 1; x < nq; x++) {\n"
+    "@p     ifirst = ps[x] < ifirst ? ps[x] : ifirst;\n"
+    "@p     ilast = ps[x] > ilast ? ps[x] : ilast;\n"
+    "@p   }\n"
+    "@r   const float *rb = a->relbias;\n"
+    "@r   const int64_t rbl = a->relbias_len, rbc = (rbl - 1) / 2; /* bias of (i, j): rb[clamp(rbc + j - i)] */\n"
     "  const float scale = (float)a->scale, w = (float)a->window;\n"
     "  const float *kbc = a->kb && a->cache_kb ? a->cache_kb + h : NULL;\n"
     "  gat_fa_v qt[DK][NV]; /* the queries, transposed: lane l of vector v = query t0 + v VL + l */\n"
@@ -225,7 +254,11 @@ static const char *attn_text_body =
     "      for (int d = 0; d < DK; d++) qf[d * QT + x] = x < nq ? qr[d] : 0.0f;\n"
     "    }\n"
     "  }\n"
-    "  for (int x = 0; x < QT; x++) tmp[x] = (float)(ifirst + (x < nq ? x : nq - 1));\n"
+    "@P   for (int x = 0; x < QT; x++) tmp[x] = (float)(ifirst + (x < nq ? x : nq - 1));\n"
+    "@p   for (int x = 0; x < QT; x++) tmp[x] = (float)ps[x < nq ? x : nq - 1];\n"
+    "@pr   int64_t rbo[QT]; /* per lane: rbc - i */\n"
+    "@pr   for (int x = 0; x < QT; x++) rbo[x] = rbc - ps[x < nq ? x : nq - 1];\n"
+    "@Pr   float rbt[QT + KB - 1]; /* one key block's biases: lane x, key jj at rbt[KB - 1 - jj + x] */\n"
     "  memcpy(iv, tmp, sizeof tmp);\n"
     "  for (int x = 0; x < QT; x++) tmp[x] = a->qb ? a->qb[(t0 + (x < nq ? x : nq - 1)) * H + h] : 0.0f;\n"
     "  memcpy(qbv, tmp, sizeof tmp);\n"
@@ -266,13 +299,25 @@ static const char *attn_text_body =
     "    }\n"
     "    /* scale, biases, mask; the block's running max */\n"
     "    const int need_mask = j0 + nk - 1 > ifirst || (a->window > 0 && j0 <= ilast - a->window);\n"
+    "@Pr     for (int k = 0; k < QT + KB - 1; k++) {\n"
+    "@Pr       const int64_t r = rbc + j0 + KB - 1 - ifirst - k;\n"
+    "@Pr       rbt[k] = rb[r < 0 ? 0 : r >= rbl ? rbl - 1 : r];\n"
+    "@Pr     }\n"
     "    gat_fa_v mn[NV];\n"
     "    for (int v = 0; v < NV; v++) mn[v] = m[v];\n"
     "    for (int jj = 0; jj < nk; jj++) {\n"
     "      const int64_t j = j0 + jj;\n"
     "      const float kbj = kbc ? kbc[j * H] : 0.0f;\n"
+    "@r       gat_fa_v rbv[NV];\n"
+    "@Pr       memcpy(rbv, rbt + (KB - 1 - jj), sizeof rbv);\n"
+    "@pr       for (int x = 0; x < QT; x++) {\n"
+    "@pr         const int64_t r = rbo[x] + j;\n"
+    "@pr         tmp[x] = rb[r < 0 ? 0 : r >= rbl ? rbl - 1 : r];\n"
+    "@pr       }\n"
+    "@pr       memcpy(rbv, tmp, sizeof rbv);\n"
     "      for (int v = 0; v < NV; v++) {\n"
-    "        gat_fa_v s = st[jj][v] * scale + (qbv[v] + kbj);\n"
+    "@R         gat_fa_v s = st[jj][v] * scale + (qbv[v] + kbj);\n"
+    "@r         gat_fa_v s = st[jj][v] * scale + (qbv[v] + kbj) + rbv[v];\n"
     "        if (need_mask) s = gat_fa_mask(s, (float)j, iv[v], w);\n"
     "        st[jj][v] = s;\n"
     "        mn[v] = gat_fa_max(mn[v], s);\n"
@@ -343,7 +388,10 @@ static const char *attn_text_body =
     "  enum { DK = GAT_FA_DK, DV = GAT_FA_DV, KB = GAT_FA_KB, VL = GAT_FA_VL };\n"
     "  enum { NKV = DK / VL, NVV = DV / VL, VT = DV % VL + 1 /* + 1: never an empty array */ };\n"
     "  const int64_t H = a->H, hk = h / (H / a->Hkv), ldk = a->Hkv * DK, ldv = a->Hkv * DV;\n"
-    "  const int64_t i = a->pos0 + t;\n"
+    "@P   const int64_t i = a->pos0 + t;\n"
+    "@p   const int64_t i = a->pos[t];\n"
+    "@r   const float *rb = a->relbias;\n"
+    "@r   const int64_t rbl = a->relbias_len, rbo = (rbl - 1) / 2 - i; /* bias of key j: rb[clamp(rbo + j)] */\n"
     "  const float scale = (float)a->scale;\n"
     "  const float qb = a->qb ? a->qb[t * H + h] : 0.0f;\n"
     "  const float *kbc = a->kb && a->cache_kb ? a->cache_kb + h : NULL;\n"
@@ -370,6 +418,10 @@ static const char *attn_text_body =
     "      float s = gat_fa_hsum(acc);\n"
     "      for (int d = NKV * VL; d < DK; d++) s += q[d] * kr[d];\n"
     "      s = s * scale + (kbc ? qb + kbc[(j0 + jj) * H] : qb);\n"
+    "@r       {\n"
+    "@r         const int64_t r = rbo + j0 + jj;\n"
+    "@r         s += rb[r < 0 ? 0 : r >= rbl ? rbl - 1 : r];\n"
+    "@r       }\n"
     "      sc[jj] = s;\n"
     "      mb = s > mb ? s : mb;\n"
     "    }\n"
@@ -410,7 +462,8 @@ static const char *attn_text_body =
     "static GAT_FA_UNUSED void gat_flash_attn$$(const gat_attn_args *a) {\n"
     "  enum { DM = GAT_FA_DK > GAT_FA_DV ? GAT_FA_DK : GAT_FA_DV };\n"
     "  enum { QT = GAT_FA_NV_FOR(DM) * GAT_FA_VL, MINQ = QT / 3 + 1 /* fewer queries left: one at a time */ };\n"
-    "  gat_fa_append(a);\n"
+    "@P   gat_fa_append(a);\n"
+    "@p   gat_fa_append_pos(a);\n"
     "  for (int64_t h = 0; h < a->H; h++)\n"
     "    for (int64_t t0 = 0; t0 < a->T; t0 += QT) {\n"
     "      const int nq = a->T - t0 < QT ? (int)(a->T - t0) : QT;\n"
@@ -423,18 +476,27 @@ static const char *attn_text_body =
 
 static int attn_is_fast(const LoopKernel *k) { return k->kind == LK_CALL && k->call == LC_ATTENTION && k->attn_fast; }
 
-/* head dims of every attn_fast call (regions included), deduplicated, into dims[2 * n] */
+int kernels_attention_features(const LoopKernel *k) {
+  int f = 0;
+  if (k->nargs > 11 && k->args[11] >= 0) f |= KERNELS_ATTENTION_POS;
+  if (k->nargs > 9 && k->args[9] >= 0) f |= KERNELS_ATTENTION_RELBIAS;
+  return f;
+}
+
+/* head dims and features of every attn_fast call (regions included), deduplicated, into
+   dims[3 * n] */
 static void attn_collect(const PtrVec *ks, int64_t *dims, int *n, int cap) {
   for (int i = 0; i < ks->len; i++) {
     const LoopKernel *k = ks->data[i];
     if (attn_is_fast(k)) {
-      int64_t dk = k->sizes[3].k, dv = k->sizes[4].k;
+      int64_t dk = k->sizes[3].k, dv = k->sizes[4].k, fe = kernels_attention_features(k);
       int seen = 0;
-      for (int j = 0; j < *n; j++) seen |= dims[2 * j] == dk && dims[2 * j + 1] == dv;
-      GAT_ASSERT(seen || *n < cap); /* pass_attention marks at most that many shapes */
+      for (int j = 0; j < *n; j++) seen |= dims[3 * j] == dk && dims[3 * j + 1] == dv && dims[3 * j + 2] == fe;
+      GAT_ASSERT(seen || *n < cap); /* pass_attention marks at most that many variants */
       if (!seen) {
-        dims[2 * *n] = dk;
-        dims[2 * *n + 1] = dv;
+        dims[3 * *n] = dk;
+        dims[3 * *n + 1] = dv;
+        dims[3 * *n + 2] = fe;
         (*n)++;
       }
     }
@@ -443,38 +505,75 @@ static void attn_collect(const PtrVec *ks, int64_t *dims, int *n, int cap) {
 }
 
 int kernels_attention_needed(const LoopModule *m) {
-  int64_t dims[2 * KERNELS_ATTENTION_MAX_VARIANTS];
+  int64_t dims[3 * KERNELS_ATTENTION_MAX_VARIANTS];
   int n = 0;
   attn_collect(&m->kernels, dims, &n, KERNELS_ATTENTION_MAX_VARIANTS);
   return n > 0;
 }
 
+/* "_p", "_r", "_pr" or nothing: the name suffix of a feature set */
+static void attn_suffix_features(StrBuf *o, int fe) {
+  if (fe) sb_printf(o, "_%s%s", fe & KERNELS_ATTENTION_POS ? "p" : "", fe & KERNELS_ATTENTION_RELBIAS ? "r" : "");
+}
+
+/* one line of attn_text_body (without its newline), its "@" condition checked against the
+   features fe, "$$" replaced by suffix */
+static void attn_emit_line(StrBuf *o, const char *p, size_t n, int fe, const char *suffix) {
+  if (n > 0 && p[0] == '@') {
+    size_t i = 1;
+    int keep = 1;
+    for (; i < n && p[i] != ' '; i++) {
+      const int want = p[i] == 'p' || p[i] == 'P' ? KERNELS_ATTENTION_POS : KERNELS_ATTENTION_RELBIAS;
+      const int on = (fe & want) != 0;
+      keep &= (p[i] == 'p' || p[i] == 'r') ? on : !on;
+    }
+    if (!keep) return;
+    p += i + 1;
+    n -= i + 1;
+  }
+  const char *end = p + n;
+  while (p < end) {
+    const char *q = p;
+    while (q + 1 < end && !(q[0] == '$' && q[1] == '$')) q++;
+    if (q + 1 >= end) {
+      sb_appendn(o, p, (size_t)(end - p));
+      break;
+    }
+    sb_appendn(o, p, (size_t)(q - p));
+    sb_append(o, suffix);
+    p = q + 2;
+  }
+  sb_append(o, "\n");
+}
+
 void kernels_attention_fn_name(StrBuf *o, const LoopKernel *k) {
   GAT_ASSERT(attn_is_fast(k));
   sb_printf(o, "gat_flash_attn_%lld_%lld", (long long)k->sizes[3].k, (long long)k->sizes[4].k);
+  attn_suffix_features(o, kernels_attention_features(k));
 }
 
 void kernels_attention_emit(StrBuf *o, const LoopModule *m) {
-  int64_t dims[2 * KERNELS_ATTENTION_MAX_VARIANTS];
-  int n = 0;
+  int64_t dims[3 * KERNELS_ATTENTION_MAX_VARIANTS];
+  int n = 0, any_pos = 0;
   attn_collect(&m->kernels, dims, &n, KERNELS_ATTENTION_MAX_VARIANTS);
   if (n == 0) return;
   sb_append(o, attn_text_head);
+  for (int v = 0; v < n; v++) any_pos |= (dims[3 * v + 2] & KERNELS_ATTENTION_POS) != 0;
+  if (any_pos) sb_append(o, attn_text_append_pos);
   for (int v = 0; v < n; v++) {
-    char suffix[64];
-    snprintf(suffix, sizeof suffix, "_%lld_%lld", (long long)dims[2 * v], (long long)dims[2 * v + 1]);
-    sb_printf(o, "\n#define GAT_FA_DK %lld\n#define GAT_FA_DV %lld\n", (long long)dims[2 * v],
-              (long long)dims[2 * v + 1]);
+    const int fe = (int)dims[3 * v + 2];
+    StrBuf suffix = {0};
+    sb_printf(&suffix, "_%lld_%lld", (long long)dims[3 * v], (long long)dims[3 * v + 1]);
+    attn_suffix_features(&suffix, fe);
+    sb_printf(o, "\n#define GAT_FA_DK %lld\n#define GAT_FA_DV %lld\n", (long long)dims[3 * v],
+              (long long)dims[3 * v + 1]);
     for (const char *p = attn_text_body; *p;) {
-      const char *q = strstr(p, "$$");
-      if (!q) {
-        sb_append(o, p);
-        break;
-      }
-      sb_appendn(o, p, (size_t)(q - p));
-      sb_append(o, suffix);
-      p = q + 2;
+      const char *nl = strchr(p, '\n');
+      const size_t len = nl ? (size_t)(nl - p) : strlen(p);
+      attn_emit_line(o, p, len, fe, sb_cstr(&suffix));
+      p += len + (nl ? 1 : 0);
     }
+    sb_free(&suffix);
     sb_append(o, "#undef GAT_FA_DK\n#undef GAT_FA_DV\n");
   }
   sb_append(o, "/* ---- end of the flash attention kernel ---- */\n\n");

@@ -14,9 +14,15 @@
 /* Largest head dims the emitted kernel takes (its tiles live on the stack);
  * pass_attention leaves bigger heads on the reference kernel. */
 #define KERNELS_ATTENTION_MAX_D 256
-/* Most distinct (dk, dv) pairs per module (one kernel copy each). */
+/* Most distinct (dk, dv, features) variants per module (one kernel copy each). */
 #define KERNELS_ATTENTION_MAX_VARIANTS 64
 
+/* Features of an LC_ATTENTION call that select a kernel variant (one copy per dims and
+ * feature set in use; a module without them emits exactly the plain variant): per-row
+ * positions (args[11], gat_attn_args.pos) and a relative-position bias (args[9], relbias). */
+#define KERNELS_ATTENTION_POS 1
+#define KERNELS_ATTENTION_RELBIAS 2
+int kernels_attention_features(const LoopKernel *k);
 /* 1 if the module (regions included) has an LC_ATTENTION call marked attn_fast. */
 int kernels_attention_needed(const LoopModule *m);
 /* The support code and one gat_flash_attn_DK_DV per head-dim pair in use. */

@@ -41,13 +41,19 @@ void driver_pass_options(const DriverOptions *o, PassOptions *po) {
   po->prologue = !o->no_prologue;
   po->glu = !o->no_glu;
   po->chunk = !o->no_chunk;
-  /* the LLVM backend ignores the scan_chunk hint (its scans stay per token): keep pass chunk off there */
   po->concat = !o->no_concat;
   po->gate = !o->no_gate;
-  if ((o->emit && strcmp(o->emit, "c")) || o->jit || (o->backend && !strcmp(o->backend, "llvm"))) po->chunk = 0;
-  /* segmented GEMMs (concat) and the gate epilogue have no LLVM form yet: C backend only */
-  if ((o->emit && strcmp(o->emit, "c")) || o->jit || (o->backend && !strcmp(o->backend, "llvm")))
+  po->scanfuse = !o->no_scanfuse;
+  int llvm = (o->emit && strcmp(o->emit, "c")) || o->jit || (o->backend && !strcmp(o->backend, "llvm"));
+  if (llvm) {
+    /* the LLVM backend ignores the scan_chunk hint (its scans stay per token): keep pass chunk off there */
+    po->chunk = 0;
+    /* segmented GEMMs (concat) and the gate epilogue have no LLVM form yet: C backend only */
     po->concat = po->gate = 0;
+    /* LLVM vectorizes the fused GLA sweep worse than the two plain ones (M2 prefill 92 -> 139 ms;
+     * C's prefill runs the chunked kernel instead): scanfuse there only on request (-fscanfuse) */
+    if (!o->force_scanfuse) po->scanfuse = 0;
+  }
   /* the LLVM backend runs the same passes (emit_llvm_gemm.c: folded scales, row-scale prologue, GLU) */
   po->memplan = !o->no_memplan;
   if (o->no_f32_math) po->f32_math = 0;

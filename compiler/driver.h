@@ -24,6 +24,8 @@ typedef struct DriverOptions {
   int no_fold_scales, no_prologue, no_glu; /* -fno-fold-scales, -fno-prologue, -fno-glu */
   int no_chunk;                            /* -fno-chunk */
   int no_concat, no_gate;                  /* -fno-concat, -fno-gate */
+  int no_scanfuse;                         /* -fno-scanfuse */
+  int force_scanfuse;                      /* -fscanfuse: also with the LLVM backend */
   int no_memplan;             /* -fno-memplan: one arena slice per buffer */
   int no_f32_math;            /* -fno-f32-math: -O2 loop nests stay in double (no pass f32math) */
   int stats;                  /* --stats: print arena, weight, kernel and FLOP statistics and stop */

@@ -54,12 +54,21 @@ static double expr_flops(const LoopExpr *e, int64_t T) {
 
 static double kernels_flops(const PtrVec *ks, int64_t T);
 
+static const LoopExpr *find_reduce(const LoopExpr *e) {
+  if (!e || e->kind == LX_REDUCE) return e;
+  const LoopExpr *r = find_reduce(e->a);
+  if (!r) r = find_reduce(e->b);
+  return r ? r : find_reduce(e->c);
+}
+
 static double kernel_flops(const LoopKernel *k, int64_t T) {
   switch (k->kind) {
   case LK_LOOP: {
     double n = 1;
     for (int d = 0; d < k->rank; d++) n *= (double)(k->ext[d] == IR_DIM_T ? T : k->ext[d]);
-    return n * expr_flops(k->body, T);
+    const LoopExpr *r = k->sweep_at ? find_reduce(k->body) : NULL; /* pass_scanfuse: the sweep store runs once per term of the sum */
+    double sw = r ? (double)(r->extent == IR_DIM_T ? T : r->extent) * expr_flops(k->sweep_val, T) : 0;
+    return n * (expr_flops(k->body, T) + sw);
   }
   case LK_CALL:
     if (k->call == LC_GEMM) /* a GLU GEMM (args[7], pass_glu) does two products */

@@ -181,6 +181,15 @@ typedef struct LoopKernel {
                           backend uses float functions of its own (<= 2.6 ulp) and sums unit-stride
                           reductions in lanes (summation order changes); a backend may evaluate the
                           functions in double and round. */
+  LoopExpr *sweep_at;  /* LK_LOOP with red_outer, -O2 (pass_scanfuse): NULL, or an LX_LOAD naming a second
+                          store of the kernel (buffer sweep_at->buf at index sweep_at->idx, over the kernel's
+                          domain and reduction variables), made in the reduction sweep: for every v_R and
+                          v{rank-1} (inside both loops), sweep_at = sweep_val (rounded to the buffer's
+                          dtype) first, then acc[v{rank-1}] += R's operand, whose loads of that buffer read
+                          the value just stored. The index visits every element of the buffer once; lets
+                          and the body outside R's operand never read the buffer. A scan step's state
+                          update S'[..] = f(S[..]) fused with the output reduction o = sum(i) q S'. */
+  LoopExpr *sweep_val;
   /* LK_CALL: args are buffers (-1 = absent), sizes and reals are call-specific */
   LoopCallKind call;
   int nargs;
@@ -196,8 +205,9 @@ typedef struct LoopKernel {
                           unchanged and equal gat_k_attention's (new K/V/kb rows appended at
                           pos0 .. pos0+T-1 first, same visible keys, biases, scale, GQA, window);
                           only the arithmetic differs: f32 accumulation with FMA and a polynomial exp
-                          instead of double (about 1e-6 relative). Set only when there is no relbias
-                          (args[9] == -1, nargs <= 10), dk and dv are constants <= 256 and T is the
+                          instead of double (about 1e-6 relative). Set only when args[10] == -1 (no
+                          packed skip/route rows; relbias args[9] and positions args[11] allowed: a
+                          kernel variant each), dk and dv are constants <= 256 and T is the
                           only row-dependent size; args[8] (the scores scratch) is unused then. A
                           backend may ignore the flag and call gat_k_attention. */
   int scan_chunk;      /* LK_SCAN schedule hint, -O2 (pass_chunk): 0 = none; 1 = the region is GLA's

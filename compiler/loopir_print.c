@@ -137,6 +137,13 @@ static void pr_kernel(FILE *f, const LoopModule *m, const LoopKernel *k, int dep
     }
     if (k->red_outer) fputs("red_outer ", f);
     if (k->f32_math) fputs("f32_math ", f);
+    if (k->sweep_at) { /* pass_scanfuse: a second store made in the reduction sweep */
+      fputs("sweep ", f);
+      pr_expr(f, k->sweep_at, k->tvar);
+      fputs(" = ", f);
+      pr_expr(f, k->sweep_val, k->tvar);
+      fputs("; ", f);
+    }
     fputs("for (", f);
     for (int d = 0; d < k->rank; d++) {
       if (d) fputs(", ", f);

@@ -50,6 +50,8 @@ static void usage(FILE *f) {
       "  -fno-chunk         GLA / DeltaNet scans token by token in prefill too (no chunked kernel)\n"
       "  -fno-concat        no segmented GEMM over projections of the same input (pass concat)\n"
       "  -fno-gate          y * sigmoid(x W) not as a GEMM epilogue (pass gate)\n"
+      "  -fno-scanfuse      scan state update and output sum as separate sweeps (pass scanfuse)\n"
+      "  -fscanfuse         pass scanfuse with the LLVM backend too (off there by default)\n"
       "  --target=T         GEMM kernels for T: native (default), portable, x86-64, avx2, avx512\n"
       "  -march=X           C compiler -march for run/bench (default from --target, else native)\n"
       "  -fno-memplan       one arena slice per buffer (no liveness-based sharing; -O1+)\n"
@@ -186,6 +188,10 @@ int main(int argc, char **argv) {
       o.no_concat = 1;
     } else if (!strcmp(a, "-fno-gate")) {
       o.no_gate = 1;
+    } else if (!strcmp(a, "-fno-scanfuse")) {
+      o.no_scanfuse = 1;
+    } else if (!strcmp(a, "-fscanfuse")) {
+      o.force_scanfuse = 1;
     } else if (!strncmp(a, "--target=", 9) && gemm_target_of(a + 9) >= 0) { /* C backend GEMM target */
       o.gemm_target = gemm_target_of(a + 9);
     } else if (!strncmp(a, "-march=", 7)) {

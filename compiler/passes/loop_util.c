@@ -21,7 +21,13 @@ static int kernels_reads(const PtrVec *ks, int buf);
 static int kernel_reads(const LoopKernel *k, int buf) {
   int n = 0;
   switch (k->kind) {
-  case LK_LOOP: n += expr_reads(k->body, buf); break;
+  case LK_LOOP:
+    n += expr_reads(k->body, buf);
+    if (k->sweep_at) { /* pass_scanfuse: the sweep store's value and dynamic indices */
+      n += expr_reads(k->sweep_val, buf);
+      for (int i = 0; i < k->sweep_at->nidx; i++) n += k->sweep_at->idx[i].dyn_buf == buf;
+    }
+    break;
   case LK_CALL:
   case LK_COPY:
     for (int i = 0; i < LOOP_MAX_ARGS; i++) n += k->args[i] == buf;
@@ -70,6 +76,7 @@ static int kernels_writes(const PtrVec *ks, int buf) {
   for (int i = 0; i < ks->len; i++) {
     const LoopKernel *k = ks->data[i];
     n += k->out == buf;
+    n += k->sweep_at && k->sweep_at->buf == buf; /* pass_scanfuse */
     for (int s = 1; s < k->ncat; s++) n += k->cat[s].out == buf; /* cat[0].out is k->out */
     for (int r = 0; r < k->nregions; r++) n += kernels_writes(&k->regions[r]->kernels, buf);
   }
@@ -80,6 +87,7 @@ int loop_buf_writes(const LoopModule *m, int buf) { return kernels_writes(&m->ke
 
 int loop_kernel_writes(const LoopKernel *k, int buf) {
   if (k->out == buf) return 1;
+  if (k->sweep_at && k->sweep_at->buf == buf) return 1; /* pass_scanfuse */
   for (int s = 0; s < k->ncat; s++)
     if (k->cat[s].out == buf) return 1;
   if (k->kind == LK_CALL || k->kind == LK_LOOP || k->kind == LK_COPY) {
@@ -139,6 +147,15 @@ static void verify_kernels(VCtx *v, const PtrVec *ks) {
         if (!k->lets[l].e || k->lets[l].level < 0 || k->lets[l].level > k->rank + (k->red_outer ? 1 : 0))
           return vfail(v, k, "let without expression or with a bad level");
         verify_expr(v, k, k->lets[l].e);
+      }
+      if (k->sweep_at || k->sweep_val) { /* pass_scanfuse */
+        if (!k->sweep_at || !k->sweep_val || k->sweep_at->kind != LX_LOAD || !k->red_outer || k->sweep_at->round)
+          return vfail(v, k, "sweep store without red_outer, destination or value");
+        verify_expr(v, k, k->sweep_at);
+        verify_expr(v, k, k->sweep_val);
+        if (!v->bad && (k->sweep_at->buf == k->out || loop_buf(v->m, k->sweep_at->buf)->is_f64 ||
+                        loop_buf(v->m, k->sweep_at->buf)->kind == LB_PARAM || loop_buf(v->m, k->sweep_at->buf)->kind == LB_INPUT))
+          return vfail(v, k, "sweep store into the output, an f64 scratch, a parameter or an input");
       }
     }
     if (k->kind == LK_CALL && k->call == LC_GEMM) {

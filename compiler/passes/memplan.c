@@ -92,6 +92,8 @@ static void live_kernels(LiveCtx *c, const PtrVec *ks, int scan_lo, int scan_hi)
     if (k->kind == LK_LOOP) {
       live_expr(c, k->body, lo, hi);
       for (int l = 0; l < k->nlets; l++) live_expr(c, k->lets[l].e, lo, hi);
+      live_expr(c, k->sweep_at, lo, hi); /* pass_scanfuse */
+      live_expr(c, k->sweep_val, lo, hi);
     }
     for (int s = 0; s < k->nstates; s++) {
       live_use(c, k->state_bufs[s], lo, hi);

@@ -33,6 +33,7 @@ typedef struct PassOptions {
   int chunk;              /* -O2 pass chunk: chunked prefill of GLA / delta-rule scans (-fno-chunk) */
   int concat;             /* -O2 pass concat: GEMMs on the same input as one segmented GEMM (-fno-concat) */
   int gate;               /* -O2 pass gate: y * act(GEMM) as the GEMM's epilogue (-fno-gate) */
+  int scanfuse;           /* -O2 pass scanfuse: scan state update + output sum in one sweep (-fno-scanfuse) */
   int memplan;            /* liveness-based arena planning, -O1+ (-fno-memplan clears; memplan.c) */
   int verify;             /* verify after every pass (on by default; tests and debug) */
   int profile;            /* generated code times every top-level kernel (--profile) */
@@ -69,6 +70,7 @@ void pass_interchange(LoopModule *m, const PassOptions *o);
 void pass_scan_inplace(LoopModule *m, const PassOptions *o);
 void pass_licm(LoopModule *m, const PassOptions *o);
 void pass_f32math(LoopModule *m, const PassOptions *o);
+void pass_scanfuse(LoopModule *m, const PassOptions *o);
 /* memplan.c: arena offsets by liveness (replaces loop_module_layout's one slice per buffer). */
 void pass_memplan(LoopModule *m, const PassOptions *o);
 /* Live interval [first[b], last[b]] of every buffer over kernel positions (pre-order over all

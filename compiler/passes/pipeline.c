@@ -6,6 +6,7 @@
  *              → glu (-O2, packed + fuse) → gate (-O2, packed + fuse, -fno-gate) → fuse (-O1+, fuse)
  *              → chunk (-O2, -fno-chunk) → interchange → scan_inplace → licm → f32math (-O2; licm
  *              after the others: it needs the final kernel outputs and loop orders)
+ *              → scanfuse (-O2, -fno-scanfuse; after licm/f32math: merges finished nests, lets included)
  *              → concat (-O2, packed, -fno-concat; last, so no other pass sees segmented GEMMs)
  *   layout:    arena offsets, one slice per buffer (always)
  *   memplan:   arena offsets by liveness, scratch shared (-O1+, -fno-memplan; memplan.c)
@@ -47,6 +48,7 @@ static const PassEntry pass_list[] = {
     {"scan_inplace", ON_LOOP, NULL, pass_scan_inplace},
     {"licm", ON_LOOP, NULL, pass_licm},
     {"f32math", ON_LOOP, NULL, pass_f32math},
+    {"scanfuse", ON_LOOP, NULL, pass_scanfuse},
     {"concat", ON_LOOP, NULL, pass_concat},
     {"layout", ON_LAYOUT, NULL, NULL},
     {"memplan", ON_LOOP, NULL, pass_memplan},
@@ -70,6 +72,7 @@ static int pass_enabled(const PassEntry *p, const PassOptions *o) {
   if (!strcmp(n, "memplan")) return o->opt_level >= 1 && o->memplan;
   if (!strcmp(n, "interchange") || !strcmp(n, "scan_inplace") || !strcmp(n, "licm")) return o->opt_level >= 2;
   if (!strcmp(n, "f32math")) return o->opt_level >= 2 && o->f32_math;
+  if (!strcmp(n, "scanfuse")) return o->opt_level >= 2 && o->scanfuse;
   return 0;
 }
 
@@ -81,6 +84,7 @@ void pass_options_init(PassOptions *o, int opt_level) {
   o->fold_scales = o->prologue = o->glu = 1;
   o->chunk = 1;
   o->concat = o->gate = 1;
+  o->scanfuse = 1;
   o->memplan = 1;
   o->verify = 1;
 }

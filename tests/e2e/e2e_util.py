@@ -114,6 +114,13 @@ def gattnc_run(args, src, wpath, ipath, opath, flags=(), step=0):
     return read_st(opath)
 
 
+def run_inputs(args, src, wpath, inputs, wd, tag, flags, step=0):
+    """gattnc_run on a dict of input tensors, written to WD/TAG.in.safetensors."""
+    ipath = os.path.join(wd, f"{tag}.in.safetensors")
+    write_st(ipath, inputs)
+    return gattnc_run(args, src, wpath, ipath, os.path.join(wd, f"{tag}.out.safetensors"), flags, step)
+
+
 def check(label, got, want, rtol):
     """Max relative error, normalised by the reference's largest magnitude."""
     err = (got.double() - want.double()).abs().max().item()

@@ -25,7 +25,7 @@ import sys
 
 import torch
 
-from e2e_util import check, gattnc_run, parse_args, read_st, sh, write_st
+from e2e_util import check, parse_args, read_st, run_inputs, sh, write_st
 
 MODEL = """import std
 model concat_gate {
@@ -52,22 +52,16 @@ RTOL_SAME = 1e-6
 RTOL_SAME_MODEL = 1e-5  # 4 layers and an lm_head after the gate's few-ulp sigmoid (observed 3.5e-7, 5.3e-7)
 
 
-def run(args, src, wpath, inputs, wd, tag, flags, step=0):
-    ipath = os.path.join(wd, f"{tag}.in.safetensors")
-    write_st(ipath, inputs)
-    return gattnc_run(args, src, wpath, ipath, os.path.join(wd, f"{tag}.out.safetensors"), flags, step)
-
-
 def compare(args, name, src, wpath, inputs, wd, steps, flag_sets=FLAGS, rtol_same=RTOL_SAME):
     ok = True
     for step in steps:
-        ref = run(args, src, wpath, inputs, wd, f"ref{step}", ["--interp"], step)
+        ref = run_inputs(args, src, wpath, inputs, wd, f"ref{step}", ["--interp"], step)
         if ref is None:
             return False
         outs = {}
         for flags in flag_sets:
             tag = "o2" + "".join(flags) + f"_s{step}"
-            got = run(args, src, wpath, inputs, wd, tag, ["-O2"] + flags, step)
+            got = run_inputs(args, src, wpath, inputs, wd, tag, ["-O2"] + flags, step)
             if got is None:
                 ok = False
                 continue

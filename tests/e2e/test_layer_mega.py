@@ -17,7 +17,12 @@ rel_pos: false (no bias) at T = 40.
 Metric: max |gattnc - ref| / max |ref| over the layer output, tolerance 1e-4.
 T in {1, 7, 64, 1024}, interpreter and compiled C, prefill and decode
 (--step 1); the chunked block at T = 40 with C = 16 (decode crosses chunk
-boundaries)."""
+boundaries). Compiled runs are -O2, where the attention with the relative bias
+runs the flash kernel's relbias variant (checked on the emitted code: C
+gat_flash_attn_16_48_r, LLVM gat.fa_*_16_48_r); -fno-tile keeps the reference
+gat_k_attention, checked the same way and run at T = 300 (not a multiple of
+the kernel's 64-query / 64-key tiles) against the reference."""
+import os
 import math
 import sys
 
@@ -25,7 +30,40 @@ import torch
 import torch.nn.functional as F
 
 from e2e_util import Case, check, parse_args, perturb, set_weights
-from e2e_util import model_source, sweep, variant
+from e2e_util import model_source, sweep, variant, read_st, write_st
+
+
+def kernel_checks(args):
+    """Which attention kernel the compiled code calls: the relbias flash variant at -O2 (C and
+    LLVM), the reference with -fno-tile; and a -fno-tile run against the reference."""
+    c = Case(args, "mega_kernel", model_source(f"mega(x, zdim: {ZDIM}, hdim: {HDIM}, ndim: {NDIM})", D))
+    set_weights(c, perturb(c.weights, seed=41, scale=0.3))
+    results = []
+    for opts, want_c, want_ll in ((["-O2"], "gat_flash_attn_16_48_r(&A);", "_16_48_r"),
+                                  (["-O2", "-fno-tile"], "gat_k_attention(&A);", "@gat_k_attention")):
+        tag = "".join(opts)
+        for llvm in ((False, True) if c.backend == "jit" else (False,)):
+            out = os.path.join(c.dir, f"mega_kernel{tag}" + (".ll" if llvm else ".c"))
+            c.gattnc_run(c.src, "-o", out, *opts, *(["--emit=llvm"] if llvm else []))
+            with open(out) as f:
+                text = f.read()
+            want = want_ll if llvm else want_c
+            fast = ("gat.fa_" in text or "gat.flash" in text) if llvm else "gat_flash_attn" in text
+            ok = want in text and fast == (opts == ["-O2"])
+            print(f"{'ok' if ok else 'FAIL'}: {'LLVM' if llvm else 'C'} {' '.join(opts)}: the attention calls {want}")
+            results.append(ok)
+    torch.manual_seed(42)
+    x = torch.randn(300, D)
+    want = mega_ref(c.weights, "layer.", x.double())
+    ipath, opath = os.path.join(c.dir, "mk.in.safetensors"), os.path.join(c.dir, "mk.out.safetensors")
+    write_st(ipath, {"x": x})
+    for opts in (["-O2"], ["-O2", "-fno-tile"]):
+        c.gattnc_run("run", c.src, "--weights", c.wpath, "--inputs", ipath, "-o", opath, *opts,
+                     *(["--jit"] if c.backend == "jit" else []))
+        got = read_st(opath)["y"].double()
+        results.append(check(f"mega T=300 {'LLVM JIT' if c.backend == 'jit' else 'C'} {' '.join(opts)}", got, want,
+                             RTOL))
+    return results
 
 RTOL = 1e-4
 D, ZDIM, HDIM, NDIM = 32, 16, 48, 4
@@ -138,6 +176,7 @@ def main():
                        lambda W, p, x: mega_ref(W, p, x, M=8, clamp=True), D, c_decode=True)
     results += variant(args, "mega_norel", f"mega(x, zdim: {ZDIM}, hdim: {HDIM}, ndim: {NDIM}, rel_pos: false)",
                        lambda W, p, x: mega_ref(W, p, x), D)
+    results += kernel_checks(args)
     print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
     return 0 if all(results) else 1
 

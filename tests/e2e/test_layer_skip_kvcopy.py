@@ -19,7 +19,16 @@ decision). The --count counters must show each skip region ran on exactly
 the tokens PyTorch keeps (the skipped tokens did no attention work). A
 control shows the copy matters: Mixture-of-Depths semantics (skipped tokens
 absent from the cache) differ from the reference by far more than the
-tolerance. Misuse gives file:line:col errors."""
+tolerance. Misuse gives file:line:col errors.
+
+At -O2 the two `kv: previous` attentions run the flash kernel's per-row
+position variant (gat_flash_attn_8_8_p in the generated C, gat.flash_8_8_p in
+the LLVM IR; the kept rows' positions are not contiguous, so a 64-query tile
+spans more than 64 keys; T = 300 is not a multiple of the tile), and
+-fno-tile keeps the reference gat_k_attention for all three: both checked on
+the emitted code, both run against the reference (also in chunks of 100,
+where a chunk's kept rows fill a query tile over a cache that already holds
+earlier rows)."""
 import math
 import os
 import subprocess
@@ -146,6 +155,38 @@ def run_o(c, x, tag, opt, step=0, jit=False):
     return read_st(opath)["y"].double()
 
 
+def emitted(c, *opts):
+    """The generated C (or, with --emit=llvm, the LLVM IR) of the model with the given options."""
+    llvm = "--emit=llvm" in opts
+    out = os.path.join(c.dir, "emit" + "".join(o.replace("=", "_") for o in opts) + (".ll" if llvm else ".c"))
+    c.gattnc_run(c.src, "-o", out, *opts)
+    with open(out) as f:
+        return f.read()
+
+
+def kernel_checks(c, jit):
+    """Which attention kernel each backend calls: flash with positions at -O2, reference with -fno-tile."""
+    results = []
+    src = emitted(c, "-O2")
+    ok = src.count("gat_flash_attn_8_8_p(&A);") == 2 and src.count("gat_flash_attn_8_8(&A);") == 1 \
+        and "gat_k_attention(&A)" not in src
+    print(f"{'ok' if ok else 'FAIL'}: C -O2: the two kv: previous attentions call gat_flash_attn_8_8_p, layer 0 "
+          f"gat_flash_attn_8_8")
+    results.append(ok)
+    src = emitted(c, "-O2", "-fno-tile")
+    ok = src.count("gat_k_attention(&A);") == 3 and "gat_flash_attn" not in src
+    print(f"{'ok' if ok else 'FAIL'}: C -O2 -fno-tile: all three attentions call the reference gat_k_attention")
+    results.append(ok)
+    if jit:
+        ir = emitted(c, "-O2", "--emit=llvm")
+        ok = "@gat.flash_8_8_p(" in ir  # (the plain variant's one call may be inlined)
+        ir = emitted(c, "-O2", "-fno-tile", "--emit=llvm")
+        ok = ok and "gat.flash" not in ir and "gat.fa_" not in ir and "@gat_k_attention" in ir
+        print(f"{'ok' if ok else 'FAIL'}: LLVM -O2: gat.flash_8_8_p; -fno-tile: only gat_k_attention")
+        results.append(ok)
+    return results
+
+
 def diag_cases(args):
     """Misuse of `kv: previous`: each source must fail with its message at its place."""
     pre = "import std\nmodel m {\n  input x : f32[T, 8]\n  output y : f32[T, 8]\n  c = mean(x, axis: -1)\n"
@@ -231,10 +272,12 @@ def main():
               f"== PyTorch {kept}: skipped tokens did no attention work")
         results.append(ok)
     jit = c.backend == "jit"
+    results += kernel_checks(c, jit)
     # -O2 prefill and decode of the C backend ran above (with --count)
-    runs = [("-O0", 0), ("-O0", 1), ("-O0", 7), ("-O2", 7)] + ([("-O2", 0), ("-O2", 1)] if jit else [])
+    runs = [("-O0", 0), ("-O0", 1), ("-O0", 7), ("-O2", 7), ("-O2", 100), ("-fno-tile", 0)] + \
+        ([("-O2", 0), ("-O2", 1)] if jit else [])
     for opt, step in runs:
-        how = {0: "prefill", 1: "decode", 7: "chunks of 7"}[step]
+        how = {0: "prefill", 1: "decode", 7: "chunks of 7", 100: "chunks of 100"}[step]
         name = ("LLVM JIT " if jit else "C ") + opt
         out = run_o(c, x, f"{opt}.{step}", opt, step=step, jit=jit)
         results.append(check(f"{name} {how}", out, want, RTOL))

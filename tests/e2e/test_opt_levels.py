@@ -3,7 +3,7 @@
 
 1. Every examples/*.gat, on `gattnc init` weights (seed 5) and random inputs
    (T = 9; token ids in [0, 32)), runs compiled at -O0, -O1, -O2 and -O2 with
-   each of -fno-fuse, -fno-tile, -fno-pack, -fno-concat, -fno-gate, for one prefill call and for
+   each of -fno-fuse, -fno-tile, -fno-pack, -fno-concat, -fno-gate, -fno-scanfuse, for one prefill call and for
    --step 1 (token by token), against the reference interpreter run the same
    way (prefill == decode itself is checked by the layer tests).
 2. A model built to hit every GEMM path (sizes that are not multiples of the
@@ -37,6 +37,7 @@ CONFIGS = [
     (["-O2", "-fno-pack"], 1e-4),
     (["-O2", "-fno-concat"], 1e-4),
     (["-O2", "-fno-gate"], 1e-4),
+    (["-O2", "-fno-scanfuse"], 1e-4),
 ]
 
 

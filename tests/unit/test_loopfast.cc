@@ -43,10 +43,13 @@ struct ScanModule {
   Compiled c;
   Lowered *l = nullptr;
   const LoopKernel *s = nullptr;
-  ScanModule(const char *src, int level) : c(src) {
+  ScanModule(const char *src, int level, bool scanfuse = true) : c(src) {
     EXPECT_NE(c.m, nullptr);
     if (!c.m) return;
-    l = new Lowered(c.m, level);
+    PassOptions o;
+    pass_options_init(&o, level);
+    o.scanfuse = scanfuse;  // pass scanfuse merges the update into the output nest (test_scanfuse.cc)
+    l = new Lowered(c.m, o);
     EXPECT_NE(l->lm, nullptr) << l->err;
     if (l->lm) s = first_scan(l->lm);
     EXPECT_NE(s, nullptr);
@@ -146,7 +149,7 @@ TEST(Loopfast, PassesAreInThePipelineAtO2Only) {
 }
 
 TEST(Loopfast, GlaScanRewrites) {
-  ScanModule sm(kGla, 2);
+  ScanModule sm(kGla, 2, false);  // the two nests before scanfuse
   const LoopKernel *s = sm.s;
   ASSERT_NE(s, nullptr);
   const LoopRegion *r = s->regions[0];
