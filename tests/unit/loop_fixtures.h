@@ -1,4 +1,4 @@
-// loop_fixtures.h — fixtures the loop-IR unit tests share (test_loopfast.cc,
+// loop_fixtures.h — fixtures the loop-IR unit tests share (test_loopfast.cc, test_llvm*.cc,
 // test_gemmopt.cc, test_passes.cc): a .gat source compiled to graph IR, a
 // graph module lowered through the pass pipeline at a level or with given
 // options, and small builders for hand-made loop modules (buffers, loop

@@ -8,6 +8,8 @@
 // does not support give a clear error instead of code.
 #include <gtest/gtest.h>
 
+#include "loop_fixtures.h"
+
 #include <algorithm>
 #include <cmath>
 #include <initializer_list>
@@ -59,16 +61,7 @@ model rich {
 }
 )";
 
-struct Model {
-  Arena a;
-  IrModule *m = nullptr;
-  explicit Model(const char *src) {
-    arena_init(&a);
-    FrontendOptions fo = {nullptr, 0};
-    m = frontend_compile(&a, "test.gat", src, &fo);
-  }
-  ~Model() { arena_free(&a); }
-};
+using Model = loop_fixtures::Compiled;  // a .gat source compiled to graph IR
 
 std::string tmpdir() {
   char d[] = "/tmp/gattnc-llvm-test-XXXXXX";

@@ -10,6 +10,8 @@
 // output by ~1e-2).
 #include <gtest/gtest.h>
 
+#include "loop_fixtures.h"
+
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -45,16 +47,7 @@ model gm {
 }
 )";
 
-struct Model {
-  Arena a;
-  IrModule *m = nullptr;
-  explicit Model(const char *src) {
-    arena_init(&a);
-    FrontendOptions fo = {nullptr, 0};
-    m = frontend_compile(&a, "gm.gat", src, &fo);
-  }
-  ~Model() { arena_free(&a); }
-};
+using Model = loop_fixtures::Compiled;  // a .gat source compiled to graph IR
 
 const float *W(const TensorSet *w, const char *name) {
   const Tensor *t = tensorset_find(w, name);
