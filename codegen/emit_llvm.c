@@ -166,6 +166,10 @@ void ll_kernel_bufs(LL *L, const LoopKernel *k) {
   char *used = calloc((size_t)n + 1, 1);
   mark(used, k->out, n);
   for (int i = 0; i < LOOP_MAX_ARGS; i++) mark(used, k->args[i], n);
+  for (int i = 0; i < k->ncat; i++) { /* a segmented GEMM's segments (pass_concat) */
+    mark(used, k->cat[i].out, n), mark(used, k->cat[i].w, n);
+    mark(used, k->cat[i].bias, n), mark(used, k->cat[i].res, n);
+  }
   if (k->kind == LK_LOOP) {
     mark_expr(used, k->body, n);
     for (int i = 0; i < k->nlets; i++) mark_expr(used, k->lets[i].e, n);
@@ -844,7 +848,7 @@ void ll_emit_call_kernel(LL *L, const LoopKernel *k) {
     break;
   }
   case LC_GEMM: {
-    for (int i = 9; i < k->nargs && i < LOOP_MAX_ARGS; i++)
+    for (int i = 10; i < k->nargs && i < LOOP_MAX_ARGS; i++)
       if (k->args[i] >= 0) {
         ll_fail(L, "not supported by the LLVM backend: GEMM argument %d (k%d)", i, k->id);
         return;
@@ -855,18 +859,30 @@ void ll_emit_call_kernel(LL *L, const LoopKernel *k) {
     }
     ll_gemm_declare(L);
     int rs = k->nargs > 6 ? k->args[6] : -1;
-    if (k->ncat > 0) { /* segmented GEMM (pass_concat; the driver keeps it off here): one GEMM per segment */
-      for (int c = 0; c < k->ncat; c++) {
-        const LoopGemmSeg *g = &k->cat[c];
-        if (!ll_gemm_act_ok(g->act)) {
-          ll_fail(L, "not supported by the LLVM backend: GEMM epilogue activation %d", g->act);
-          return;
+    if (k->ncat > 0 || (k->nargs > 9 && k->args[9] >= 0)) { /* pass_concat / pass_gate: gat.gemm_seg_f32 */
+      const int n = k->ncat > 0 ? k->ncat : 1;
+      LLVMValueRef *ptrs = calloc((size_t)n * 5, sizeof *ptrs);
+      int64_t *ns = calloc((size_t)n, sizeof *ns);
+      int *acts = calloc((size_t)n, sizeof *acts);
+      for (int c = 0; c < n; c++) {
+        LoopGemmSeg g;
+        if (k->ncat > 0) {
+          g = k->cat[c];
+        } else { /* a gated GEMM: one segment */
+          g.out = k->out, g.w = k->args[1], g.bias = k->args[2], g.res = k->args[3], g.act = k->epi_act;
+          g.n = k->sizes[1].k;
         }
-        LLVMValueRef v[14] = {p8(L, g->out), p8(L, k->args[0]), p8(L, g->w), p8(L, -1), ll_i64(L, k->w_sn),
-                              ll_i64(L, k->w_sk), p8(L, -1), p8(L, g->bias), p8(L, g->res), p8(L, rs), s[0],
-                              ll_i64(L, g->n), s[2], ll_i32(L, g->act)};
-        rt_call(L, "gat.gemm_f32", "PPPPIIPPPPIIIW", v);
+        if (!ll_gemm_act_ok(g.act) || g.w < 0) {
+          ll_fail(L, "not supported by the LLVM backend: GEMM segment %d of k%d (activation %d, weight %d)", c, k->id,
+                  g.act, g.w);
+          break;
+        }
+        LLVMValueRef v[5] = {p8(L, g.out), p8(L, g.w), p8(L, g.bias), p8(L, g.res), p8(L, k->ncat > 0 ? -1 : k->args[9])};
+        memcpy(ptrs + 5 * c, v, sizeof v);
+        ns[c] = g.n, acts[c] = g.act;
       }
+      if (!L->failed) ll_gemm_seg_call(L, n, ptrs, ns, acts, p8(L, k->args[0]), p8(L, rs), s[0], s[2]);
+      free(ptrs), free(ns), free(acts);
       break;
     }
     if (k->nargs > 7 && k->args[7] >= 0) { /* GLU product (pass_glu), both weights packed */

@@ -9,7 +9,9 @@
  * accumulators; one or two rows (decode) take the GEMV path with four
  * independent accumulators; the epilogue (row scale, bias, activation,
  * residual) runs per finished tile row, one vectorizable loop per step,
- * rounding to f32 after each step (activations computed in double). */
+ * rounding to f32 after each step (activations computed in double).
+ * gat.gemm_seg_f32: the segmented GEMM of pass_concat and the gate epilogue
+ * of pass_gate (gat_gemm_seg_f32 of kernels_gemm.c). */
 #include <string.h>
 
 #include "emit_llvm_int.h"
@@ -323,7 +325,7 @@ static LLVMValueRef call(LL *L, const char *name, LLVMValueRef *args, int n) {
 }
 
 /* one step of the epilogue over ci[0 .. nr) when cond holds: ci[j] = ci[j] * (*p) (op 0), ci[j] + p[j]
- * (op 1), act(ci[j]) in double (op 2), sigmoid / silu with gat.gemm_sigmoidf (op 3 / 4), relu in
+ * (op 1), ci[j] * p[j] (op 6), act(ci[j]) in double (op 2), sigmoid / silu with gat.gemm_sigmoidf (op 3 / 4), relu in
  * float (op 5). A float product or sum of two floats equals the double one rounded to float (exact
  * in double), so these match the unfused ops; the activations as gat_gemm_epi of kernels_gemm.c.
  * Plain loops, tested once per call: LLVM vectorizes them. */
@@ -341,6 +343,8 @@ static void epi_loop(G *g, LLVMValueRef cond, LLVMValueRef ci, LLVMValueRef nr, 
     x = LLVMBuildFMul(L->B, x, r, "");
   } else if (op == 1) {
     x = LLVMBuildFAdd(L->B, x, LLVMBuildLoad2(L->B, L->tf32, fp(g, p, lj.iv), ""), "");
+  } else if (op == 6) { /* the gate (pass_gate): x * y[j] */
+    x = LLVMBuildFMul(L->B, x, LLVMBuildLoad2(L->B, L->tf32, fp(g, p, lj.iv), ""), "");
   } else if (op == 3 || op == 4) { /* sigmoid, silu: the float sigmoid */
     LLVMValueRef f = LLVMGetNamedFunction(L->M, "gat.gemm_sigmoidf");
     LLVMValueRef sg = LLVMBuildCall2(L->B, LLVMGlobalGetValueType(f), f, &x, 1, "");
@@ -711,6 +715,195 @@ static void build_glu(G *g) {
   LLVMBuildRetVoid(L->B);
 }
 
+/* ---- segmented GEMM (pass_concat) and the gate epilogue (pass_gate) ---- */
+
+/* one segment: {c, bp, bias, res, mul, N, act}, the gat_gemm_seg struct of codegen/kernels_gemm.c */
+static LLVMTypeRef seg_type(LL *L) {
+  LLVMTypeRef f[7] = {L->tpf32, L->tpf32, L->tpf32, L->tpf32, L->tpf32, L->ti64, L->ti32};
+  return LLVMStructTypeInContext(L->C, f, 7, 0);
+}
+
+/* gat.gemm_epi_seg(ci, nr, rs, bias, act, y, ri): gat.gemm_epi without the residual, then the gate
+ * ci[j] * y[j] (y NULL: none), then the residual, each step rounded to f32: the order of the
+ * epilogue of gat_gemm_seg_f32 in codegen/kernels_gemm.c */
+static void build_epi_seg(G *g) {
+  LL *L = g->L;
+  LLVMTypeRef p[7] = {L->tpf32, L->ti64, L->tpf32, L->tpf32, L->ti32, L->tpf32, L->tpf32};
+  LLVMValueRef f = begin(L, "gat.gemm_epi_seg", L->tv, p, 7, g->vl);
+  LLVMValueRef ci = LLVMGetParam(f, 0), nr = LLVMGetParam(f, 1), y = LLVMGetParam(f, 5), ri = LLVMGetParam(f, 6);
+  LLVMValueRef args[6] = {ci, nr, LLVMGetParam(f, 2), LLVMGetParam(f, 3), LLVMGetParam(f, 4), LLVMConstNull(L->tpf32)};
+  call(L, "gat.gemm_epi", args, 6);
+  epi_loop(g, LLVMBuildIsNotNull(L->B, y, ""), ci, nr, y, NULL, 6);
+  epi_loop(g, LLVMBuildIsNotNull(L->B, ri, ""), ci, nr, ri, NULL, 1);
+  LLVMBuildRetVoid(L->B);
+}
+
+typedef struct SegF {
+  LLVMValueRef c, bp, bias, res, mul, N, act, epi;
+} SegF;
+
+/* the fields of segment s, and whether it has an epilogue */
+static SegF seg_load(G *g, LLVMValueRef sg, LLVMValueRef s, LLVMValueRef has_rs) {
+  LL *L = g->L;
+  LLVMTypeRef st = seg_type(L);
+  LLVMValueRef sp = LLVMBuildGEP2(L->B, st, sg, &s, 1, "");
+  LLVMValueRef v[7];
+  LLVMTypeRef t[7] = {L->tpf32, L->tpf32, L->tpf32, L->tpf32, L->tpf32, L->ti64, L->ti32};
+  for (int i = 0; i < 7; i++) v[i] = LLVMBuildLoad2(L->B, t[i], LLVMBuildStructGEP2(L->B, st, sp, (unsigned)i, ""), "");
+  SegF r = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], NULL};
+  LLVMValueRef e = LLVMBuildOr(L->B, has_rs, LLVMBuildIsNotNull(L->B, r.bias, ""), "");
+  e = LLVMBuildOr(L->B, e, LLVMBuildICmp(L->B, LLVMIntNE, r.act, ll_i32(L, 0), ""), "");
+  e = LLVMBuildOr(L->B, e, LLVMBuildIsNotNull(L->B, r.res, ""), "");
+  r.epi = LLVMBuildOr(L->B, e, LLVMBuildIsNotNull(L->B, r.mul, ""), "seg.epi");
+  return r;
+}
+
+/* the epilogue of row r, columns j0 .. j0 + nr of segment q, when it has one */
+static void seg_epi_row(G *g, const SegF *q, LLVMValueRef rs, LLVMValueRef r, LLVMValueRef j0, LLVMValueRef nr) {
+  LL *L = g->L;
+  LLVMBasicBlockRef de = ll_block(L, "epi"), dn = ll_block(L, "epi.done");
+  LLVMBuildCondBr(L->B, q->epi, de, dn);
+  LLVMPositionBuilderAtEnd(L->B, de);
+  LLVMValueRef rj = add(g, mul(g, r, q->N), j0);
+  LLVMValueRef args[7] = {fp(g, q->c, rj), nr, ptr_or_null(g, rs, r), ptr_or_null(g, q->bias, j0), q->act,
+                          ptr_or_null(g, q->mul, rj), ptr_or_null(g, q->res, rj)};
+  call(L, "gat.gemm_epi_seg", args, 7);
+  LLVMBuildBr(L->B, dn);
+  LLVMPositionBuilderAtEnd(L->B, dn);
+}
+
+/* gat.gemm_seg_f32(a, rs, M, K, sg, nseg): segment s computes sg[s].c[M, sg[s].N] =
+ * epilogue_s(a . W_s^T) from its packed weight sg[s].bp, as gat_gemm_seg_f32 of
+ * codegen/kernels_gemm.c. Decode (M <= the GEMV rows): segment by segment, panel by panel through
+ * the whole K (each packed weight one sequential stream), the decode path of gat.gemm_f32. Else the
+ * nest of gat.gemm_f32 with the segments' panels one after another inside each row block: a's row
+ * block is packed once per K block for all segments. Every value is computed by the same row / tile
+ * / epilogue code in the same order as a separate gat.gemm_f32 call (bitwise). */
+static void build_seg(G *g) {
+  LL *L = g->L;
+  LLVMTypeRef p[6] = {L->tp8, L->tp8, L->ti64, L->ti64, LLVMPointerType(seg_type(L), 0), L->ti32};
+  LLVMValueRef f = begin(L, "gat.gemm_seg_f32", L->tv, p, 6, g->vl);
+  set_noinline(L, f); /* one copy (M3: eight call sites inlined into forward doubled its IR) */
+  LLVMValueRef a = LLVMBuildBitCast(L->B, LLVMGetParam(f, 0), L->tpf32, "");
+  LLVMValueRef rs = LLVMBuildBitCast(L->B, LLVMGetParam(f, 1), L->tpf32, "");
+  LLVMValueRef M = LLVMGetParam(f, 2), K = LLVMGetParam(f, 3), sg = LLVMGetParam(f, 4);
+  LLVMValueRef nseg = LLVMBuildSExt(L->B, LLVMGetParam(f, 5), L->ti64, "");
+  LLVMValueRef has_rs = LLVMBuildIsNotNull(L->B, rs, "");
+  int NR = g->nr, MR = g->mr;
+  const int ROWS = gemv_rows(g);
+  {
+    LLVMBasicBlockRef dec = ll_block(L, "decode"), blk = ll_block(L, "blocked");
+    LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntSLE, M, I(g, ROWS), ""), dec, blk);
+    LLVMPositionBuilderAtEnd(L->B, dec);
+    LLLoop ls, lj, li, lk;
+    ll_loop_begin(L, &ls, nseg, "sd");
+    SegF q = seg_load(g, sg, ls.iv, has_rs);
+    ll_loop_begin(L, &lj, blocks(g, q.N, NR), "jd");
+    LLVMValueRef j0 = mul(g, lj.iv, I(g, NR));
+    LLVMValueRef nr = smin(g, LLVMBuildSub(L->B, q.N, j0, ""), I(g, NR));
+    LLVMValueRef pb = fp(g, q.bp, mul(g, mul(g, lj.iv, K), I(g, NR)));
+    ll_loop_begin(L, &li, M, "id");
+    LLVMValueRef ci = fp(g, q.c, add(g, mul(g, li.iv, q.N), j0));
+    ll_loop_begin(L, &lk, blocks(g, K, GEMM_KC), "kd");
+    LLVMValueRef k0 = mul(g, lk.iv, I(g, GEMM_KC));
+    LLVMValueRef kc = smin(g, LLVMBuildSub(L->B, K, k0, ""), I(g, GEMM_KC));
+    LLVMValueRef args[6] = {kc, fp(g, a, add(g, mul(g, li.iv, K), k0)), fp(g, pb, mul(g, k0, I(g, NR))), ci, nr,
+                            LLVMBuildICmp(L->B, LLVMIntSGT, k0, I(g, 0), "")};
+    call(L, "gat.gemm_row", args, 6);
+    ll_loop_end(L, &lk);
+    seg_epi_row(g, &q, rs, li.iv, j0, nr);
+    ll_loop_end(L, &li);
+    ll_loop_end(L, &lj);
+    ll_loop_end(L, &ls);
+    LLVMBuildRetVoid(L->B);
+    LLVMPositionBuilderAtEnd(L->B, blk);
+  }
+  const int MC = 8 * MR;
+  LLVMValueRef ap = LLVMBuildBitCast(L->B, ll_alloca(L, LLVMArrayType(L->tf32, (unsigned)(MC * GEMM_KC)), "ap"), L->tpf32, "");
+  LLLoop lkb, lic, ls, ljb, lib;
+  ll_loop_begin(L, &lkb, blocks(g, K, GEMM_KC), "kb");
+  LLVMValueRef k0 = mul(g, lkb.iv, I(g, GEMM_KC));
+  LLVMValueRef kc = smin(g, LLVMBuildSub(L->B, K, k0, ""), I(g, GEMM_KC));
+  LLVMValueRef last = LLVMBuildICmp(L->B, LLVMIntEQ, add(g, k0, kc), K, "");
+  LLVMValueRef accum = LLVMBuildICmp(L->B, LLVMIntSGT, k0, I(g, 0), "");
+  ll_loop_begin(L, &lic, blocks(g, M, MC), "ic");
+  LLVMValueRef ic = mul(g, lic.iv, I(g, MC));
+  LLVMValueRef mc = smin(g, LLVMBuildSub(L->B, M, ic, ""), I(g, MC));
+  {
+    LLVMBasicBlockRef pk = ll_block(L, "pack.a"), go = ll_block(L, "packed.a");
+    LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntSGT, mc, I(g, ROWS), ""), pk, go);
+    LLVMPositionBuilderAtEnd(L->B, pk);
+    LLVMValueRef args[6] = {ap, fp(g, a, mul(g, ic, K)), K, mc, k0, kc};
+    call(L, "gat.gemm_pack_a", args, 6);
+    LLVMBuildBr(L->B, go);
+    LLVMPositionBuilderAtEnd(L->B, go);
+  }
+  ll_loop_begin(L, &ls, nseg, "s");
+  SegF q = seg_load(g, sg, ls.iv, has_rs);
+  LLVMValueRef N = q.N;
+  ll_loop_begin(L, &ljb, blocks(g, N, NR), "jb");
+  LLVMValueRef j0 = mul(g, ljb.iv, I(g, NR));
+  LLVMValueRef nr = smin(g, LLVMBuildSub(L->B, N, j0, ""), I(g, NR));
+  LLVMValueRef b = fp(g, q.bp, add(g, mul(g, mul(g, ljb.iv, K), I(g, NR)), mul(g, k0, I(g, NR))));
+  ll_loop_begin(L, &lib, blocks(g, mc, MR), "ib");
+  LLVMValueRef ir = mul(g, lib.iv, I(g, MR));
+  LLVMValueRef i0 = add(g, ic, ir);
+  LLVMValueRef mr = smin(g, LLVMBuildSub(L->B, mc, ir, ""), I(g, MR));
+  LLVMBasicBlockRef rows = ll_block(L, "gemv"), tile = ll_block(L, "tile"), epi = ll_block(L, "epi.check");
+  LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntSLE, mr, I(g, ROWS), ""), rows, tile);
+  LLVMPositionBuilderAtEnd(L->B, rows);
+  {
+    LLLoop li;
+    ll_loop_begin(L, &li, mr, "i");
+    LLVMValueRef r = add(g, i0, li.iv);
+    LLVMValueRef args[6] = {kc, fp(g, a, add(g, mul(g, r, K), k0)), b, fp(g, q.c, add(g, mul(g, r, N), j0)), nr, accum};
+    call(L, "gat.gemm_row", args, 6);
+    ll_loop_end(L, &li);
+    LLVMBuildBr(L->B, epi);
+  }
+  LLVMPositionBuilderAtEnd(L->B, tile);
+  {
+    LLVMValueRef args[10] = {kc, fp(g, ap, mul(g, ir, kc)), I(g, 1), mr, b, fp(g, q.c, add(g, mul(g, i0, N), j0)), N, nr, accum,
+                             I(g, MR)};
+    call(L, "gat.gemm_tile", args, 10);
+    LLVMBuildBr(L->B, epi);
+  }
+  LLVMPositionBuilderAtEnd(L->B, epi);
+  LLVMBasicBlockRef doepi = ll_block(L, "epi.rows"), after = ll_block(L, "epi.rows.done");
+  LLVMBuildCondBr(L->B, last, doepi, after);
+  LLVMPositionBuilderAtEnd(L->B, doepi);
+  {
+    LLLoop li;
+    ll_loop_begin(L, &li, mr, "i");
+    seg_epi_row(g, &q, rs, add(g, i0, li.iv), j0, nr);
+    ll_loop_end(L, &li);
+    LLVMBuildBr(L->B, after);
+  }
+  LLVMPositionBuilderAtEnd(L->B, after);
+  ll_loop_end(L, &lib);
+  ll_loop_end(L, &ljb);
+  ll_loop_end(L, &ls);
+  ll_loop_end(L, &lic);
+  ll_loop_end(L, &lkb);
+  LLVMBuildRetVoid(L->B);
+}
+
+void ll_gemm_seg_call(LL *L, int nseg, LLVMValueRef *ptrs, const int64_t *n, const int *act, LLVMValueRef a,
+                      LLVMValueRef rs, LLVMValueRef M, LLVMValueRef K) {
+  LLVMTypeRef st = seg_type(L);
+  LLVMValueRef arr = ll_alloca(L, LLVMArrayType(st, (unsigned)nseg), "segs");
+  for (int s = 0; s < nseg; s++) {
+    LLVMValueRef idx[2] = {ll_i64(L, 0), ll_i64(L, s)};
+    LLVMValueRef sp = LLVMBuildGEP2(L->B, LLVMArrayType(st, (unsigned)nseg), arr, idx, 2, "");
+    for (int f = 0; f < 5; f++)
+      LLVMBuildStore(L->B, LLVMBuildBitCast(L->B, ptrs[5 * s + f], L->tpf32, ""), LLVMBuildStructGEP2(L->B, st, sp, (unsigned)f, ""));
+    LLVMBuildStore(L->B, ll_i64(L, n[s]), LLVMBuildStructGEP2(L->B, st, sp, 5, ""));
+    LLVMBuildStore(L->B, ll_i32(L, act[s]), LLVMBuildStructGEP2(L->B, st, sp, 6, ""));
+  }
+  LLVMValueRef v[6] = {a, rs, M, K, LLVMBuildBitCast(L->B, arr, LLVMPointerType(st, 0), ""), ll_i32(L, nseg)};
+  call(L, "gat.gemm_seg_f32", v, 6);
+}
+
 void ll_gemm_declare(LL *L) {
   if (LLVMGetNamedFunction(L->M, "gat.gemm_f32")) return;
   LLVMBasicBlockRef saved_bb = LLVMGetInsertBlock(L->B);
@@ -731,6 +924,8 @@ void ll_gemm_declare(LL *L) {
   build_pack_a(&g);
   build_f32(&g);
   build_glu(&g);
+  build_epi_seg(&g);
+  build_seg(&g);
   L->fn = saved_fn;
   if (saved_bb) LLVMPositionBuilderAtEnd(L->B, saved_bb);
 }

@@ -104,11 +104,21 @@ void ll_call_kernel(LL *L, const LoopKernel *k); /* if ((st = k(c)) != 0) return
 /* ---- emit_llvm_gemm.c ---- */
 void ll_gemm_declare(LL *L); /* builds gat_gemm_pack / gat_gemm_f32 (internal) */
 int ll_gemm_act_ok(int epi_act);
+/* gat.gemm_seg_f32 (pass_concat / pass_gate): nseg segments, ptrs[5 s ..] = i8* c, packed W, bias, residual,
+   gate y (NULL: none) of segment s, n[s] its columns, act[s] its epilogue activation; a, rs i8*, M, K i64 */
+void ll_gemm_seg_call(LL *L, int nseg, LLVMValueRef *ptrs, const int64_t *n, const int *act, LLVMValueRef a,
+                      LLVMValueRef rs, LLVMValueRef M, LLVMValueRef K);
 
 /* ---- emit_llvm_attn.c ---- */
 /* void gat.flash_DK_DV(gat_attn_args *): the flash kernel of attn_fast calls (built once per pair
    and feature set fe, kernels_attention_features) */
 LLVMValueRef ll_flash_attn_fn(LL *L, int64_t dk, int64_t dv, int fe);
+
+/* ---- emit_llvm_scan.c ---- */
+/* the call of the chunked scan kernel (gat.chunk_gla / gat.chunk_delta, built on first use) of an
+   LK_SCAN kernel k with a scan_chunk hint on T rows; ptr: q, k, v, gk or beta, decay (or NULL), S, o,
+   workspace */
+void ll_scan_chunk_call(LL *L, const LoopKernel *k, LLVMValueRef T, LLVMValueRef *ptr);
 
 /* ---- emit_llvm_math.c ---- */
 /* f32_math: fn of a float value with the float functions of codegen/kernels_math.c built as IR
@@ -120,6 +130,15 @@ LLVMValueRef ll_unary_f32(LL *L, IrFn fn, LLVMValueRef a);
 LLVMValueRef ll_knob_ptr(LL *L, LLVMValueRef model, int cap, LLVMValueRef i);
 void ll_knobs_init(LL *L, LLVMValueRef model); /* the compile-time values, stored by init */
 void ll_emit_knobs(LL *L);                     /* NAME_skip_ops ... NAME_set_route_capacity */
+
+/* ---- emit_llvm_count.c: --count counters and --profile timing (codegen/emit_count.h) ---- */
+int ll_knob_field(const LL *L);     /* index of skip_tau in the model struct (skip_cap follows) */
+LLVMTypeRef ll_count_type(LL *L);   /* uint64_t count[NAME_COUNT_SLOTS]: model field 5 of a --count build */
+void ll_count_add(LL *L, int slot, LLVMValueRef v); /* c->m->count[slot] += v (i64); nothing for slot < 0 */
+void ll_emit_count(LL *L);          /* NAME_count_* (nothing unless m->count) */
+void ll_emit_profile(LL *L);        /* NAME_prof_* globals and NAME_profile_* (nothing unless m->profile) */
+LLVMValueRef ll_profile_begin(LL *L); /* t0 = gat_time_ns(), or NULL without --profile */
+void ll_profile_end(LL *L, int i, LLVMValueRef t0); /* prof_ns[i] += gat_time_ns() - t0; prof_calls[i]++ */
 
 /* ---- emit_llvm_api.c ---- */
 void ll_build_types(LL *L);

@@ -23,7 +23,6 @@ int backend_emit_llvm(const IrModule *im, const char *out_path, const LlvmEmitOp
     opts = *po;
   else
     pass_options_init(&opts, 0);
-  opts.concat = opts.gate = 0; /* segmented / gated GEMMs: C backend only (docs/optimizer.md) */
   StrBuf dir = {0}, base = {0}, ident = {0}, hpath = {0};
   const char *slash = strrchr(out_path, '/');
   const char *b = slash ? slash + 1 : out_path;

@@ -1,5 +1,5 @@
 /* concat.c — pass_concat (-O2; off with -fno-concat, -fno-tile or -fno-pack;
- * C backend only): GEMMs that read the same activation become one
+ * both backends): GEMMs that read the same activation become one
  * segmented GEMM, as if their weights were concatenated along N.
  *
  * Rewrites: plain packed GEMMs G0, G1, .. of one kernel list (no GLU second
@@ -16,7 +16,7 @@
  * (they only look at k->out; loop_util.c and memplan.c know the segments).
  * Breaks: nothing: each segment is computed by the same tile / row /
  * epilogue code in the same order as its own GEMM (bitwise). The LLVM
- * backend has no segmented GEMM: the driver keeps this pass off there. */
+ * backend builds the same segmented GEMM (gat.gemm_seg_f32, emit_llvm_gemm.c). */
 #include "fuse_util.h"
 #include "gemm_util.h"
 

@@ -1,5 +1,5 @@
 /* gate.c — pass_gate (-O2; off with -fno-gate, -fno-fuse, -fno-tile or
- * -fno-pack; C backend only): a product y * act(G) where G is a GEMM becomes
+ * -fno-pack; both backends): a product y * act(G) where G is a GEMM becomes
  * G's epilogue, so act(G) is never written and the multiply kernel is gone.
  *
  * Rewrites: GEMM G -> O (packed, no residual, no GLU, not gated yet),
@@ -17,8 +17,8 @@
  * GEMMs is glu's). Runs before fuse, which would otherwise merge act into C.
  * Breaks: nothing beyond rounding: act is the GEMM epilogue's (sigmoid, silu:
  * the float exp, a few f32 ulps) instead of the fused nest's; every step is
- * rounded to f32 as the unfused kernels store. The LLVM backend does not
- * implement args[9]: the driver keeps this pass off there. */
+ * rounded to f32 as the unfused kernels store. The LLVM backend builds the
+ * same epilogue (gat.gemm_seg_f32, codegen/emit_llvm_gemm.c). */
 #include "fuse_util.h"
 #include "gemm_util.h"
 #include "kernels_gemm.h"
