@@ -46,12 +46,8 @@ void driver_pass_options(const DriverOptions *o, PassOptions *po) {
   po->scanfuse = !o->no_scanfuse;
   int llvm = (o->emit && strcmp(o->emit, "c")) || o->jit || (o->backend && !strcmp(o->backend, "llvm"));
   if (llvm) {
-    /* the LLVM backend ignores the scan_chunk hint (its scans stay per token): keep pass chunk off there */
-    po->chunk = 0;
-    /* segmented GEMMs (concat) and the gate epilogue have no LLVM form yet: C backend only */
-    po->concat = po->gate = 0;
-    /* LLVM vectorizes the fused GLA sweep worse than the two plain ones (M2 prefill 92 -> 139 ms;
-     * C's prefill runs the chunked kernel instead): scanfuse there only on request (-fscanfuse) */
+    /* LLVM vectorizes the fused GLA sweep worse than the two plain ones (M2 prefill 92 -> 139 ms
+     * before the chunked kernels; decode still ~1.3x slower with it): scanfuse only on request (-fscanfuse) */
     if (!o->force_scanfuse) po->scanfuse = 0;
   }
   /* the LLVM backend runs the same passes (emit_llvm_gemm.c: folded scales, row-scale prologue, GLU) */
@@ -201,9 +197,8 @@ static int cmd_run(const IrModule *m, const DriverOptions *o) {
     PassOptions po;
     driver_pass_options(o, &po);
     /* GATTNC_RUN_JIT=1 (the e2e tests' --backend jit) makes every compiled run a --jit run,
-       except --profile / --count runs: those instruments exist in the C backend only */
-    int jit = o->jit || (getenv("GATTNC_RUN_JIT") && strcmp(getenv("GATTNC_RUN_JIT"), "0") != 0 && !po.profile &&
-                         !po.count);
+       --profile / --count runs included (both backends have the instruments) */
+    int jit = o->jit || (getenv("GATTNC_RUN_JIT") && strcmp(getenv("GATTNC_RUN_JIT"), "0") != 0);
     /* --set: compiled C gets the values through its NAME_set_* functions after init
        (loopir_run.c); the JIT compiles the IR, so there they go into the IR */
     if (jit && o->nsets > 0 && ir_knobs_apply((IrModule *)m, o->sets, o->nsets, err, sizeof err) != 0) {

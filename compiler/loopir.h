@@ -217,8 +217,9 @@ typedef struct LoopKernel {
                           ([T, H, V] / [T, H, G, V]), args[5] gk [T, H, K] (GLA) or beta [T, H(, G)],
                           args[6] decay [T, H(, G)] or -1, args[7] an f32 workspace scratch; sizes[0..3]
                           = H, G, K, V (constants), reals[0] = scale; one state (state_bufs[0]) and one
-                          emitted result (xs[0]). With T >= KERNELS_SCAN_MIN_T rows the C backend calls
-                          the chunked kernel of codegen/kernels_scan.c instead of running the region
+                          emitted result (xs[0]). With T >= KERNELS_SCAN_MIN_T rows both backends call
+                          the chunked kernel of codegen/kernels_scan.c (LLVM: its IR form,
+                          emit_llvm_scan.c) instead of running the region
                           per token: same final state and outputs up to f32 rounding. A backend may
                           ignore the hint (the region stays exact). */
   /* LK_COPY: args[0] -> out, sizes[0] elements */

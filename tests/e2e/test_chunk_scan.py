@@ -17,6 +17,17 @@ the chunked kernel (T >= 32 rows per call) against
      every layer's scan is marked `chunked gla` / `chunked delta`, and none
      is with -fno-chunk or at -O1.
 
+With --backend jit (the ctest `_jit` entry) the compiled runs above are the LLVM
+backend's (codegen/emit_llvm_scan.c builds the same kernels as IR), and besides:
+
+  4. LLVM (JIT) against the C backend's chunked kernel on the same inputs: one
+     prefill and calls of 330 tokens at T = 1000, and the steep GLA below;
+     tolerance 2e-6 relative to the largest output (float rounding; the line
+     says when the two are bit-equal);
+  5. `gattnc bench --backend=llvm` (the LLVM --emit=obj object and the C build
+     linked by the same harness, one prefill call) at T = 1000 and on the steep
+     GLA at T = 200: its agreement line, tolerance 2e-6.
+
 Also a GLA layer with steep forget gates (gk_proj bias -400: per-token log
 decays of about -25, so a chunk's cumulative decay leaves the range of the
 factored form and the kernel falls back to the recurrence for that chunk)."""
@@ -57,6 +68,10 @@ def references(W, x):
         "y_gdn_neg": gated_deltanet_ref(W, "gdn_neg.", x, H=2, K=8, expand_v=1.5, neg=True),
         "y_dn": deltanet_ref(W, "dn.", x, H=2),
     }
+
+
+def backend_name(args):
+    return "LLVM" if getattr(args, "backend", "c") == "jit" else "C"
 
 
 def run_flags(c, inputs, tag, flags, step=0):
@@ -109,18 +124,87 @@ def test_layers(args):
     for tag, step in (("prefill", 0), ("step330", 330)):
         out = run_flags(c, {"x": x}, tag, [], step=step)
         for name, want in refs.items():
-            results.append(check(f"{name} T=1000 C {tag} vs reference", out[name], want, RTOL_REF))
+            results.append(check(f"{name} T=1000 {backend_name(args)} {tag} vs reference", out[name], want, RTOL_REF))
     x = torch.randn(100, D)
     refs = references(c.weights, x.double())
     out = run_flags(c, {"x": x}, "decode", [], step=1)
     for name, want in refs.items():
-        results.append(check(f"{name} T=100 C decode vs reference", out[name], want, RTOL_REF))
+        results.append(check(f"{name} T=100 {backend_name(args)} decode vs reference", out[name], want, RTOL_REF))
     # 2. chunked vs per-token, T = 2100
     x = torch.randn(2100, D)
     chunked = run_flags(c, {"x": x}, "long", [])
     pertoken = run_flags(c, {"x": x}, "long_nochunk", ["-fno-chunk"])
     for name in refs:
         results.append(check(f"{name} T=2100 chunked vs -fno-chunk", chunked[name], pertoken[name], RTOL_PERTOKEN))
+    return results, c
+
+
+RTOL_BACKENDS = 2e-6
+
+
+def run_c_backend(c, inputs, tag, step=0):
+    """run_flags with the C backend even under --backend jit (GATTNC_RUN_JIT=0)."""
+    old = os.environ.get("GATTNC_RUN_JIT")
+    os.environ["GATTNC_RUN_JIT"] = "0"
+    try:
+        return run_flags(c, inputs, tag, [], step=step)
+    finally:
+        if old is None:
+            del os.environ["GATTNC_RUN_JIT"]
+        else:
+            os.environ["GATTNC_RUN_JIT"] = old
+
+
+def llvm_vs_c(c, inputs, label, names, step=0):
+    """The LLVM backend (JIT) against the C backend's chunked kernel on the same inputs."""
+    tag = f"{label.replace(' ', '_')}_{step}"
+    jit = run_flags(c, inputs, tag + "_jit", ["--jit"], step=step)
+    cc = run_c_backend(c, inputs, tag + "_c", step=step)
+    results = []
+    for name in names:
+        same = torch.equal(jit[name], cc[name])
+        results.append(check(f"{name} {label} LLVM vs C{' (bit-equal)' if same else ''}", jit[name], cc[name],
+                             RTOL_BACKENDS))
+    return results
+
+
+def bench_obj(c, label, T):
+    """gattnc bench --backend=llvm: the LLVM object (--emit=obj) against the C build, one prefill call."""
+    p = subprocess.run([c.gattnc, "bench", c.src, "--weights", c.wpath, "--backend=llvm", "-T", str(T), "--decode", "0",
+                        "--reps", "1"], capture_output=True, text=True, timeout=600)
+    line = next((x for x in p.stdout.splitlines() if x.startswith("agreement:")), None)
+    if p.returncode != 0 or line is None:
+        print(f"FAIL: {label}: gattnc bench --backend=llvm failed:\n{p.stdout[-2000:]}{p.stderr[-2000:]}")
+        return False
+    rel = float(line.split("=")[1].split()[0])
+    ok = rel <= RTOL_BACKENDS
+    print(f"{'ok' if ok else 'FAIL'}: {label} T={T} LLVM --emit=obj vs C: max |err| / max |ref| = {rel:.3g}"
+          f"{' (bit-equal)' if rel == 0 else ''} (tolerance {RTOL_BACKENDS:g})")
+    return ok
+
+
+def test_llvm(args, c, c_steep, x_steep):
+    """4. and 5.: only with --backend jit (the LLVM backend)."""
+    if getattr(args, "backend", "c") != "jit":
+        return []
+    torch.manual_seed(7)
+    x = torch.randn(1000, D)
+    names = ["y_gla", "y_gdn", "y_gdn_neg", "y_dn"]
+    # the LLVM module really has the chunked kernels (and calls them for T >= 32)
+    ll = os.path.join(c.dir, "chunk.ll")
+    c.gattnc_run(c.src, "--emit=llvm", "-o", ll)
+    with open(ll) as f:
+        text = f.read()
+    results = []
+    for fn in ("gat.chunk_gla", "gat.chunk_delta", "gat.cs_gemm"):
+        ok = f"@{fn}(" in text
+        print(f"{'ok' if ok else 'FAIL'}: the LLVM module defines {fn}")
+        results.append(ok)
+    results += llvm_vs_c(c, {"x": x}, "T=1000 prefill", names)
+    results += llvm_vs_c(c, {"x": x}, "T=1000 step330", names, step=330)
+    results += llvm_vs_c(c_steep, {"x": x_steep}, "steep gates T=200", ["y"])
+    results.append(bench_obj(c, "4 layers", 1000))
+    results.append(bench_obj(c_steep, "gla steep gates", 200))
     return results
 
 
@@ -142,14 +226,17 @@ model m {
     x = torch.randn(200, D)
     want = gla_ref(c.weights, "gla.", x.double(), H=2)
     out = run_flags(c, {"x": x}, "steep", [])
-    return [check("gla steep gates T=200 C prefill vs reference", out["y"], want, RTOL_REF)]
+    return [check(f"gla steep gates T=200 {backend_name(args)} prefill vs reference", out["y"], want, RTOL_REF)], c, x
 
 
 def main():
     args = parse_args()
     results = test_dumps(args)
-    results += test_layers(args)
-    results += test_steep_gla(args)
+    res, c = test_layers(args)
+    results += res
+    res, c_steep, x_steep = test_steep_gla(args)
+    results += res
+    results += test_llvm(args, c, c_steep, x_steep)
     return summary(results)
 
 
