@@ -66,6 +66,26 @@ int emit_count_base(const LoopModule *m, const LoopKernel *k) {
   return f.base;
 }
 
+typedef struct CountList {
+  const LoopKernel **ks;
+  int *bases;
+} CountList;
+
+static int count_list_visit(const LoopKernel *k, int op, int base, void *ud) {
+  CountList *l = ud;
+  l->ks[op] = k;
+  l->bases[op] = base;
+  return 0;
+}
+
+int emit_count_list(const LoopModule *m, const LoopKernel **ks, int *bases) {
+  int op = 0, slot = 0;
+  CountList l = {ks, bases};
+  if (!m->count) return 0;
+  count_walk(&m->kernels, &op, &slot, count_list_visit, &l);
+  return op;
+}
+
 void emit_count_field(StrBuf *sb, const LoopModule *m) {
   int n = emit_count_nslots(m);
   if (!m->count) return;

@@ -22,6 +22,9 @@ int emit_count_nops(const LoopModule *m);
 int emit_count_nslots(const LoopModule *m);
 /* The first slot of kernel k, or -1 when k is not counted. */
 int emit_count_base(const LoopModule *m, const LoopKernel *k);
+/* The counted kernels in op order with their first slots: fills ks[0..n) and
+ * bases[0..n) (arrays of at least emit_count_nops(m) entries); returns n. */
+int emit_count_list(const LoopModule *m, const LoopKernel **ks, int *bases);
 /* NAME.h: the struct field (inside the model struct) and the declarations. */
 void emit_count_field(StrBuf *sb, const LoopModule *m);
 void emit_count_decls(StrBuf *sb, const LoopModule *m);

@@ -35,10 +35,17 @@ void ll_build_types(LL *L) {
   L->t_err = LLVMStructCreateNamed(C, "gat_error");
   LLVMStructSetBody(L->t_err, ef, 2, 0);
   int nknobs = emit_knobs_n(m); /* double skip_tau[n], skip_cap[n] (NAME.h, emit_knobs_field) */
-  LLVMTypeRef mf[7] = {L->tp8, LLVMArrayType(L->tp8, (unsigned)(m->nparams > 0 ? m->nparams : 1)), L->ti64, L->ti32,
-                       L->t_err, LLVMArrayType(L->tf64, (unsigned)nknobs), LLVMArrayType(L->tf64, (unsigned)nknobs)};
+  /* --count: uint64_t count[slots] between err and the knobs (NAME.h, emit_count_field) */
+  LLVMTypeRef mf[8] = {L->tp8, LLVMArrayType(L->tp8, (unsigned)(m->nparams > 0 ? m->nparams : 1)), L->ti64, L->ti32,
+                       L->t_err};
+  int nf = 5;
+  if (m->count) mf[nf++] = ll_count_type(L);
+  if (nknobs > 0) {
+    mf[nf++] = LLVMArrayType(L->tf64, (unsigned)nknobs);
+    mf[nf++] = LLVMArrayType(L->tf64, (unsigned)nknobs);
+  }
   L->t_model = LLVMStructCreateNamed(C, m->name);
-  LLVMStructSetBody(L->t_model, mf, nknobs > 0 ? 7 : 5, 0);
+  LLVMStructSetBody(L->t_model, mf, (unsigned)nf, 0);
   L->t_pmodel = LLVMPointerType(L->t_model, 0);
   LLVMTypeRef cf[6] = {L->t_pmodel, L->tp8, L->ti64, LLVMArrayType(L->ti64, (unsigned)(m->ntvars > 0 ? m->ntvars : 1)),
                        LLVMArrayType(L->tp8, (unsigned)(m->ninputs > 0 ? m->ninputs : 1)),
@@ -227,6 +234,8 @@ void ll_emit_api(LL *L) {
 #define NAME(s) (nm.len = 0, sb_printf(&nm, "%s_%s", N, s), sb_cstr(&nm))
   LLVMTypeRef pm = L->t_pmodel;
   int64_t model_size = (int64_t)LLVMABISizeOfType(L->td, L->t_model);
+  ll_emit_count(L);   /* --count: NAME_count_* */
+  ll_emit_profile(L); /* --profile: the timing globals and NAME_profile_* */
 
   fn_begin(L, NAME("sizeof"), L->ti64, NULL, 0, 0);
   LLVMBuildRet(L->B, ll_i64(L, model_size));
@@ -447,7 +456,11 @@ void ll_emit_api(LL *L) {
     LLVMBuildStore(L->B, LLVMBuildBitCast(L->B, p, L->tp8, ""), LLVMBuildInBoundsGEP2(L->B, L->t_ctx, c, idx, 3, ""));
   }
   L->ctx = c;
-  for (int i = 0; i < m->kernels.len && !L->failed; i++) ll_call_kernel(L, m->kernels.data[i]);
+  for (int i = 0; i < m->kernels.len && !L->failed; i++) {
+    LLVMValueRef t0 = ll_profile_begin(L); /* --profile: time each top-level kernel */
+    ll_call_kernel(L, m->kernels.data[i]);
+    ll_profile_end(L, i, t0);
+  }
   LLVMBuildStore(L->B, LLVMBuildAdd(L->B, pos, T, ""), ll_model_field(L, mm, 2));
   error_clear(L, mm);
   LLVMBuildRet(L->B, ll_i32(L, GAT_OK));
@@ -467,11 +480,6 @@ static int has_feature(const char *features, const char *f) {
 
 LLVMModuleRef emit_llvm_module(const LoopModule *m, LLVMContextRef ctx, LLVMTargetMachineRef tm, int opt_level,
                                char *err, size_t errlen) {
-  if (m->profile || m->count) {
-    snprintf(err, errlen, "%s is not supported by the LLVM backend (use the C backend)",
-             m->profile ? "--profile" : "--count");
-    return NULL;
-  }
   LL L;
   memset(&L, 0, sizeof L);
   L.m = m;

@@ -3,12 +3,15 @@
  * the stacked emits and the double-buffered state copies), LK_MIXTURE
  * (route rows to experts, run each expert's region on its rows, add back in
  * double weighted by the gate) and LK_SKIP (run a region on the rows whose
- * condition is 0), plus LK_COPY. Same statements as codegen/emit_c.c. */
+ * condition is 0), plus LK_COPY. Same statements as codegen/emit_c.c, the
+ * --count increments (emit_llvm_count.c) included. */
 #include <string.h>
 
+#include "emit_count.h"
 #include "emit_knobs.h"
 #include "emit_llvm_int.h"
 #include "gat_runtime.h"
+#include "kernels_scan.h"
 
 static void kernel_name(StrBuf *sb, const LoopModule *m, const LoopKernel *k) {
   sb_printf(sb, "%s_k%d_%s", m->name, k->id, k->opname ? k->opname : "op");
@@ -71,6 +74,18 @@ static void emit_scan(LL *L, const LoopKernel *k) {
     return;
   }
   const LoopRegion *r = k->regions[0];
+  if (k->scan_chunk) { /* -O2 pass_chunk: prefill in chunks (emit_llvm_scan.c), as emit_c.c */
+    LLVMValueRef T = ll_tvar(L, k->tvar);
+    LLVMBasicBlockRef yes = ll_block(L, "chunked"), no = ll_block(L, "per_token");
+    LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntSGE, T, ll_i64(L, KERNELS_SCAN_MIN_T), ""), yes, no);
+    LLVMPositionBuilderAtEnd(L->B, yes);
+    LLVMValueRef p[8] = {bp(L, k->args[2]), bp(L, k->args[3]), bp(L, k->args[4]), bp(L, k->args[5]),
+                         k->args[6] >= 0 ? bp(L, k->args[6]) : NULL, bp(L, k->state_bufs[0]), bp(L, k->xs[0]),
+                         bp(L, k->args[7])};
+    ll_scan_chunk_call(L, k, T, p);
+    LLVMBuildRet(L->B, ll_i32(L, GAT_OK));
+    LLVMPositionBuilderAtEnd(L->B, no);
+  }
   LLLoop lp;
   ll_loop_begin(L, &lp, ll_tvar(L, k->tvar), "t");
   LLVMValueRef t = lp.iv;
@@ -161,6 +176,8 @@ static void emit_mixture(LL *L, const LoopKernel *k) {
     LLVMPositionBuilderAtEnd(L->B, ok);
     ll_loop_end(L, &lp);
   }
+  int cbase = emit_count_base(L->m, k); /* --count: tokens, then rows/calls per expert (emit_count.h) */
+  ll_count_add(L, cbase, T);
   int acc = k->args[3] >= 0 ? k->args[3] : k->out;
   const LoopBuf *accb = lbuf(L, acc);
   {
@@ -193,6 +210,10 @@ static void emit_mixture(LL *L, const LoopKernel *k) {
     LLVMBasicBlockRef run = ll_block(L, "expert"), done = ll_block(L, "expert.done");
     LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntSGT, n, ll_i64(L, 0), ""), run, done);
     LLVMPositionBuilderAtEnd(L->B, run);
+    if (cbase >= 0) {
+      ll_count_add(L, cbase + 1 + 2 * e, n);
+      ll_count_add(L, cbase + 2 + 2 * e, ll_i64(L, 1));
+    }
     gather_rows(L, k, r, n, rows);
     if (r->nyield < 1) {
       ll_fail(L, "LLVM backend: mixture region without a result");
@@ -319,10 +340,16 @@ static void emit_skip(LL *L, const LoopKernel *k) {
     LLVMPositionBuilderAtEnd(L->B, no);
     ll_loop_end(L, &lt);
   }
+  int cbase = emit_count_base(L->m, k); /* --count: tokens, kept rows, calls (emit_count.h) */
+  ll_count_add(L, cbase, T);
   LLVMValueRef n = LLVMBuildLoad2(L->B, L->ti64, nslot, "n");
   LLVMBasicBlockRef run = ll_block(L, "skip.run"), done = ll_block(L, "skip.done");
   LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntSGT, n, ll_i64(L, 0), ""), run, done);
   LLVMPositionBuilderAtEnd(L->B, run);
+  if (cbase >= 0) {
+    ll_count_add(L, cbase + 1, n);
+    ll_count_add(L, cbase + 2, ll_i64(L, 1));
+  }
   gather_rows(L, k, r, n, rows);
   LLLoop lr;
   ll_loop_begin(L, &lr, n, "r");

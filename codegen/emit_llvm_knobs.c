@@ -1,7 +1,8 @@
 /* emit_llvm_knobs.c — the run-time thresholds and capacities of skips and
  * routes in the LLVM backend, as codegen/emit_knobs.c writes them for C:
  * the model-struct fields `double skip_tau[n], skip_cap[n]` (after the error
- * record, as NAME.h declares them when the model has skip kernels), their
+ * record and a --count build's counters, as NAME.h declares them when the
+ * model has skip kernels), their
  * compile-time defaults stored by init, and the API NAME_skip_ops / _kind /
  * _line / _col / _skip_threshold / _set_skip_threshold / _route_capacity /
  * _set_route_capacity with the C backend's checks and messages. The skip
@@ -32,7 +33,7 @@ static void collect(const PtrVec *ks, const LoopKernel **out, int *n) {
 }
 
 LLVMValueRef ll_knob_ptr(LL *L, LLVMValueRef model, int cap, LLVMValueRef i) {
-  LLVMValueRef idx[3] = {ll_i32(L, 0), ll_i32(L, cap ? 6 : 5), i};
+  LLVMValueRef idx[3] = {ll_i32(L, 0), ll_i32(L, ll_knob_field(L) + (cap ? 1 : 0)), i};
   return LLVMBuildInBoundsGEP2(L->B, L->t_model, model, idx, 3, "");
 }
 

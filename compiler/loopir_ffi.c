@@ -4,6 +4,7 @@
  * JIT (loopir_jit.c) so both call a model under exactly the same contract. */
 #include "loopir_ffi.h"
 
+#include <errno.h>
 #include <ffi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -196,4 +197,62 @@ void loopir_ffi_release(LoopirFfiModel *fm) {
   free(fm->blob);
   fm->model = fm->arena = NULL;
   fm->blob = NULL;
+}
+
+/* run --count FILE: the counters of a --count build as JSON, in the format of
+ * the interpreter's GAT_INTERP_COUNT (plus the calls of every region), so a
+ * test reads both the same way. */
+typedef int (*ffi_cnt_n_fn)(void);
+typedef int (*ffi_cnt_int_fn)(int);
+typedef const char *(*ffi_cnt_str_fn)(int);
+typedef uint64_t (*ffi_cnt_tok_fn)(const void *, int);
+typedef uint64_t (*ffi_cnt_reg_fn)(const void *, int, int);
+int loopir_ffi_write_counts(void *(*sym)(void *ud, const char *name), void *ud, const char *name, const void *model,
+                            const char *path, char *err, size_t errlen) {
+  char nm[256];
+#define CNT_SYM(s) (snprintf(nm, sizeof nm, "%s_%s", name, s), sym(ud, nm))
+  ffi_cnt_n_fn f_nops = (ffi_cnt_n_fn)CNT_SYM("count_ops");
+  ffi_cnt_str_fn f_kind = (ffi_cnt_str_fn)CNT_SYM("count_kind");
+  ffi_cnt_str_fn f_origin = (ffi_cnt_str_fn)CNT_SYM("count_origin");
+  ffi_cnt_int_fn f_line = (ffi_cnt_int_fn)CNT_SYM("count_line");
+  ffi_cnt_int_fn f_col = (ffi_cnt_int_fn)CNT_SYM("count_col");
+  ffi_cnt_int_fn f_regions = (ffi_cnt_int_fn)CNT_SYM("count_regions");
+  ffi_cnt_tok_fn f_tokens = (ffi_cnt_tok_fn)CNT_SYM("count_tokens");
+  ffi_cnt_reg_fn f_rows = (ffi_cnt_reg_fn)CNT_SYM("count_rows");
+  ffi_cnt_reg_fn f_calls = (ffi_cnt_reg_fn)CNT_SYM("count_calls");
+#undef CNT_SYM
+  if (!f_nops || !f_kind || !f_origin || !f_line || !f_col || !f_regions || !f_tokens || !f_rows || !f_calls) {
+    snprintf(err, errlen, "the compiled model has no execution counters (not a --count build)");
+    return -1;
+  }
+  FILE *f = fopen(path, "w");
+  if (!f) {
+    snprintf(err, errlen, "cannot write '%s': %s", path, strerror(errno));
+    return -1;
+  }
+  int nops = f_nops();
+  fprintf(f, "{\"ops\": [");
+  for (int i = 0; i < nops; i++) {
+    int mix = strcmp(f_kind(i), "mixture") == 0;
+    fprintf(f, "%s\n  {\"kind\": \"%s\", \"line\": %d, \"col\": %d, \"origin\": \"%s\", \"tokens\": %llu, ",
+            i ? "," : "", f_kind(i), f_line(i), f_col(i), f_origin(i), (unsigned long long)f_tokens(model, i));
+    if (mix) {
+      fprintf(f, "\"experts\": [");
+      for (int e = 0; e < f_regions(i); e++)
+        fprintf(f, "%s%llu", e ? ", " : "", (unsigned long long)f_rows(model, i, e));
+      fprintf(f, "], \"calls\": [");
+      for (int e = 0; e < f_regions(i); e++)
+        fprintf(f, "%s%llu", e ? ", " : "", (unsigned long long)f_calls(model, i, e));
+      fprintf(f, "]}");
+    } else {
+      fprintf(f, "\"rows\": %llu, \"calls\": %llu}", (unsigned long long)f_rows(model, i, 0),
+              (unsigned long long)f_calls(model, i, 0));
+    }
+  }
+  fprintf(f, "\n]}\n");
+  if (fclose(f) != 0) {
+    snprintf(err, errlen, "cannot write '%s'", path);
+    return -1;
+  }
+  return 0;
 }

@@ -49,6 +49,14 @@ unsigned char *loopir_ffi_weights_blob(const TensorSet *s, size_t *len);
 int loopir_ffi_call(LoopirFfiModel *fm, const IrModule *m, const TensorSet *weights, const Tensor **in_t, int64_t T,
                     int step, TensorSet *outputs, char *err, size_t errlen);
 
+/* run --count FILE: writes the counters of a --count build (NAME_count_*,
+ * codegen/emit_count.h) of `model` to path as JSON, in the format of the
+ * interpreter's GAT_INTERP_COUNT plus the calls of every region. sym(ud,
+ * "NAME_count_ops") finds the entry points (dlsym, or the JIT's lookup; NULL
+ * when missing). Returns 0, or -1 with err set. */
+int loopir_ffi_write_counts(void *(*sym)(void *ud, const char *name), void *ud, const char *name, const void *model,
+                            const char *path, char *err, size_t errlen);
+
 /* Frees what loopir_ffi_call allocated in fm (safe on a zeroed fm). */
 void loopir_ffi_release(LoopirFfiModel *fm);
 

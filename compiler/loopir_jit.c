@@ -137,6 +137,17 @@ static int jit_build(Jit *j, const LoopModule *lm, int opt_level, char *err, siz
   return jit_lookup(j, JIT_NAME "_forward", &j->f_forward, err, errlen);
 }
 
+/* run --count FILE: the NAME_count_* entry points (loopir_ffi_write_counts); NULL when missing */
+static void *jit_sym(void *ud, const char *name) {
+  LLVMOrcExecutorAddress addr = 0;
+  LLVMErrorRef e = LLVMOrcLLJITLookup(((Jit *)ud)->J, &addr, name);
+  if (e) {
+    LLVMConsumeError(e);
+    return NULL;
+  }
+  return (void *)(uintptr_t)addr;
+}
+
 /* ---- the calling harness: loopir_ffi.c, the same as run_compiled_opt's ------ */
 int run_jit_opt(const IrModule *m, const TensorSet *weights, const TensorSet *inputs, int step, const PassOptions *po,
                 TensorSet *outputs, char *err, size_t errlen) {
@@ -145,7 +156,6 @@ int run_jit_opt(const IrModule *m, const TensorSet *weights, const TensorSet *in
     opts = *po;
   else
     pass_options_init(&opts, 0);
-  opts.concat = opts.gate = 0; /* segmented / gated GEMMs: C backend only (docs/optimizer.md) */
   int rc = -1;
   const Tensor **in_t = xcalloc((size_t)m->inputs.len + 1, sizeof *in_t);
   LoopirFfiModel fm;
@@ -164,7 +174,10 @@ int run_jit_opt(const IrModule *m, const TensorSet *weights, const TensorSet *in
   fm.f_init = j.f_init;
   fm.f_msg = j.f_msg;
   fm.f_forward = j.f_forward;
-  if (loopir_ffi_call(&fm, m, weights, in_t, T, step, outputs, err, errlen) == 0) rc = 0;
+  if (loopir_ffi_call(&fm, m, weights, in_t, T, step, outputs, err, errlen) != 0) goto done;
+  if (opts.count_path && loopir_ffi_write_counts(jit_sym, &j, JIT_NAME, fm.model, opts.count_path, err, errlen) != 0)
+    goto done;
+  rc = 0;
 done:
   free(in_t);
   loopir_ffi_release(&fm);

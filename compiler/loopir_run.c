@@ -93,14 +93,9 @@ static int run_cache_path(const char *dir, const char *cmd, StrBuf *out) {
 #endif
 
 
-/* run --count FILE: the counters of a --count build as JSON, in the format of
- * the interpreter's GAT_INTERP_COUNT (plus the calls of every region), so a
- * test reads both the same way. Returns 0, or -1 with err set. */
+/* the model's NAME_skip_* functions (run --count FILE: loopir_ffi_write_counts) */
 typedef int (*run_cnt_n_fn)(void);
-typedef int (*run_cnt_int_fn)(int);
 typedef const char *(*run_cnt_str_fn)(int);
-typedef uint64_t (*run_cnt_tok_fn)(const void *, int);
-typedef uint64_t (*run_cnt_reg_fn)(const void *, int, int);
 /* run --set KEY[:I]=V on compiled C: through the model's own setters
  * (codegen/emit_knobs.h), as a program using the generated code would. */
 typedef int (*run_knob_set_fn)(void *, int, double);
@@ -149,51 +144,7 @@ static int run_set_knobs(void *model, void *ud, char *err, size_t errlen) {
   return 0;
 }
 
-static int run_write_counts(void *so, const void *model, const char *path, char *err, size_t errlen) {
-  run_cnt_n_fn f_nops = (run_cnt_n_fn)dlsym(so, RUN_NAME "_count_ops");
-  run_cnt_str_fn f_kind = (run_cnt_str_fn)dlsym(so, RUN_NAME "_count_kind");
-  run_cnt_str_fn f_origin = (run_cnt_str_fn)dlsym(so, RUN_NAME "_count_origin");
-  run_cnt_int_fn f_line = (run_cnt_int_fn)dlsym(so, RUN_NAME "_count_line");
-  run_cnt_int_fn f_col = (run_cnt_int_fn)dlsym(so, RUN_NAME "_count_col");
-  run_cnt_int_fn f_regions = (run_cnt_int_fn)dlsym(so, RUN_NAME "_count_regions");
-  run_cnt_tok_fn f_tokens = (run_cnt_tok_fn)dlsym(so, RUN_NAME "_count_tokens");
-  run_cnt_reg_fn f_rows = (run_cnt_reg_fn)dlsym(so, RUN_NAME "_count_rows");
-  run_cnt_reg_fn f_calls = (run_cnt_reg_fn)dlsym(so, RUN_NAME "_count_calls");
-  if (!f_nops || !f_kind || !f_origin || !f_line || !f_col || !f_regions || !f_tokens || !f_rows || !f_calls) {
-    snprintf(err, errlen, "the compiled model has no execution counters (not a --count build)");
-    return -1;
-  }
-  FILE *f = fopen(path, "w");
-  if (!f) {
-    snprintf(err, errlen, "cannot write '%s': %s", path, strerror(errno));
-    return -1;
-  }
-  int nops = f_nops();
-  fprintf(f, "{\"ops\": [");
-  for (int i = 0; i < nops; i++) {
-    int mix = strcmp(f_kind(i), "mixture") == 0;
-    fprintf(f, "%s\n  {\"kind\": \"%s\", \"line\": %d, \"col\": %d, \"origin\": \"%s\", \"tokens\": %llu, ",
-            i ? "," : "", f_kind(i), f_line(i), f_col(i), f_origin(i), (unsigned long long)f_tokens(model, i));
-    if (mix) {
-      fprintf(f, "\"experts\": [");
-      for (int e = 0; e < f_regions(i); e++)
-        fprintf(f, "%s%llu", e ? ", " : "", (unsigned long long)f_rows(model, i, e));
-      fprintf(f, "], \"calls\": [");
-      for (int e = 0; e < f_regions(i); e++)
-        fprintf(f, "%s%llu", e ? ", " : "", (unsigned long long)f_calls(model, i, e));
-      fprintf(f, "]}");
-    } else {
-      fprintf(f, "\"rows\": %llu, \"calls\": %llu}", (unsigned long long)f_rows(model, i, 0),
-              (unsigned long long)f_calls(model, i, 0));
-    }
-  }
-  fprintf(f, "\n]}\n");
-  if (fclose(f) != 0) {
-    snprintf(err, errlen, "cannot write '%s'", path);
-    return -1;
-  }
-  return 0;
-}
+static void *run_dlsym(void *so, const char *name) { return dlsym(so, name); }
 
 int run_compiled(const IrModule *m, const TensorSet *weights, const TensorSet *inputs, int step,
                  TensorSet *outputs, char *err, size_t errlen) {
@@ -278,7 +229,9 @@ int run_compiled_opt(const IrModule *m, const TensorSet *weights, const TensorSe
   RunKnobs knobs = {so, po};
   if (po && po->nknob_sets > 0) fm.after_init = run_set_knobs, fm.after_init_ud = &knobs;
   if (loopir_ffi_call(&fm, m, weights, in_t, T, step, outputs, err, errlen) != 0) goto done;
-  if (po && po->count_path && run_write_counts(so, fm.model, po->count_path, err, errlen) != 0) goto done;
+  if (po && po->count_path &&
+      loopir_ffi_write_counts(run_dlsym, so, RUN_NAME, fm.model, po->count_path, err, errlen) != 0)
+    goto done;
   rc = 0;
 
 done:

@@ -98,7 +98,7 @@ def run(c, x, tag, sets, step=0, compiled=False, count=None):
         argv += ["--set", s]
     if not compiled:
         argv.append("--interp")
-    elif c.backend == "jit" and not count:
+    elif c.backend == "jit":
         argv.append("--jit")
     if step:
         argv += ["--step", str(step)]

@@ -420,11 +420,48 @@ TEST(Llvm, UnsupportedFeaturesGiveAClearError) {
   ASSERT_NE(md.m, nullptr);
   PassOptions po;
   pass_options_init(&po, 0);
-  po.profile = 1;
   char err[1024] = "";
-  LlvmEmitOptions eo = {"obj", nullptr, nullptr};
+  LlvmEmitOptions eo = {"obj", "i686-linux-gnu", nullptr}; /* no 64-bit pointers */
   EXPECT_NE(backend_emit_llvm(md.m, "/tmp/gattnc-llvm-never.o", &eo, &po, err, sizeof err), 0);
   EXPECT_NE(std::string(err).find("not supported by the LLVM backend"), std::string::npos) << err;
+}
+
+/* --count / --profile (emit_llvm_count.c): only an instrumented build has counters, timing and
+   their API; a plain build's IR has none of it (the counted builds' results are checked against
+   the interpreter's counters by tests/e2e/test_llvm_count.py) */
+TEST(Llvm, CountersAndProfilingOnlyInInstrumentedBuilds) {
+  Model md(kRouted);
+  ASSERT_NE(md.m, nullptr);
+  std::string d = tmpdir();
+  char err[1024] = "";
+  LlvmEmitOptions eo = {"llvm", nullptr, nullptr};
+  std::string text[4];
+  for (int v = 0; v < 4; v++) {
+    PassOptions po;
+    pass_options_init(&po, 2);
+    po.count = v & 1;
+    po.profile = (v >> 1) & 1;
+    std::string N = "r" + std::to_string(v), out = d + "/" + N + ".ll"; /* the model is named after the file */
+    ASSERT_EQ(backend_emit_llvm(md.m, out.c_str(), &eo, &po, err, sizeof err), 0) << v << ": " << err;
+    text[v] = slurp(out);
+    bool cnt = v & 1, prof = (v >> 1) & 1;
+    for (const char *s : {"_count_ops(", "_count_tokens(", "_count_rows(", "_count_calls(", "_count_clear("})
+      EXPECT_EQ(text[v].find("@" + N + s) != std::string::npos, cnt) << s << " in build " << v;
+    for (const char *s : {"_profile_count(", "_profile_ns(", "_profile_clear("})
+      EXPECT_EQ(text[v].find("@" + N + s) != std::string::npos, prof) << s << " in build " << v;
+    EXPECT_EQ(text[v].find("@gat_time_ns(") != std::string::npos, prof) << v;
+    EXPECT_EQ(text[v].find("_prof_ns") != std::string::npos, prof) << v;
+  }
+  /* the model struct: the counters between the error record and the knobs, in a --count build only */
+  for (int v = 0; v < 4; v++) {
+    std::string N = "r" + std::to_string(v);
+    size_t at = text[v].find("%" + N + " = type {");
+    ASSERT_NE(at, std::string::npos) << v;
+    std::string ty = text[v].substr(at, text[v].find('\n', at) - at);
+    EXPECT_EQ(ty.find("%gat_error, [1 x double], [1 x double] }") != std::string::npos, !(v & 1)) << ty;
+    EXPECT_EQ(ty.find("%gat_error, [3 x i64], [1 x double], [1 x double] }") != std::string::npos, (v & 1) != 0) << ty;
+  }
+  std::system(("rm -rf '" + d + "'").c_str());
 }
 
 #endif
