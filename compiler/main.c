@@ -69,7 +69,7 @@ static void usage(FILE *f) {
       "  --backend=c|llvm   (bench) llvm: compare the C build with the LLVM object and JIT\n"
       "  --count            generated code counts the rows and calls of every mixture expert\n"
       "                     and skip region (NAME_count_*; docs/layers.md)\n"
-      "  --count FILE       (run) write those counters as JSON (interpreter or compiled C)\n"
+      "  --count FILE       (run) write those counters as JSON (interpreter, compiled C or --jit)\n"
       "  --set KEY[:I]=V    (run) run-time skip threshold / route capacity: KEY threshold or\n"
       "                     capacity, I the skip/route statement (default all; docs/layers.md)\n"
       "  --version, --help\n",
@@ -124,6 +124,11 @@ int main(int argc, char **argv) {
       return 0;
     } else if (!strcmp(a, "--version")) {
       printf("gattnc 0.1.0\n");
+#if GAT_HAVE_LLVM
+      printf("backends: c llvm\n"); /* tests probe this line: the LLVM backend is optional */
+#else
+      printf("backends: c\n");
+#endif
       return 0;
     } else if (!strcmp(a, "-o")) {
       if (!need_arg(argc, argv, i)) return 2;

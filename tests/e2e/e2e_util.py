@@ -22,6 +22,13 @@ DT = {"F32": (torch.float32, 4), "I32": (torch.int32, 4), "F64": (torch.float64,
 SANITIZED = os.environ.get("GAT_SANITIZED") == "1"
 
 
+def has_llvm(gattnc):
+    """Whether this gattnc has the LLVM backend (it is optional at build time,
+    cmake -DGAT_WITH_LLVM=OFF): `gattnc --version` lists its backends."""
+    p = subprocess.run([gattnc, "--version"], capture_output=True, text=True)
+    return "llvm" in p.stdout.split()
+
+
 def read_st(path):
     with open(path, "rb") as f:
         buf = f.read()
