@@ -478,6 +478,31 @@ static int has_feature(const char *features, const char *f) {
   return 0;
 }
 
+/* The vector width (floats) of the hand-built kernels for `-mcpu=CPU` without a feature string
+ * (the host's features are always spelled out, emit_llvm_target.c): the C API has no query of
+ * a CPU's features, so x86 CPUs that LLVM 14 knows are listed by their widest float vectors
+ * (AVX-512F: 16, AVX: 8). 0 = no entry (4-wide kernels, SSE/NEON and anything unknown). */
+static int cpu_vector_width(LLVMTargetMachineRef tm, const char *feat) {
+  static const char *const avx512[] = {"knl", "knm", "skylake-avx512", "skx", "cascadelake", "cooperlake",
+                                        "cannonlake", "icelake-client", "icelake-server", "tigerlake",
+                                        "sapphirerapids", "rocketlake", "x86-64-v4"};
+  static const char *const avx[] = {"sandybridge", "corei7-avx", "ivybridge", "core-avx-i", "haswell", "core-avx2",
+                                     "broadwell", "skylake", "alderlake", "bdver1", "bdver2", "bdver3", "bdver4",
+                                     "btver2", "znver1", "znver2", "znver3", "x86-64-v3"};
+  if (feat && *feat) return 0;
+  char *triple = LLVMGetTargetMachineTriple(tm), *cpu = LLVMGetTargetMachineCPU(tm);
+  int vl = 0;
+  if (!strncmp(triple, "x86_64", 6) || !strncmp(triple, "i686", 4) || !strncmp(triple, "i386", 4)) {
+    for (size_t i = 0; i < sizeof avx512 / sizeof avx512[0] && !vl; i++)
+      if (!strcmp(cpu, avx512[i])) vl = 16;
+    for (size_t i = 0; i < sizeof avx / sizeof avx[0] && !vl; i++)
+      if (!strcmp(cpu, avx[i])) vl = 8;
+  }
+  LLVMDisposeMessage(triple);
+  LLVMDisposeMessage(cpu);
+  return vl;
+}
+
 LLVMModuleRef emit_llvm_module(const LoopModule *m, LLVMContextRef ctx, LLVMTargetMachineRef tm, int opt_level,
                                char *err, size_t errlen) {
   LL L;
@@ -494,10 +519,11 @@ LLVMModuleRef emit_llvm_module(const LoopModule *m, LLVMContextRef ctx, LLVMTarg
   L.td = LLVMCreateTargetDataLayout(tm);
   LLVMSetModuleDataLayout(L.M, L.td);
   char *feat = LLVMGetTargetMachineFeatureString(tm);
-  if (has_feature(feat, "+avx512f")) {
+  int cpu_vl = cpu_vector_width(tm, feat);
+  if (has_feature(feat, "+avx512f") || cpu_vl == 16) {
     L.vl = 16;
     L.mr = 8;
-  } else if (has_feature(feat, "+avx")) {
+  } else if (has_feature(feat, "+avx") || cpu_vl == 8) {
     L.vl = 8;
     L.mr = 6;
   } else {

@@ -62,6 +62,7 @@ void driver_pass_options(const DriverOptions *o, PassOptions *po) {
   po->dump_after = o->dump_after;
   po->target = o->gemm_target;
   po->march = o->march;
+  po->llvm_cpu = o->mcpu;
 }
 #endif
 

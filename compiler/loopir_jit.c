@@ -70,8 +70,8 @@ static int jit_lookup(Jit *j, const char *name, void **out, char *err, size_t er
 }
 
 /* builds, verifies, optimizes and JIT-compiles the module of lm */
-static int jit_build(Jit *j, const LoopModule *lm, int opt_level, char *err, size_t errlen) {
-  LlvmTarget t = {NULL, NULL, NULL, opt_level};
+static int jit_build(Jit *j, const LoopModule *lm, int opt_level, const char *cpu, char *err, size_t errlen) {
+  LlvmTarget t = {NULL, cpu, NULL, opt_level};
   LLVMTargetMachineRef tm = emit_llvm_target_machine(&t, err, errlen);
   if (!tm) return -1;
   LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
@@ -82,7 +82,14 @@ static int jit_build(Jit *j, const LoopModule *lm, int opt_level, char *err, siz
     return -1;
   }
   LLVMOrcJITTargetMachineBuilderRef jtmb = NULL;
-  if (jit_error(LLVMOrcJITTargetMachineBuilderDetectHost(&jtmb), "host detection", err, errlen) != 0) {
+  if (cpu && *cpu) { /* run --jit -mcpu=CPU: code for that CPU (one this host can run; tests use it for the
+                        kernels' narrower vector forms) */
+    LLVMTargetMachineRef jtm = emit_llvm_target_machine(&t, err, errlen);
+    if (jtm) jtmb = LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(jtm); /* takes jtm */
+  } else if (jit_error(LLVMOrcJITTargetMachineBuilderDetectHost(&jtmb), "host detection", err, errlen) != 0) {
+    jtmb = NULL;
+  }
+  if (!jtmb) {
     LLVMDisposeModule(mod);
     LLVMOrcDisposeThreadSafeContext(tsc);
     return -1;
@@ -167,7 +174,7 @@ int run_jit_opt(const IrModule *m, const TensorSet *weights, const TensorSet *in
   int64_t T;
   if (loopir_ffi_bind_inputs(m, inputs, in_t, &T, err, errlen) != 0) goto done;
   LoopModule *lm = pipeline_run(&a, m, JIT_NAME, &opts, err, errlen);
-  if (!lm || jit_build(&j, lm, opts.opt_level, err, errlen) != 0) goto done;
+  if (!lm || jit_build(&j, lm, opts.opt_level, opts.llvm_cpu, err, errlen) != 0) goto done;
 
   fm.f_size = j.f_size;
   fm.f_arena = j.f_arena;

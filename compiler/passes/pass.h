@@ -45,6 +45,7 @@ typedef struct PassOptions {
   const char *dump_after; /* print the IR after this pass to dump_out, or NULL */
   int target;             /* LoopTarget of the emitted GEMM kernels (--target; 0 = native) */
   const char *march;      /* -march=X given to the C compiler by run/bench, or NULL (backend_cflags) */
+  const char *llvm_cpu;   /* -mcpu=CPU of `run --jit` (host CPU when NULL; loopir_jit.c) */
   FILE *dump_out;         /* NULL = stdout */
 } PassOptions;
 
