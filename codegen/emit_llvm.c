@@ -139,6 +139,36 @@ LLVMValueRef ll_gep(LL *L, LLVMTypeRef elt, LLVMValueRef p, LLVMValueRef i) {
   return LLVMBuildInBoundsGEP2(L->B, elt, p, &i, 1, "");
 }
 
+LLVMValueRef ll_vload(LL *L, LLVMTypeRef tv, LLVMValueRef p) {
+  LLVMValueRef v = LLVMBuildLoad2(L->B, tv, LLVMBuildBitCast(L->B, p, LLVMPointerType(tv, 0), ""), "");
+  LLVMSetAlignment(v, 4);
+  return v;
+}
+void ll_vstore(LL *L, LLVMValueRef v, LLVMValueRef p) {
+  LLVMValueRef s = LLVMBuildStore(L->B, v, LLVMBuildBitCast(L->B, p, LLVMPointerType(LLVMTypeOf(v), 0), ""));
+  LLVMSetAlignment(s, 4);
+}
+LLVMValueRef ll_vsplat(LL *L, LLVMTypeRef tv, LLVMValueRef x) {
+  LLVMValueRef v = LLVMBuildInsertElement(L->B, LLVMGetUndef(tv), x, ll_i32(L, 0), "");
+  return LLVMBuildShuffleVector(L->B, v, LLVMGetUndef(tv), LLVMConstNull(LLVMVectorType(L->ti32, LLVMGetVectorSize(tv))),
+                                "");
+}
+LLVMValueRef ll_vfma(LL *L, LLVMTypeRef tv, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
+  char name[32];
+  snprintf(name, sizeof name, "llvm.fma.v%uf32", LLVMGetVectorSize(tv));
+  LLVMTypeRef t[3] = {tv, tv, tv};
+  LLVMValueRef v[3] = {a, b, c};
+  return ll_call(L, name, tv, t, 3, v);
+}
+LLVMValueRef ll_fma_f32(LL *L, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
+  LLVMTypeRef t[3] = {L->tf32, L->tf32, L->tf32};
+  LLVMValueRef v[3] = {a, b, c};
+  return ll_call(L, "llvm.fma.f32", L->tf32, t, 3, v);
+}
+LLVMValueRef ll_smin(LL *L, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildSelect(L->B, LLVMBuildICmp(L->B, LLVMIntSLT, a, b, ""), a, b, "");
+}
+
 void ll_memcpy(LL *L, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef nbytes, int move) {
   LLVMTypeRef at[3] = {L->tp8, L->tp8, L->ti64};
   LLVMValueRef av[3] = {LLVMBuildBitCast(L->B, dst, L->tp8, ""), LLVMBuildBitCast(L->B, src, L->tp8, ""), nbytes};

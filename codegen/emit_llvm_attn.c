@@ -37,7 +37,7 @@ typedef struct FA {
   int vl, kr, qt;
   int64_t dk, dv;
   int fe; /* KERNELS_ATTENTION_POS | KERNELS_ATTENTION_RELBIAS */
-  LLVMTypeRef tv, tvp, tvi;
+  LLVMTypeRef tv, tvi;
   LLVMValueRef A; /* the args pointer (i8*) of the function being built */
 } FA;
 
@@ -47,41 +47,17 @@ static LLVMValueRef F(FA *f, double v) { return LLVMConstReal(f->L->tf32, v); }
 static LLVMValueRef add(FA *f, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildAdd(f->L->B, a, b, ""); }
 static LLVMValueRef sub(FA *f, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildSub(f->L->B, a, b, ""); }
 static LLVMValueRef mul(FA *f, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildMul(f->L->B, a, b, ""); }
-static LLVMValueRef smin(FA *f, LLVMValueRef a, LLVMValueRef b) {
-  return LLVMBuildSelect(f->L->B, LLVMBuildICmp(f->L->B, LLVMIntSLT, a, b, ""), a, b, "");
-}
+static LLVMValueRef smin(FA *f, LLVMValueRef a, LLVMValueRef b) { return ll_smin(f->L, a, b); }
 static LLVMValueRef smax(FA *f, LLVMValueRef a, LLVMValueRef b) {
   return LLVMBuildSelect(f->L->B, LLVMBuildICmp(f->L->B, LLVMIntSGT, a, b, ""), a, b, "");
 }
 static LLVMValueRef fgep(FA *f, LLVMValueRef p, LLVMValueRef i) { return ll_gep(f->L, f->L->tf32, p, i); }
 static LLVMValueRef ldf(FA *f, LLVMValueRef p) { return LLVMBuildLoad2(f->L->B, f->L->tf32, p, ""); }
-static LLVMValueRef vld(FA *f, LLVMValueRef p) {
-  LLVMValueRef v = LLVMBuildLoad2(f->L->B, f->tv, LLVMBuildBitCast(f->L->B, p, f->tvp, ""), "");
-  LLVMSetAlignment(v, 4);
-  return v;
-}
-static void vst(FA *f, LLVMValueRef v, LLVMValueRef p) {
-  LLVMValueRef s = LLVMBuildStore(f->L->B, v, LLVMBuildBitCast(f->L->B, p, f->tvp, ""));
-  LLVMSetAlignment(s, 4);
-}
-static LLVMValueRef splat(FA *f, LLVMValueRef s) {
-  LL *L = f->L;
-  LLVMValueRef v = LLVMBuildInsertElement(L->B, LLVMGetUndef(f->tv), s, ll_i32(L, 0), "");
-  return LLVMBuildShuffleVector(L->B, v, LLVMGetUndef(f->tv), LLVMConstNull(LLVMVectorType(L->ti32, (unsigned)f->vl)),
-                                "");
-}
-static LLVMValueRef vfma(FA *f, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
-  char name[32];
-  snprintf(name, sizeof name, "llvm.fma.v%df32", f->vl);
-  LLVMTypeRef t[3] = {f->tv, f->tv, f->tv};
-  LLVMValueRef v[3] = {a, b, c};
-  return ll_call(f->L, name, f->tv, t, 3, v);
-}
-static LLVMValueRef sfma(FA *f, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
-  LLVMTypeRef t[3] = {f->L->tf32, f->L->tf32, f->L->tf32};
-  LLVMValueRef v[3] = {a, b, c};
-  return ll_call(f->L, "llvm.fma.f32", f->L->tf32, t, 3, v);
-}
+static LLVMValueRef vld(FA *f, LLVMValueRef p) { return ll_vload(f->L, f->tv, p); }
+static void vst(FA *f, LLVMValueRef v, LLVMValueRef p) { ll_vstore(f->L, v, p); }
+static LLVMValueRef splat(FA *f, LLVMValueRef s) { return ll_vsplat(f->L, f->tv, s); }
+static LLVMValueRef vfma(FA *f, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) { return ll_vfma(f->L, f->tv, a, b, c); }
+static LLVMValueRef sfma(FA *f, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) { return ll_fma_f32(f->L, a, b, c); }
 /* a slot (alloca) holding a value of type t, initialized to v */
 static LLVMValueRef slot(FA *f, LLVMTypeRef t, LLVMValueRef v) {
   LLVMValueRef s = ll_alloca(f->L, t, "");
@@ -645,7 +621,6 @@ LLVMValueRef ll_flash_attn_fn(LL *L, int64_t dk, int64_t dv, int fe) {
   f.dv = dv;
   f.fe = fe;
   f.tv = LLVMVectorType(L->tf32, (unsigned)f.vl);
-  f.tvp = LLVMPointerType(f.tv, 0);
   f.tvi = LLVMVectorType(L->ti32, (unsigned)f.vl);
   LLVMValueRef tile = build_tile(&f, tname);
   LLVMValueRef row = build_row(&f, rname);

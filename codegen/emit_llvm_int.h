@@ -79,6 +79,14 @@ LLVMTypeRef ll_buf_elt(LL *L, const LoopBuf *b);           /* float / i32 / doub
 LLVMValueRef ll_gep(LL *L, LLVMTypeRef elt, LLVMValueRef p, LLVMValueRef i);
 /* memcpy/memmove/memset of n elements of buffer b's element type */
 void ll_memcpy(LL *L, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef nbytes, int move);
+/* Vector helpers of the hand-built kernels (flash attention, chunked scans): tv is a float
+ * vector type; loads and stores are unaligned (align 4); fma calls llvm.fma (rounded once). */
+LLVMValueRef ll_vload(LL *L, LLVMTypeRef tv, LLVMValueRef p);
+void ll_vstore(LL *L, LLVMValueRef v, LLVMValueRef p);
+LLVMValueRef ll_vsplat(LL *L, LLVMTypeRef tv, LLVMValueRef x);
+LLVMValueRef ll_vfma(LL *L, LLVMTypeRef tv, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c);
+LLVMValueRef ll_fma_f32(LL *L, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c);
+LLVMValueRef ll_smin(LL *L, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef ll_bytes(LL *L, const LoopBuf *b, LLVMValueRef nelems);
 LLVMValueRef ll_model(LL *L);                             /* c->m */
 LLVMValueRef ll_model_field(LL *L, LLVMValueRef model, int field); /* pointer to a model field */

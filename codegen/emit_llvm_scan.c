@@ -26,7 +26,7 @@
 typedef struct SC {
   LL *L;
   int vl, mr;
-  LLVMTypeRef tv, tvp;
+  LLVMTypeRef tv;
   LLVMValueRef gemm; /* gat.cs_gemm */
 } SC;
 
@@ -38,42 +38,18 @@ static LLVMValueRef add(SC *s, LLVMValueRef a, LLVMValueRef b) { return LLVMBuil
 static LLVMValueRef sub(SC *s, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildSub(s->L->B, a, b, ""); }
 static LLVMValueRef mul(SC *s, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildMul(s->L->B, a, b, ""); }
 static LLVMValueRef fmul(SC *s, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFMul(s->L->B, a, b, ""); }
-static LLVMValueRef smin(SC *s, LLVMValueRef a, LLVMValueRef b) {
-  return LLVMBuildSelect(s->L->B, LLVMBuildICmp(s->L->B, LLVMIntSLT, a, b, ""), a, b, "");
-}
+static LLVMValueRef smin(SC *s, LLVMValueRef a, LLVMValueRef b) { return ll_smin(s->L, a, b); }
 static LLVMValueRef fg(SC *s, LLVMValueRef p, LLVMValueRef i) { return ll_gep(s->L, s->L->tf32, p, i); }
 static LLVMValueRef dg(SC *s, LLVMValueRef p, LLVMValueRef i) { return ll_gep(s->L, s->L->tf64, p, i); }
 static LLVMValueRef ldf(SC *s, LLVMValueRef p) { return LLVMBuildLoad2(s->L->B, s->L->tf32, p, ""); }
 static LLVMValueRef ldd(SC *s, LLVMValueRef p) { return LLVMBuildLoad2(s->L->B, s->L->tf64, p, ""); }
 static void st(SC *s, LLVMValueRef v, LLVMValueRef p) { LLVMBuildStore(s->L->B, v, p); }
-static LLVMValueRef vld(SC *s, LLVMValueRef p) {
-  LLVMValueRef v = LLVMBuildLoad2(s->L->B, s->tv, LLVMBuildBitCast(s->L->B, p, s->tvp, ""), "");
-  LLVMSetAlignment(v, 4);
-  return v;
-}
-static void vst(SC *s, LLVMValueRef v, LLVMValueRef p) {
-  LLVMValueRef x = LLVMBuildStore(s->L->B, v, LLVMBuildBitCast(s->L->B, p, s->tvp, ""));
-  LLVMSetAlignment(x, 4);
-}
-static LLVMValueRef splat(SC *s, LLVMValueRef x) {
-  LL *L = s->L;
-  LLVMValueRef v = LLVMBuildInsertElement(L->B, LLVMGetUndef(s->tv), x, ll_i32(L, 0), "");
-  return LLVMBuildShuffleVector(L->B, v, LLVMGetUndef(s->tv), LLVMConstNull(LLVMVectorType(L->ti32, (unsigned)s->vl)),
-                                "");
-}
-static LLVMValueRef vfma(SC *s, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
-  char name[32];
-  snprintf(name, sizeof name, "llvm.fma.v%df32", s->vl);
-  LLVMTypeRef t[3] = {s->tv, s->tv, s->tv};
-  LLVMValueRef v[3] = {a, b, c};
-  return ll_call(s->L, name, s->tv, t, 3, v);
-}
+static LLVMValueRef vld(SC *s, LLVMValueRef p) { return ll_vload(s->L, s->tv, p); }
+static void vst(SC *s, LLVMValueRef v, LLVMValueRef p) { ll_vstore(s->L, v, p); }
+static LLVMValueRef splat(SC *s, LLVMValueRef x) { return ll_vsplat(s->L, s->tv, x); }
+static LLVMValueRef vfma(SC *s, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) { return ll_vfma(s->L, s->tv, a, b, c); }
 /* a * b + c rounded once (the C text's contracted multiply-add) */
-static LLVMValueRef sfma(SC *s, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
-  LLVMTypeRef t[3] = {s->L->tf32, s->L->tf32, s->L->tf32};
-  LLVMValueRef v[3] = {a, b, c};
-  return ll_call(s->L, "llvm.fma.f32", s->L->tf32, t, 3, v);
-}
+static LLVMValueRef sfma(SC *s, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) { return ll_fma_f32(s->L, a, b, c); }
 /* the libm function of an intrinsic (llvm.exp.f32 -> expf, llvm.exp.f64 -> exp, llvm.log.f64 -> log) */
 static LLVMValueRef math1(SC *s, const char *name, LLVMTypeRef t, LLVMValueRef x) {
   return ll_call(s->L, name, t, &t, 1, &x);
@@ -580,7 +556,6 @@ void ll_scan_chunk_call(LL *L, const LoopKernel *k, LLVMValueRef T, LLVMValueRef
     s.vl = L->vl >= 16 ? 16 : L->vl >= 8 ? 8 : 4;
     s.mr = s.vl == 16 ? 8 : 4; /* GAT_CS_MR */
     s.tv = LLVMVectorType(L->tf32, (unsigned)s.vl);
-    s.tvp = LLVMPointerType(s.tv, 0);
     build_gemm(&s);
     fn = delta ? build_delta(&s) : build_gla(&s);
     L->fn = saved_fn;
