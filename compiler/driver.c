@@ -199,7 +199,9 @@ static int cmd_run(const IrModule *m, const DriverOptions *o) {
     driver_pass_options(o, &po);
     /* GATTNC_RUN_JIT=1 (the e2e tests' --backend jit) makes every compiled run a --jit run,
        --profile / --count runs included (both backends have the instruments) */
-    int jit = o->jit || (getenv("GATTNC_RUN_JIT") && strcmp(getenv("GATTNC_RUN_JIT"), "0") != 0);
+    /* run --backend=llvm: the LLVM object (--emit=obj) linked by cc and loaded like the compiled C */
+    po.run_obj = !o->jit && o->backend && !strcmp(o->backend, "llvm");
+    int jit = o->jit || (!po.run_obj && getenv("GATTNC_RUN_JIT") && strcmp(getenv("GATTNC_RUN_JIT"), "0") != 0);
     /* --set: compiled C gets the values through its NAME_set_* functions after init
        (loopir_run.c); the JIT compiles the IR, so there they go into the IR */
     if (jit && o->nsets > 0 && ir_knobs_apply((IrModule *)m, o->sets, o->nsets, err, sizeof err) != 0) {

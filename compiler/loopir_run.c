@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "backend_llvm.h"
 #include "emit_c.h"
 #include "ir_knobs.h"
 #include "loopir_ffi.h"
@@ -50,13 +51,13 @@ static uint64_t run_hash_file(uint64_t h, const char *path) {
   return h;
 }
 /* Fills `out` with the cache path of this build, or returns 0 if caching is off. */
-static int run_cache_path(const char *dir, const char *cmd, StrBuf *out) {
+static int run_cache_path(const char *dir, const char *src_ext, const char *cmd, StrBuf *out) {
   const char *cache = getenv("GATTNC_CACHE_DIR");
   if (!cache || !*cache) return 0;
   if (mkdir(cache, 0755) != 0 && errno != EEXIST) return 0;
   StrBuf p = {0};
   uint64_t h = 14695981039346656037ull;
-  sb_printf(&p, "%s/%s.c", dir, RUN_NAME);
+  sb_printf(&p, "%s/%s.%s", dir, RUN_NAME, src_ext); /* the generated C, or the LLVM object */
   h = run_hash_file(h, sb_cstr(&p));
   p.len = 0;
   sb_printf(&p, "%s/%s.h", dir, RUN_NAME);
@@ -170,8 +171,20 @@ int run_compiled_opt(const IrModule *m, const TensorSet *weights, const TensorSe
     snprintf(err, errlen, "cannot create a temporary directory");
     goto done;
   }
-  sb_printf(&path, "%s/%s.c", dir, RUN_NAME);
-  if (backend_emit_c_opt(m, sb_cstr(&path), po, err, errlen) != 0) goto done;
+  const char *src_ext = po && po->run_obj ? "o" : "c";
+  sb_printf(&path, "%s/%s.%s", dir, RUN_NAME, src_ext);
+  if (po && po->run_obj) { /* run --backend=llvm: the LLVM backend's object, the same NAME.h */
+#if GAT_HAVE_LLVM
+    LlvmEmitOptions eo = {"obj", NULL, po->llvm_cpu};
+    if (backend_emit_llvm(m, sb_cstr(&path), &eo, po, err, errlen) != 0) goto done;
+#else
+    snprintf(err, errlen, "this gattnc was built without the LLVM backend (cmake -DGAT_WITH_LLVM=ON, needs llvm-dev "
+                          "14): --backend=llvm is not available");
+    goto done;
+#endif
+  } else if (backend_emit_c_opt(m, sb_cstr(&path), po, err, errlen) != 0) {
+    goto done;
+  }
 #ifdef RUN_SANITIZE
   /* sanitizer flags, plus the -march the chosen --target's kernels need */
   char sanflags[400];
@@ -182,18 +195,19 @@ int run_compiled_opt(const IrModule *m, const TensorSet *weights, const TensorSe
   const char *cflags = backend_cflags(po);
 #endif
   sb_printf(&cmd,
-            "%s -std=c11 %s -shared -fPIC -I'%s' -I'%s' '%s/%s.c' '%s/gat_runtime.c' '%s/gat_safetensors.c' "
+            "%s -std=c11 %s -shared -fPIC -I'%s' -I'%s' '%s/%s.%s' '%s/gat_runtime.c' '%s/gat_safetensors.c' "
             "-o '%s/%s.so' -lm > '%s/cc.log' 2>&1",
-            backend_cc(), cflags, GAT_RUNTIME_DIR, dir, dir, RUN_NAME, GAT_RUNTIME_DIR, GAT_RUNTIME_DIR, dir, RUN_NAME,
-            dir);
+            backend_cc(), cflags, GAT_RUNTIME_DIR, dir, dir, RUN_NAME, src_ext, GAT_RUNTIME_DIR, GAT_RUNTIME_DIR, dir,
+            RUN_NAME, dir);
   StrBuf cached = {0};
-  int use_cache = run_cache_path(dir, sb_cstr(&cmd), &cached);
+  int use_cache = run_cache_path(dir, src_ext, sb_cstr(&cmd), &cached);
   if (use_cache && access(sb_cstr(&cached), R_OK) == 0) {
     path.len = 0;
     sb_append(&path, sb_cstr(&cached));
   } else {
     if (system(sb_cstr(&cmd)) != 0) {
-      snprintf(err, errlen, "compiling the generated C failed (see %s/cc.log)", dir);
+      snprintf(err, errlen, "%s failed (see %s/cc.log)",
+               po && po->run_obj ? "linking the LLVM object" : "compiling the generated C", dir);
       setenv("GAT_KEEP_TMP", "1", 0);
       sb_free(&cached);
       goto done;

@@ -45,7 +45,9 @@ typedef struct PassOptions {
   const char *dump_after; /* print the IR after this pass to dump_out, or NULL */
   int target;             /* LoopTarget of the emitted GEMM kernels (--target; 0 = native) */
   const char *march;      /* -march=X given to the C compiler by run/bench, or NULL (backend_cflags) */
-  const char *llvm_cpu;   /* -mcpu=CPU of `run --jit` (host CPU when NULL; loopir_jit.c) */
+  const char *llvm_cpu;   /* -mcpu=CPU of `run --jit` / `run --backend=llvm` (host CPU when NULL) */
+  int run_obj;            /* run_compiled_opt: link the LLVM backend's object (--emit=obj) instead of
+                             compiling the generated C (`run --backend=llvm`; loopir_run.c) */
   FILE *dump_out;         /* NULL = stdout */
 } PassOptions;
 

@@ -6,7 +6,7 @@ options fail with a clear message instead of crashing.
 Configures and builds the `gattnc` target alone into WORKDIR/build, then:
   1. `gattnc --version` lists the backends as "c" only, and the binary does not
      link libLLVM (ldd);
-  2. --emit=obj / --emit=llvm / run --jit exit with status 1 and name the missing
+  2. --emit=obj / --emit=llvm / run --jit / run --backend=llvm exit with status 1 and name the missing
      backend and the CMake option;
   3. examples/tiny_lm.gat on `gattnc init` weights: the compiled C (-O2) against
      the reference interpreter, prefill and token by token, tolerance 1e-4
@@ -63,7 +63,7 @@ def main():
     io = ["--weights", wpath, "--inputs", ipath, "-o", os.path.join(a.workdir, "x.safetensors")]
     for argv in ([src, "--emit=obj", "-o", os.path.join(a.workdir, "m.o")],
                  [src, "--emit=llvm", "-o", os.path.join(a.workdir, "m.ll")],
-                 ["run", src, "--jit"] + io):
+                 ["run", src, "--jit"] + io, ["run", src, "--backend=llvm"] + io):
         rc, out = sh([g] + argv)
         ok = rc == 1 and "built without the LLVM backend" in out and "GAT_WITH_LLVM" in out
         print(f"{'ok' if ok else 'FAIL'}: gattnc {' '.join(argv[:3])} ...: status {rc}, "

@@ -10,7 +10,9 @@ For each example model X:
      shows no malloc/calloc/realloc/free;
   3. on `gattnc init` weights (seed 5) and random inputs, `gattnc run`
      (compiled: dlopen + libffi) matches `gattnc run --interp`, for one
-     prefill call and for --step 1 (token by token);
+     prefill call and for --step 1 (token by token); the JIT variant runs the
+     LLVM backend both ways, JIT (`run --jit`) and object file
+     (`run --backend=llvm`: --emit=obj linked by cc, loaded like the C);
   4. the embedded-weights build (X_init_embedded, no blob) driven by a small
      generated C program matches the interpreter too;
   and `gattnc X.gat --dump-loops` prints the loop IR. Steps 2 and 4 run only
@@ -202,11 +204,13 @@ def test_example(args, src):
     ref = None
     for step in (0, 1):
         res = {}
-        for mode in ("interp", "compiled"):
+        for mode in ("interp", "compiled") + (("object",) if args.backend == "jit" else ()):
             opath = os.path.join(wd, f"{mode}.{step}.safetensors")
             argv = [args.gattnc, "run", src, "--weights", wpath, "--inputs", ipath, "-o", opath]
             if mode == "interp":
                 argv.append("--interp")
+            elif mode == "object":
+                argv.append("--backend=llvm")
             if step:
                 argv += ["--step", str(step)]
             rc, log = sh(argv)
@@ -217,8 +221,11 @@ def test_example(args, src):
         if ref is None:
             ref = res["interp"]
         for k in res["interp"]:
-            ok &= check(f"{name}: {k}: compiled vs interp ({'--step 1' if step else 'prefill'})",
-                        res["compiled"][k], res["interp"][k], RTOL)
+            for mode in res:
+                if mode != "interp":
+                    what = {"compiled": "compiled" if args.backend == "c" else "LLVM JIT", "object": "LLVM .o"}[mode]
+                    ok &= check(f"{name}: {k}: {what} vs interp ({'--step 1' if step else 'prefill'})",
+                                res[mode][k], res["interp"][k], RTOL)
 
     # 4. embedded weights, through a C driver program
     if not plain_cc_steps(args):
