@@ -68,22 +68,24 @@ LLVMValueRef ll_alloca(LL *L, LLVMTypeRef t, const char *name) {
 
 LLVMBasicBlockRef ll_block(LL *L, const char *name) { return LLVMAppendBasicBlockInContext(L->C, L->fn, name); }
 
-void ll_loop_begin(LL *L, LLLoop *lp, LLVMValueRef n, const char *name) {
+void ll_loop_range(LL *L, LLLoop *lp, LLVMValueRef from, LLVMValueRef to, int64_t step, const char *name) {
   LLVMBasicBlockRef pre = LLVMGetInsertBlock(L->B);
   lp->head = ll_block(L, name);
   LLVMBasicBlockRef body = ll_block(L, "body");
   lp->exit = ll_block(L, "exit");
+  lp->step = step;
   LLVMBuildBr(L->B, lp->head);
   LLVMPositionBuilderAtEnd(L->B, lp->head);
   lp->iv = LLVMBuildPhi(L->B, L->ti64, name);
-  LLVMValueRef zero = ll_i64(L, 0);
-  LLVMAddIncoming(lp->iv, &zero, &pre, 1);
-  LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntSLT, lp->iv, n, ""), body, lp->exit);
+  LLVMAddIncoming(lp->iv, &from, &pre, 1);
+  LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntSLT, lp->iv, to, ""), body, lp->exit);
   LLVMPositionBuilderAtEnd(L->B, body);
 }
 
+void ll_loop_begin(LL *L, LLLoop *lp, LLVMValueRef n, const char *name) { ll_loop_range(L, lp, ll_i64(L, 0), n, 1, name); }
+
 void ll_loop_end(LL *L, LLLoop *lp) {
-  LLVMValueRef next = LLVMBuildNSWAdd(L->B, lp->iv, ll_i64(L, 1), "");
+  LLVMValueRef next = LLVMBuildNSWAdd(L->B, lp->iv, ll_i64(L, lp->step), "");
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(L->B);
   LLVMBuildBr(L->B, lp->head);
   LLVMAddIncoming(lp->iv, &next, &latch, 1);

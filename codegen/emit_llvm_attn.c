@@ -92,34 +92,12 @@ static LLVMValueRef rb_at(FA *f, LLVMValueRef rb, LLVMValueRef len, LLVMValueRef
   return ldf(f, fgep(f, rb, smax(f, smin(f, r, sub(f, len, I(f, 1))), I(f, 0))));
 }
 
-/* for (iv = from; iv < to; iv += step) */
-typedef struct Loop {
-  LLVMBasicBlockRef head, exit;
-  LLVMValueRef iv;
-  int64_t step;
-} Loop;
+/* for (iv = from; iv < to; iv += step) (ll_loop_range) */
+typedef LLLoop Loop;
 static void loop_begin(FA *f, Loop *lp, LLVMValueRef from, LLVMValueRef to, int64_t step, const char *name) {
-  LL *L = f->L;
-  LLVMBasicBlockRef pre = LLVMGetInsertBlock(L->B);
-  lp->head = ll_block(L, name);
-  LLVMBasicBlockRef body = ll_block(L, "body");
-  lp->exit = ll_block(L, "exit");
-  lp->step = step;
-  LLVMBuildBr(L->B, lp->head);
-  LLVMPositionBuilderAtEnd(L->B, lp->head);
-  lp->iv = LLVMBuildPhi(L->B, L->ti64, name);
-  LLVMAddIncoming(lp->iv, &from, &pre, 1);
-  LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntSLT, lp->iv, to, ""), body, lp->exit);
-  LLVMPositionBuilderAtEnd(L->B, body);
+  ll_loop_range(f->L, lp, from, to, step, name);
 }
-static void loop_end(FA *f, Loop *lp) {
-  LL *L = f->L;
-  LLVMValueRef next = LLVMBuildNSWAdd(L->B, lp->iv, ll_i64(L, lp->step), "");
-  LLVMBasicBlockRef latch = LLVMGetInsertBlock(L->B);
-  LLVMBuildBr(L->B, lp->head);
-  LLVMAddIncoming(lp->iv, &next, &latch, 1);
-  LLVMPositionBuilderAtEnd(L->B, lp->exit);
-}
+static void loop_end(FA *f, Loop *lp) { ll_loop_end(f->L, lp); }
 
 /* p ? p + i : zero (a pointer to a float 0: optional biases read without a branch) */
 static LLVMValueRef opt_ptr(FA *f, LLVMValueRef p, LLVMValueRef i, LLVMValueRef zero) {

@@ -62,12 +62,15 @@ LLVMValueRef ll_cstr(LL *L, const char *s);
 LLVMValueRef ll_alloca(LL *L, LLVMTypeRef t, const char *name);
 LLVMBasicBlockRef ll_block(LL *L, const char *name);
 
-/* Counted loop 0 <= iv < n (i64), built as head/body/exit blocks. */
+/* Counted loop 0 <= iv < n (i64), built as head/body/exit blocks; ll_loop_range: for (iv = from;
+ * iv < to; iv += step). iv (the head's phi) stays usable after the loop. */
 typedef struct LLLoop {
   LLVMBasicBlockRef head, exit;
   LLVMValueRef iv;
+  int64_t step;
 } LLLoop;
 void ll_loop_begin(LL *L, LLLoop *lp, LLVMValueRef n, const char *name);
+void ll_loop_range(LL *L, LLLoop *lp, LLVMValueRef from, LLVMValueRef to, int64_t step, const char *name);
 void ll_loop_end(LL *L, LLLoop *lp);
 LLVMModuleRef ll_verify_optimize(LLVMModuleRef M, LLVMTargetMachineRef tm, const char *pipeline, int unroll,
                                  const char *what, char *err, size_t errlen);

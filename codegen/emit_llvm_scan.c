@@ -61,34 +61,12 @@ static LLVMValueRef slot(SC *s, LLVMTypeRef t, LLVMValueRef v) {
 }
 static LLVMValueRef get(SC *s, LLVMTypeRef t, LLVMValueRef p) { return LLVMBuildLoad2(s->L->B, t, p, ""); }
 
-/* for (iv = from; iv < to; iv += step); iv (the head's phi) stays usable after the loop */
-typedef struct Lp {
-  LLVMBasicBlockRef head, exit;
-  LLVMValueRef iv;
-  int64_t step;
-} Lp;
+/* for (iv = from; iv < to; iv += step) (ll_loop_range) */
+typedef LLLoop Lp;
 static void lbegin(SC *s, Lp *lp, LLVMValueRef from, LLVMValueRef to, int64_t step, const char *name) {
-  LL *L = s->L;
-  LLVMBasicBlockRef pre = LLVMGetInsertBlock(L->B);
-  lp->head = ll_block(L, name);
-  LLVMBasicBlockRef body = ll_block(L, "body");
-  lp->exit = ll_block(L, "exit");
-  lp->step = step;
-  LLVMBuildBr(L->B, lp->head);
-  LLVMPositionBuilderAtEnd(L->B, lp->head);
-  lp->iv = LLVMBuildPhi(L->B, L->ti64, name);
-  LLVMAddIncoming(lp->iv, &from, &pre, 1);
-  LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntSLT, lp->iv, to, ""), body, lp->exit);
-  LLVMPositionBuilderAtEnd(L->B, body);
+  ll_loop_range(s->L, lp, from, to, step, name);
 }
-static void lend(SC *s, Lp *lp) {
-  LL *L = s->L;
-  LLVMValueRef next = LLVMBuildNSWAdd(L->B, lp->iv, ll_i64(L, lp->step), "");
-  LLVMBasicBlockRef latch = LLVMGetInsertBlock(L->B);
-  LLVMBuildBr(L->B, lp->head);
-  LLVMAddIncoming(lp->iv, &next, &latch, 1);
-  LLVMPositionBuilderAtEnd(L->B, lp->exit);
-}
+static void lend(SC *s, Lp *lp) { ll_loop_end(s->L, lp); }
 /* if (cond) { ... } : returns the join block for if_end */
 static LLVMBasicBlockRef if_begin(SC *s, LLVMValueRef cond, const char *name) {
   LLVMBasicBlockRef yes = ll_block(s->L, name), done = ll_block(s->L, "endif");
