@@ -6,7 +6,8 @@
  * the end of every step (a memmove of the whole state per token). When the
  * one kernel U writing S' is a loop nest over S's whole shape that reads S
  * only at its own output element (S'[x] = f(S[x], ...)), no kernel after U
- * in the step reads the old S, and nothing before U reads S', then U may
+ * in the step reads the old S, no yield of the step (an emitted row, another
+ * state's new value) is the old S, and nothing before U reads S', then U may
  * store into S directly: every element is read before it is overwritten and
  * no one needs the old value afterwards. The later readers of S' read S, the
  * region yields S, and the scan's copy-back disappears (emit_scan skips a
@@ -68,10 +69,14 @@ static int try_state(LoopModule *m, LoopKernel *scan, int si) {
   int s = scan->state_bufs[si], y = r->yields[si];
   if (y == s || (scan->state_tmp && scan->state_tmp[si] >= 0)) return 0;
   if (!same_shape(loop_buf(m, s), loop_buf(m, y))) return 0;
-  /* y is the new value of this state only; s is no one's new value */
-  for (int i = 0; i < scan->nstates; i++) {
-    if (i != si && r->yields[i] == y) return 0;
-    if (r->yields[i] == s && i != si) return 0;
+  /* y is the new value of this state only. Every yield is read after the
+   * step's kernels have run (the emitted rows are copied out, the new states
+   * copied back), so a yield of s other than this state's own would read the
+   * value U wrote, not the old state it names: `emit = p` before `p[j] = ...`
+   * emits the previous token's state, which in-place storage would overwrite. */
+  for (int i = 0; i < r->nyield; i++) {
+    if (i < scan->nstates && i != si && r->yields[i] == y) return 0;
+    if (i != si && r->yields[i] == s) return 0;
   }
   for (int i = 0; i < r->nargs; i++) /* the step's arguments are (t, states...) themselves */
     if (r->args[i] == y) return 0;
