@@ -417,7 +417,14 @@ static Val eval_scan(Sema *S, AstExpr *e);
 static Val eval_mixture(Sema *S, AstExpr *e);
 static Val instantiate_layer(Sema *S, AstDecl *L, AstExpr *call);
 
+static Val eval_expr(Sema *S, AstExpr *e);
 Val sema_eval(Sema *S, AstExpr *e) {
+  int errs = diag_error_count();
+  Val v = eval_expr(S, e);
+  return e ? sema_stream_filter(S, e, v, errs) : v;
+}
+
+static Val eval_expr(Sema *S, AstExpr *e) {
   if (!e) return val_poison();
   switch (e->kind) {
   case AST_EXPR_INT: return val_int(e->ival);
@@ -524,6 +531,10 @@ static void assign_name(Sema *S, const char *name, Val v, SrcLoc loc) {
     }
     if (v.kind != VAL_TENSOR) {
       diag_error(loc, "'emit' must be a tensor, not %s", val_kind_name(v));
+      return;
+    }
+    if (sema_stream_check_emit(S, v.t, loc) < 0) {
+      S->scan->emit_loc = loc;
       return;
     }
     S->scan->emit = v.t;
@@ -1537,6 +1548,7 @@ static IrModule *lower_model(Sema *S, AstDecl *model, const FrontendOptions *o) 
     if (st->shape.rank >= 1 && st->shape.dims[0] == -3) st->shape.dims[0] = S->m->max_T;
   }
   if (diag_error_count() > errs0) return NULL;
+  sema_stream_warn_module(S);
   return S->m;
 }
 
@@ -1641,6 +1653,7 @@ IrModule *sema_lower_program(Arena *a, AstFile *const *files, int nfiles, const 
   ptrvec_free(&S->layers);
   ptrvec_free(&S->inst_stack);
   ptrvec_free(&S->outputs);
+  ptrvec_free(&S->stream_warned);
   namemap_free(&S->param_names);
   namemap_free(&S->state_names);
   return diag_error_count() > errs0 ? NULL : m;

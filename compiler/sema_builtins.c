@@ -19,6 +19,7 @@
 IrOp *sema_op(Sema *S, IrOpKind kind, int nin, IrValue *const *in, SrcLoc loc) {
   IrOp *op = ir_op_new(S->m, S->block, kind, nin, in, loc);
   op->origin = S->origin;
+  sema_stream_check_op(S, op);
   return op;
 }
 IrValue *sema_op1(Sema *S, IrOpKind kind, int nin, IrValue *const *in, IrDType dt, IrShape shape, SrcLoc loc) {

@@ -9,8 +9,9 @@
  * the variables, since the verifier and the backends rely on it), constants
  * for compile-time scalars, unary/binary nodes for elementwise builtins, and
  * reduce nodes. A T dimension may only be indexed by a variable ranging over
- * T or by a scalar i32 tensor (the step of an enclosing scan), which becomes
- * the load's dynamic term. */
+ * T or by the scan variable of the enclosing scan (exactly `t`), which becomes
+ * the load's dynamic term; inside a scan step only the latter, for tensors
+ * from outside the step (sema_stream.c). */
 #include <math.h>
 #include <string.h>
 
@@ -301,7 +302,15 @@ static int ix_check_bounds(Ix *ix, AstExpr *ie, IrAffine *a, IrValue *t, int p, 
     int loopvar = a->nterms == 1 && a->coef[0] == 1 && a->c == 0 && a->dyn < 0 &&
                   ix->vars[a->var[0]].extent == IR_DIM_T;
     int scanvar = a->nterms == 0 && a->dyn >= 0 && a->dyn_coef == 1 && a->c == 0;
-    if (!loopvar && !scanvar) {
+    int st = sema_stream_check_load(ix->S, ie, sema_expr_str(ix->S, ie), t, name, a->dyn >= 0 ? ix->ops[a->dyn] : NULL,
+                                    scanvar, loopvar ? ix->vars[a->var[0]].name : NULL);
+    if (st < 0) {
+      ix->bad = 1;
+      return -1;
+    }
+    if (st == 0) return 0;
+    /* outside scans there is no scan variable: a scalar tensor would pick any token */
+    if (!loopvar) {
       diag_error(ie->loc, "index '%s' into the T dimension of %s (%s) must be an index ranging over T or "
                           "the scan variable, without offset", sema_expr_str(ix->S, ie), name, ty);
       ix->bad = 1;
@@ -356,9 +365,20 @@ static IrExpr *ix_build(Ix *ix, AstExpr *e) {
   switch (e->kind) {
   case AST_EXPR_NAME: {
     int v = ix_var(ix, e->name);
-    if (v >= 0) return ir_expr_var(m, v);
+    if (v >= 0) {
+      if (ix->vars[v].extent == IR_DIM_T && !sema_stream_scan(S))
+        sema_stream_warn(S, e->loc, "index '%s' ranges over T and is used as a number: it counts the tokens of the "
+                                    "current call from 0, so one call of T tokens and T calls of one token "
+                                    "(prefill and decode) see different numbers (positions() gives absolute "
+                                    "positions)", e->name);
+      return ir_expr_var(m, v);
+    }
     IrValue *t = ix_tensor(ix, e->name, e->loc);
     if (!t) return NULL;
+    if (sema_stream_check_value(S, t, e->loc) < 0) {
+      ix->bad = 1;
+      return NULL;
+    }
     if (t->shape.rank != 0) {
       diag_error(e->loc, "tensor '%s' (%s) needs indices in index notation, e.g. %s[i, ...]", e->name,
                  sema_type_str(S, t->dtype, t->shape), e->name);
@@ -444,6 +464,11 @@ static IrExpr *ix_build(Ix *ix, AstExpr *e) {
       } else if (v->extent == IR_DIM_T && S->token_only) {
         diag_error(e->loc, "a reduction over T ('%s') cannot be used inside a mixture or skip body", v->name);
         ix->bad = 1;
+      } else if (v->extent == IR_DIM_T && !sema_stream_scan(S)) {
+        /* inside a step the load of the T axis is the error (sema_stream_check_load) */
+        sema_stream_warn(S, e->loc, "a reduction over '%s', which ranges over T, sees only the tokens of the current "
+                                    "call, so one call of T tokens and T calls of one token (prefill and decode) "
+                                    "give different results", v->name);
       }
     }
     IrExpr *body = ix->bad ? NULL : ix_build(ix, e->lhs);

@@ -106,6 +106,7 @@ typedef struct Sema {
   Env *env;           /* the frame statements and expressions use */
   NameMap param_names; /* IrParam* by full name (big models: avoid quadratic lookups) */
   NameMap state_names; /* (void*)1 for every state name in use */
+  PtrVec stream_warned; /* SrcLoc* already warned about (sema_stream.c) */
 } Sema;
 
 /* ---- sema.c ---- */
@@ -174,5 +175,33 @@ int sema_attention_allowed(Sema *S);
 /* Lowers `target[vars] = value`; returns the new tensor (or poison). `want`
  * (may be NULL) is a required output shape (scan states). */
 Val sema_index_assign(Sema *S, AstStmt *st, const IrShape *want);
+
+/* ---- sema_stream.c: the streaming contract (docs/language.md) ---- */
+/* The innermost scan whose step is being built (also from a layer called in
+ * the step), or NULL. */
+IrOp *sema_stream_scan(Sema *S);
+int sema_stream_is_scan_var(const IrValue *v);
+/* v has a T axis and comes from outside the step being built. */
+int sema_stream_is_outer_T(Sema *S, const IrValue *v);
+/* Called for every op sema creates: inside a step, reports reads of outer T
+ * axes, nested scans, positions() and values of the scan variable. */
+void sema_stream_check_op(Sema *S, IrOp *op);
+/* `emit = x` with an outer T tensor x; -1 after reporting. */
+int sema_stream_check_emit(Sema *S, IrValue *v, SrcLoc loc);
+/* A load of the T axis of t in index notation: 1 outside any step (the caller
+ * applies its own rule), 0 when it reads exactly the step's token (dyn_only:
+ * the index is the scalar `dyn` alone), -1 after reporting. range_var names
+ * an index variable ranging over T used as the index, ixtext the index text. */
+int sema_stream_check_load(Sema *S, const AstExpr *ie, const char *ixtext, const IrValue *t, const char *name,
+                           const IrValue *dyn, int dyn_only, const char *range_var);
+/* A scalar tensor used as a number in index notation; -1 after reporting the scan variable. */
+int sema_stream_check_value(Sema *S, const IrValue *v, SrcLoc loc);
+/* What sema_eval returns: poison for a step-local value with a T axis (which
+ * only a reported violation makes; reports one if none was). */
+Val sema_stream_filter(Sema *S, const AstExpr *e, Val v, int errs_before);
+/* A warning about a sequence-level construct, once per source location. */
+void sema_stream_warn(Sema *S, SrcLoc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Warns about the sequence-level ops of the finished model outside scans. */
+void sema_stream_warn_module(Sema *S);
 
 #endif
