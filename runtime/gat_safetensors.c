@@ -356,10 +356,12 @@ static int st_entry(st_scan *s, gat_st_tensor *t, const char *nm, gat_error *e) 
     } else if (st_str_cmp(key, klen, "data_offsets") == 0) {
       if (have_off++) return gat_error_set(e, GAT_ERR_HEADER, "tensor '%s' has two \"data_offsets\" keys", nm);
       if (!st_eat(s, '[')) return gat_error_set(e, GAT_ERR_HEADER, "data_offsets of tensor '%s' is not an array", nm);
-      if (!st_uint(s, &t->begin, &why) || !st_eat(s, ',') || !st_uint(s, &t->end, &why) || !st_eat(s, ']')) {
-        if (!why) why = "is not an array [begin, end]";
-        return gat_error_set(e, GAT_ERR_HEADER, "data_offsets of tensor '%s': an offset %s", nm, why);
-      }
+      if (!st_uint(s, &t->begin, &why))
+        return gat_error_set(e, GAT_ERR_HEADER, "data_offsets of tensor '%s': the begin offset %s", nm, why);
+      if (!st_eat(s, ',')) return gat_error_set(e, GAT_ERR_HEADER, "data_offsets of tensor '%s' is not [begin, end]", nm);
+      if (!st_uint(s, &t->end, &why))
+        return gat_error_set(e, GAT_ERR_HEADER, "data_offsets of tensor '%s': the end offset %s", nm, why);
+      if (!st_eat(s, ']')) return gat_error_set(e, GAT_ERR_HEADER, "data_offsets of tensor '%s' is not [begin, end]", nm);
     } else {
       char k[ST_NAME_MSG];
       st_name_copy(k, sizeof k, key, klen);
