@@ -97,6 +97,16 @@ void diag_warning(SrcLoc loc, const char *fmt, ...) {
   report("warning", loc, fmt, ap);
   va_end(ap);
 }
+void diag_file_error(const char *path, const char *fmt, ...) {
+  FILE *o = out ? out : stderr;
+  va_list ap;
+  va_start(ap, fmt);
+  nerrors++;
+  fprintf(o, "%s: error: ", path);
+  vfprintf(o, fmt, ap);
+  fputc('\n', o);
+  va_end(ap);
+}
 void diag_plain_error(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

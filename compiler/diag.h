@@ -28,6 +28,8 @@ void diag_note(SrcLoc loc, const char *fmt, ...) __attribute__((format(printf, 2
 void diag_warning(SrcLoc loc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* An error with no source position (bad command line, unreadable file). */
 void diag_plain_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* An error about a whole file (a weights or inputs file): `path: error: message`. */
+void diag_file_error(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 int diag_error_count(void);
 /* Where diagnostics go (default stderr); tests point this at a memstream. */

@@ -4,12 +4,15 @@
  *             (--dump-loops prints the loop IR; --embed-weights adds NAME_weights.c)
  *   run:      source → frontend → verify → interpreter or compiled code
  *   init:     source → frontend → deterministic random weights
+ *   check-weights: source → frontend → read weights, match the model, all finite
  *
  * A file ending in `.ir` skips the front end: it is graph IR text (what
  * --dump-ir prints), which lets tests target the IR directly. */
 #include "driver.h"
 
 #include <errno.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -172,14 +175,14 @@ static int cmd_run(const IrModule *m, const DriverOptions *o) {
   }
   if (o->weights) {
     if (safetensors_read(o->weights, &weights, err, sizeof err) != 0) {
-      diag_plain_error("%s: %s", o->weights, err);
+      diag_file_error(o->weights, "%s", err);
       goto done;
     }
   } else {
     weights_init(m, o->seed, &weights);
   }
   if (safetensors_read(o->inputs, &inputs, err, sizeof err) != 0) {
-    diag_plain_error("%s: %s", o->inputs, err);
+    diag_file_error(o->inputs, "%s", err);
     goto done;
   }
   /* The sequence length of this run: the T extent of the first input that has one. */
@@ -195,6 +198,12 @@ static int cmd_run(const IrModule *m, const DriverOptions *o) {
   }
   if (!o->interp) {
 #if GAT_BACKEND
+    /* the interpreter's input checks, so compiled runs refuse what --interp refuses */
+    int64_t T_in;
+    if (interp_check_inputs(m, &inputs, &T_in, err, sizeof err) != 0) {
+      diag_plain_error("%s", err);
+      goto done;
+    }
     PassOptions po;
     driver_pass_options(o, &po);
     /* GATTNC_RUN_JIT=1 (the e2e tests' --backend jit) makes every compiled run a --jit run,
@@ -292,6 +301,46 @@ done:
   return status;
 }
 
+/* check-weights: the file is read like `run --weights` reads it (same
+ * errors), must fit the model, and every f32 element must be finite; the
+ * first that is not is reported by tensor (header order) and flat index. */
+static int cmd_check_weights(const IrModule *m, const DriverOptions *o) {
+  char err[1024];
+  TensorSet w = {0};
+  int status = 1;
+  if (!o->weights) {
+    diag_plain_error("check-weights needs a weights file: gattnc check-weights FILE W.safetensors");
+    return 2;
+  }
+  if (safetensors_read(o->weights, &w, err, sizeof err) != 0) {
+    diag_file_error(o->weights, "%s", err);
+    goto done;
+  }
+  InterpSession *s = interp_new(m, &w, err, sizeof err);
+  if (!s) {
+    diag_file_error(o->weights, "%s", err);
+    goto done;
+  }
+  interp_free(s);
+  for (int i = 0; i < w.n; i++) {
+    const Tensor *t = &w.t[i];
+    if (t->dtype != IR_F32) continue;
+    const float *f = t->data;
+    int64_t n = tensor_numel(t);
+    for (int64_t k = 0; k < n; k++)
+      if (!isfinite(f[k])) {
+        diag_file_error(o->weights, "tensor '%s' element %lld is %s", t->name, (long long)k,
+                         isnan(f[k]) ? "NaN" : f[k] > 0 ? "+Inf" : "-Inf");
+        goto done;
+      }
+  }
+  printf("ok\n");
+  status = 0;
+done:
+  tensorset_free(&w);
+  return status;
+}
+
 static int cmd_init(const IrModule *m, const DriverOptions *o) {
   char err[1024];
   if (!o->output) {
@@ -344,7 +393,7 @@ static int cmd_compile(const IrModule *m, const DriverOptions *o) {
     TensorSet w = {0};
     if (safetensors_read(o->embed_weights, &w, err, sizeof err) != 0) {
       free(def);
-      diag_plain_error("%s: %s", o->embed_weights, err);
+      diag_file_error(o->embed_weights, "%s", err);
       return 1;
     }
     const char *wname = strrchr(o->embed_weights, '/');
@@ -353,7 +402,7 @@ static int cmd_compile(const IrModule *m, const DriverOptions *o) {
     tensorset_free(&w);
     if (rc != 0) {
       free(def);
-      diag_plain_error("%s: %s", o->embed_weights, err);
+      diag_file_error(o->embed_weights, "%s", err);
       return 1;
     }
   } else {
@@ -383,6 +432,8 @@ int driver_main(const DriverOptions *o) {
     status = cmd_run(m, o);
   } else if (o->command == DRIVER_INIT) {
     status = cmd_init(m, o);
+  } else if (o->command == DRIVER_CHECK_WEIGHTS) {
+    status = cmd_check_weights(m, o);
   } else if (o->command == DRIVER_BENCH) {
 #if GAT_BACKEND
     status = o->backend && strcmp(o->backend, "c") != 0 ? driver_llvm_bench(m, o) : driver_bench(m, o);

@@ -4,7 +4,7 @@
 
 #include <stdint.h>
 
-typedef enum DriverCommand { DRIVER_COMPILE, DRIVER_RUN, DRIVER_INIT, DRIVER_BENCH } DriverCommand;
+typedef enum DriverCommand { DRIVER_COMPILE, DRIVER_RUN, DRIVER_INIT, DRIVER_BENCH, DRIVER_CHECK_WEIGHTS } DriverCommand;
 
 typedef struct DriverOptions {
   DriverCommand command;

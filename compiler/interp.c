@@ -1467,7 +1467,14 @@ void interp_free(InterpSession *s) {
 
 /* Validates the inputs against the module and finds T. */
 static int ic_check_inputs(InterpSession *s, const TensorSet *inputs, int64_t *T_out, char *err, size_t errlen) {
-  const IrModule *m = s->m;
+  if (interp_check_inputs(s->m, inputs, T_out, err, errlen) < 0) return -1;
+  if (s->pos0 + *T_out > s->m->max_T)
+    return ic_fail(err, errlen, "sequence too long: %lld tokens already seen + T = %lld exceeds max_T = %lld "
+                   "(reset the session)", (long long)s->pos0, (long long)*T_out, (long long)s->m->max_T);
+  return 0;
+}
+
+int interp_check_inputs(const IrModule *m, const TensorSet *inputs, int64_t *T_out, char *err, size_t errlen) {
   int64_t T = -1;
   const char *T_from = NULL;
   for (int i = 0; i < m->inputs.len; i++) {
@@ -1503,9 +1510,6 @@ static int ic_check_inputs(InterpSession *s, const TensorSet *inputs, int64_t *T
   }
   if (T < 0) T = 1; /* no input mentions T: one step */
   if (T < 1) return ic_fail(err, errlen, "T = %lld: a call needs at least one token", (long long)T);
-  if (s->pos0 + T > m->max_T)
-    return ic_fail(err, errlen, "sequence too long: %lld tokens already seen + T = %lld exceeds max_T = %lld "
-                   "(reset the session)", (long long)s->pos0, (long long)T, (long long)m->max_T);
   *T_out = T;
   return 0;
 }

@@ -20,6 +20,10 @@ InterpSession *interp_new(const IrModule *m, const TensorSet *weights, char *err
  * the same T for every T dimension; 1 <= T and pos + T <= max_T. Outputs are
  * added to `outputs` (which the caller frees). 0 or -1 + err. */
 int interp_forward(InterpSession *s, const TensorSet *inputs, TensorSet *outputs, char *err, size_t errlen);
+/* The input checks of interp_forward that do not depend on a session (names,
+ * dtypes, shapes, one T, T >= 1), with its messages; *T receives T. The
+ * compiled run paths call it so every backend refuses the same inputs. */
+int interp_check_inputs(const IrModule *m, const TensorSet *inputs, int64_t *T, char *err, size_t errlen);
 void interp_reset(InterpSession *s);
 void interp_free(InterpSession *s);
 

@@ -23,6 +23,7 @@ static void usage(FILE *f) {
       "       gattnc run FILE --interp --weights W.safetensors --inputs IN.safetensors -o OUT.safetensors\n"
       "       gattnc run FILE --weights W --inputs IN -o OUT   (compiled C, through libffi)\n"
       "       gattnc init FILE -o W.safetensors [--seed N]\n"
+      "       gattnc check-weights FILE W.safetensors      W fits FILE and holds no NaN/Inf (prints ok)\n"
       "       gattnc bench FILE [--weights W] [-T 512] [--decode 128] [--reps 5]   -O0 vs -O2, per kernel\n"
       "\n"
       "FILE is a .gat model, or graph IR text (.ir) as printed by --dump-ir.\n"
@@ -111,6 +112,9 @@ int main(int argc, char **argv) {
     i = 2;
   } else if (argc > 1 && strcmp(argv[1], "init") == 0) {
     o.command = DRIVER_INIT;
+    i = 2;
+  } else if (argc > 1 && strcmp(argv[1], "check-weights") == 0) {
+    o.command = DRIVER_CHECK_WEIGHTS;
     i = 2;
   } else if (argc > 1 && strcmp(argv[1], "bench") == 0) {
     o.command = DRIVER_BENCH;
@@ -271,6 +275,8 @@ int main(int argc, char **argv) {
       return 2;
     } else if (!o.input) {
       o.input = a;
+    } else if (o.command == DRIVER_CHECK_WEIGHTS && !o.weights) {
+      o.weights = a;
     } else {
       fprintf(stderr, "gattnc: error: more than one input file ('%s' and '%s')\n", o.input, a);
       return 2;

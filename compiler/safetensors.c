@@ -4,34 +4,34 @@
  * Layout: an 8-byte little-endian header length N, N bytes of JSON
  * (`{"name": {"dtype": "F32", "shape": [2, 3], "data_offsets": [b, e]}, ...}`
  * plus an optional `__metadata__` object), then the data section; offsets are
- * relative to its start. Files come from users and other tools, so reading
- * trusts nothing: every size and offset is checked before it is used, and
- * every error names the tensor it is about. F32 and I32 are stored as they
+ * relative to its start. The header rules are the runtime's (gat_st_walk in
+ * runtime/gat_safetensors.c), so the compiler and compiled models accept
+ * exactly the same files; this file adds the whole-set checks (unique names,
+ * exact tiling, by sorting: O(n log n)) and every error names the tensor it
+ * is about. F32 and I32 are stored as they
  * are; F64/F16/BF16 become f32 and I64 becomes i32 (range-checked) on read.
  * Writing is deterministic so files can be compared byte for byte. */
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "gat_runtime.h"
 #include "tensor.h"
 
-/* The reference implementation refuses headers above 100 MB; so do we. */
-#define ST_MAX_HEADER 100000000ULL
-
 typedef enum StDType { ST_F32, ST_I32, ST_F64, ST_F16, ST_BF16, ST_I64 } StDType;
-static const struct {
-  const char *name;
-  int size;
-} st_dtypes[] = {{"F32", 4}, {"I32", 4}, {"F64", 8}, {"F16", 2}, {"BF16", 2}, {"I64", 8}};
 
 typedef struct StEntry {
-  const char *name; /* points into the cJSON tree */
+  char *name; /* unescaped, owned */
   StDType dtype;
   int rank;
   int64_t dims[IR_MAX_RANK];
   uint64_t begin, end;
 } StEntry;
+
+typedef struct StList {
+  StEntry *v;
+  int n, cap;
+} StList;
 
 static int st_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int st_fail(char *err, size_t errlen, const char *fmt, ...) {
@@ -42,18 +42,6 @@ static int st_fail(char *err, size_t errlen, const char *fmt, ...) {
     va_end(ap);
   }
   return -1;
-}
-
-/* A JSON number that is an exact non-negative integer below 2^53. Returns 0
- * on success, -1 if not integral or too large, -2 if negative. */
-static int st_json_uint(const cJSON *item, uint64_t *out) {
-  if (!cJSON_IsNumber(item)) return -1;
-  double v = item->valuedouble;
-  if (v != v) return -1;
-  if (v < 0) return -2;
-  if (v != floor(v) || v > 9007199254740992.0) return -1;
-  *out = (uint64_t)v;
-  return 0;
 }
 
 static float st_half_to_float(uint16_t h) {
@@ -80,66 +68,54 @@ static int st_cmp_begin(const void *a, const void *b) {
   return x->end < y->end ? -1 : x->end > y->end;
 }
 
-/* Parses one header entry into e; -1 + err on a malformed entry. */
-static int st_parse_entry(const cJSON *item, StEntry *e, uint64_t data_len, char *err, size_t errlen) {
-  const char *name = item->string;
-  e->name = name;
-  if (!cJSON_IsObject(item))
-    return st_fail(err, errlen, "safetensors: tensor '%s': header entry is not a JSON object", name);
-  const cJSON *dt = cJSON_GetObjectItemCaseSensitive(item, "dtype");
-  const cJSON *shape = cJSON_GetObjectItemCaseSensitive(item, "shape");
-  const cJSON *offs = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
-  if (!cJSON_IsString(dt))
-    return st_fail(err, errlen, "safetensors: tensor '%s': missing or non-string \"dtype\"", name);
-  int found = -1;
-  for (int i = 0; i < (int)(sizeof st_dtypes / sizeof st_dtypes[0]); i++)
-    if (strcmp(dt->valuestring, st_dtypes[i].name) == 0) found = i;
-  if (found < 0)
-    return st_fail(err, errlen,
-                   "safetensors: tensor '%s': unsupported dtype \"%s\" (expected F32, I32, F64, F16, BF16 or I64)",
-                   name, dt->valuestring);
-  e->dtype = (StDType)found;
-  if (!cJSON_IsArray(shape))
-    return st_fail(err, errlen, "safetensors: tensor '%s': missing or non-array \"shape\"", name);
-  int rank = cJSON_GetArraySize(shape);
-  if (rank > IR_MAX_RANK)
-    return st_fail(err, errlen, "safetensors: tensor '%s': rank %d exceeds the maximum of %d", name, rank,
-                   IR_MAX_RANK);
-  e->rank = rank;
-  uint64_t numel = 1;
-  int overflow = 0;
-  for (int i = 0; i < rank; i++) {
-    uint64_t d;
-    int r = st_json_uint(cJSON_GetArrayItem(shape, i), &d);
-    if (r == -2)
-      return st_fail(err, errlen, "safetensors: tensor '%s': negative dimension %d in \"shape\"", name, i);
-    if (r < 0)
-      return st_fail(err, errlen, "safetensors: tensor '%s': dimension %d of \"shape\" is not a valid integer",
-                     name, i);
-    e->dims[i] = (int64_t)d;
-    if (d != 0 && numel > (UINT64_MAX / 16) / d) overflow = 1;
-    else numel *= d;
+static int st_cmp_entry_name(const void *a, const void *b) {
+  const StEntry *x = *(const StEntry *const *)a, *y = *(const StEntry *const *)b;
+  return strcmp(x->name, y->name);
+}
+
+/* gat_st_walk's visitor: keeps each tensor, its name unescaped. */
+static int st_collect(void *ctx, const gat_st_tensor *t, gat_error *e) {
+  StList *l = ctx;
+  (void)e;
+  if (l->n == l->cap) {
+    l->cap = l->cap ? 2 * l->cap : 16;
+    l->v = xrealloc(l->v, (size_t)l->cap * sizeof *l->v);
   }
-  if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2)
-    return st_fail(err, errlen, "safetensors: tensor '%s': \"data_offsets\" must be an array [begin, end]", name);
-  if (st_json_uint(cJSON_GetArrayItem(offs, 0), &e->begin) < 0 ||
-      st_json_uint(cJSON_GetArrayItem(offs, 1), &e->end) < 0)
-    return st_fail(err, errlen, "safetensors: tensor '%s': \"data_offsets\" are not non-negative integers", name);
-  if (e->begin > e->end)
-    return st_fail(err, errlen, "safetensors: tensor '%s': data_offsets begin %llu is after end %llu", name,
-                   (unsigned long long)e->begin, (unsigned long long)e->end);
-  if (e->end > data_len)
-    return st_fail(err, errlen,
-                   "safetensors: tensor '%s': data_offsets [%llu, %llu] lie outside the %llu-byte data section",
-                   name, (unsigned long long)e->begin, (unsigned long long)e->end, (unsigned long long)data_len);
-  if (overflow)
-    return st_fail(err, errlen, "safetensors: tensor '%s': element count of \"shape\" overflows", name);
-  uint64_t nbytes = numel * (uint64_t)st_dtypes[found].size;
-  if (e->end - e->begin != nbytes)
-    return st_fail(err, errlen,
-                   "safetensors: tensor '%s': data_offsets span %llu bytes but shape and dtype %s need %llu",
-                   name, (unsigned long long)(e->end - e->begin), st_dtypes[found].name,
-                   (unsigned long long)nbytes);
+  StEntry *s = &l->v[l->n++];
+  s->name = xmalloc(t->name_len + 1);
+  gat_st_unescape(t->name, t->name_len, s->name);
+  s->dtype = (StDType)t->dtype;
+  s->rank = t->rank;
+  for (int i = 0; i < t->rank; i++) s->dims[i] = (int64_t)t->dims[i];
+  s->begin = t->begin;
+  s->end = t->end;
+  return GAT_OK;
+}
+
+/* The rules gat_st_walk leaves to its caller: names unique, and the tensors
+ * tiling the data section (sorted by offsets, each starts where the last
+ * ended; empty tensors sort before a tensor starting at the same byte). */
+static int st_check_set(StEntry **by, int n, uint64_t data_len, char *err, size_t errlen) {
+  qsort(by, (size_t)n, sizeof *by, st_cmp_entry_name);
+  for (int i = 1; i < n; i++)
+    if (strcmp(by[i - 1]->name, by[i]->name) == 0)
+      return st_fail(err, errlen, "safetensors: tensor '%s' appears twice in the header", by[i]->name);
+  qsort(by, (size_t)n, sizeof *by, st_cmp_begin);
+  uint64_t pos = 0;
+  const StEntry *prev = NULL;
+  for (int i = 0; i < n; i++) {
+    if (by[i]->begin > pos)
+      return st_fail(err, errlen, "safetensors: the data section has a gap: bytes [%llu, %llu) before tensor '%s' "
+                     "belong to no tensor", (unsigned long long)pos, (unsigned long long)by[i]->begin, by[i]->name);
+    if (by[i]->begin < pos)
+      return st_fail(err, errlen, "safetensors: tensor '%s' overlaps tensor '%s' in the data section", by[i]->name,
+                     prev ? prev->name : "?");
+    if (by[i]->end > by[i]->begin) prev = by[i];
+    pos = by[i]->end;
+  }
+  if (pos != data_len)
+    return st_fail(err, errlen, "safetensors: %llu trailing bytes after the last tensor's data",
+                   (unsigned long long)(data_len - pos));
   return 0;
 }
 
@@ -187,68 +163,26 @@ static int st_convert(const StEntry *e, const unsigned char *data, TensorSet *ou
 }
 
 int safetensors_read_mem(const unsigned char *buf, size_t len, TensorSet *out, char *err, size_t errlen) {
-  if (len < 8) return st_fail(err, errlen, "safetensors: file is %zu bytes, shorter than the 8-byte header length", len);
-  uint64_t hlen = st_load_le(buf, 8);
-  if (hlen > ST_MAX_HEADER)
-    return st_fail(err, errlen, "safetensors: header length %llu is absurdly large (limit %llu)",
-                   (unsigned long long)hlen, ST_MAX_HEADER);
-  if (hlen > len - 8)
-    return st_fail(err, errlen, "safetensors: header length %llu exceeds the %zu bytes after the length field "
-                   "(truncated file?)", (unsigned long long)hlen, len - 8);
-  const char *json = (const char *)buf + 8;
-  const char *end = NULL;
-  cJSON *root = cJSON_ParseWithLengthOpts(json, (size_t)hlen, &end, 0);
-  if (!root) {
-    size_t at = end ? (size_t)(end - json) : 0;
-    return st_fail(err, errlen, "safetensors: header is not valid JSON (near byte %zu of the header)", at);
+  StList l = {0};
+  gat_error e;
+  uint64_t data_len = 0;
+  int rc = 0;
+  StEntry **by = NULL;
+  if (gat_st_walk(buf, len, st_collect, &l, &data_len, &e) != GAT_OK) {
+    rc = st_fail(err, errlen, "safetensors: %s", e.msg);
+    goto done;
   }
-  for (const char *c = end; c < json + hlen; c++)
-    if (*c != ' ' && *c != '\t' && *c != '\n' && *c != '\r' && *c != 0) {
-      cJSON_Delete(root);
-      return st_fail(err, errlen, "safetensors: trailing garbage after the JSON header");
-    }
-  if (!cJSON_IsObject(root)) {
-    cJSON_Delete(root);
-    return st_fail(err, errlen, "safetensors: header is not a JSON object");
-  }
-  uint64_t data_len = len - 8 - hlen;
-  const unsigned char *data = buf + 8 + hlen;
-  int cap = cJSON_GetArraySize(root);
-  StEntry *entries = xcalloc((size_t)(cap ? cap : 1), sizeof(StEntry));
-  StEntry **sorted = xcalloc((size_t)(cap ? cap : 1), sizeof(StEntry *));
-  int n = 0, rc = 0;
-  const cJSON *item;
-  cJSON_ArrayForEach(item, root) {
-    if (!item->string) continue;
-    if (strcmp(item->string, "__metadata__") == 0) continue;
-    for (int i = 0; i < n; i++)
-      if (strcmp(entries[i].name, item->string) == 0) {
-        rc = st_fail(err, errlen, "safetensors: tensor '%s' appears twice in the header", item->string);
-        goto done;
-      }
-    if (st_parse_entry(item, &entries[n], data_len, err, errlen) < 0) {
-      rc = -1;
-      goto done;
-    }
-    sorted[n] = &entries[n];
-    n++;
-  }
-  /* Overlapping tensors would alias; empty tensors occupy no bytes. */
-  qsort(sorted, (size_t)n, sizeof *sorted, st_cmp_begin);
-  const StEntry *prev = NULL;
-  for (int i = 0; i < n; i++) {
-    if (sorted[i]->begin == sorted[i]->end) continue;
-    if (prev && sorted[i]->begin < prev->end) {
-      rc = st_fail(err, errlen, "safetensors: tensor '%s' overlaps tensor '%s' in the data section",
-                   sorted[i]->name, prev->name);
-      goto done;
-    }
-    prev = sorted[i];
+  by = xcalloc((size_t)(l.n ? l.n : 1), sizeof *by);
+  for (int i = 0; i < l.n; i++) by[i] = &l.v[i];
+  if (st_check_set(by, l.n, data_len, err, errlen) < 0) {
+    rc = -1;
+    goto done;
   }
   {
+    const unsigned char *data = buf + (len - (size_t)data_len);
     TensorSet tmp = {0};
-    for (int i = 0; i < n; i++)
-      if (st_convert(&entries[i], data, &tmp, err, errlen) < 0) {
+    for (int i = 0; i < l.n; i++)
+      if (st_convert(&l.v[i], data, &tmp, err, errlen) < 0) {
         tensorset_free(&tmp);
         rc = -1;
         goto done;
@@ -263,9 +197,9 @@ int safetensors_read_mem(const unsigned char *buf, size_t len, TensorSet *out, c
     tensorset_free(&tmp);
   }
 done:
-  free(sorted);
-  free(entries);
-  cJSON_Delete(root);
+  for (int i = 0; i < l.n; i++) free(l.v[i].name);
+  free(l.v);
+  free(by);
   return rc;
 }
 

@@ -93,6 +93,45 @@ int gat_st_bind(const void *blob, size_t len, const gat_tensor_spec *specs, int 
 int gat_st_bind_copy(const void *blob, size_t len, const gat_tensor_spec *specs, int nspecs,
                      const void **ptrs, void *spare, size_t spare_len, gat_error *e);
 
+/* The one rule set for safetensors headers, shared by this binder and the
+ * compiler's reader (so both accept exactly the same files):
+ *  - the 8-byte header length plus the header lie inside the blob; the header
+ *    is UTF-8 JSON ending in `}` possibly followed by JSON whitespace (spaces
+ *    are the format's padding); NUL padding is rejected;
+ *  - no key appears twice in any object; a tensor entry holds exactly
+ *    "dtype", "shape" and "data_offsets"; "__metadata__" maps strings to
+ *    strings (at most GAT_ST_MAX_METADATA keys);
+ *  - strings use valid escapes, surrogates pair up, and none holds U+0000;
+ *  - shape dims and offsets are plain decimal integers (no sign, fraction,
+ *    exponent or leading zero) that fit in 64 bits;
+ *  - dtype is F32, I32, F64, F16, BF16 or I64; rank <= GAT_MAX_RANK;
+ *    product(shape) * dtype size (overflow-checked) == end - begin;
+ *  - the tensors tile the data section exactly: no gaps, overlaps or trailing
+ *    bytes (an empty tensor sits at a tensor boundary).
+ * gat_st_walk checks everything but tensor-name uniqueness and tiling, which
+ * need the whole set: callers check those (the binder through its table). */
+#define GAT_ST_MAX_METADATA 1024
+typedef enum gat_st_dtype {
+  GAT_ST_F32 = 0, GAT_ST_I32, GAT_ST_F64, GAT_ST_F16, GAT_ST_BF16, GAT_ST_I64
+} gat_st_dtype;
+typedef struct gat_st_tensor {
+  const char *name; /* the raw JSON string (escapes not undone), name_len bytes */
+  size_t name_len;
+  int32_t dtype; /* gat_st_dtype */
+  int32_t rank;
+  uint64_t dims[GAT_MAX_RANK];
+  uint64_t begin, end; /* relative to the data section; end <= its length */
+} gat_st_tensor;
+/* Called once per tensor, in header order; a non-GAT_OK return stops the walk. */
+typedef int (*gat_st_visit_fn)(void *ctx, const gat_st_tensor *t, gat_error *e);
+/* Validates the header of blob and calls visit (may be NULL) for each tensor;
+ * *data_len (may be NULL) receives the data section's length. */
+int gat_st_walk(const void *blob, size_t len, gat_st_visit_fn visit, void *ctx, uint64_t *data_len,
+                gat_error *e);
+/* Undoes the escapes of a name checked by gat_st_walk into out (room for
+ * n + 1 bytes; the UTF-8 result is never longer), NUL-terminated. */
+void gat_st_unescape(const char *raw, size_t n, char *out);
+
 /* ---- arena ----------------------------------------------------------------- */
 typedef struct gat_arena {
   unsigned char *base;

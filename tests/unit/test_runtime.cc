@@ -29,7 +29,7 @@ std::vector<unsigned char> make_blob(const std::vector<Entry> &es, int64_t data_
   int64_t off = 0;
   for (size_t i = 0; i < es.size(); i++) {
     const Entry &e = es[i];
-    int64_t n = 4;
+    int64_t n = e.dtype == "F16" || e.dtype == "BF16" ? 2 : e.dtype == "F64" || e.dtype == "I64" ? 8 : 4;
     for (int64_t d : e.shape) n *= d;
     int64_t b = e.beg >= 0 ? e.beg : off, en = e.end >= 0 ? e.end : off + n;
     off = std::max(off, en);
@@ -70,7 +70,7 @@ int bind_blob(const std::vector<unsigned char> &blob, const void **ptrs, gat_err
 }  // namespace
 
 TEST(Safetensors, BindsGoodBlob) {
-  auto blob = make_blob(good_entries(), -1, ",\"__metadata__\":{\"format\":\"pt\",\"x\":[1,{\"a\":null}]}");
+  auto blob = make_blob(good_entries(), -1, ",\"__metadata__\":{\"format\":\"pt\",\"x\":\"[1,{\\\"a\\\":null}]\"}");
   const void *p[kN];
   gat_error e;
   ASSERT_EQ(bind_blob(blob, p, &e), GAT_OK) << e.msg;
