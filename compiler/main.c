@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "driver.h"
+#include "gat_limits.h"
 
 /* --target=NAME of the C backend's GEMM kernels: the LoopTarget number
  * (loopir.h), or -1 when NAME is not one (then it is an LLVM target triple). */
@@ -149,8 +150,8 @@ int main(int argc, char **argv) {
       o.model = argv[++i];
     } else if (!strcmp(a, "--max-seq")) {
       if (!need_arg(argc, argv, i) || !parse_int(a, argv[i + 1], &v)) return 2;
-      if (v < 1) {
-        fprintf(stderr, "gattnc: error: --max-seq must be at least 1\n");
+      if (v < 1 || v > GAT_LIMIT_MAX_T) {
+        fprintf(stderr, "gattnc: error: --max-seq must be in 1..%lld\n", (long long)GAT_LIMIT_MAX_T);
         return 2;
       }
       o.max_seq = v;

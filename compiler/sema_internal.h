@@ -106,6 +106,7 @@ typedef struct Sema {
   Env *env;           /* the frame statements and expressions use */
   NameMap param_names; /* IrParam* by full name (big models: avoid quadratic lookups) */
   NameMap state_names; /* (void*)1 for every state name in use */
+  int64_t param_numel; /* elements of all parameters so far (gat_limits.h) */
 } Sema;
 
 /* ---- sema.c ---- */
