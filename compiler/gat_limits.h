@@ -19,7 +19,7 @@
 #define GAT_LIMIT_ARENA_BYTES ((int64_t)1 << 48)      /* NAME_ARENA_BYTES of generated code */
 #define GAT_LIMIT_EXPERTS 4096                        /* experts of one mixture */
 #define GAT_LIMIT_REPEAT 65536                        /* iterations of one repeat */
-#define GAT_LIMIT_INPUT_BYTES ((int64_t)1 << 30)      /* a .gat or .ir source file */
+#define GAT_LIMIT_SOURCE_BYTES ((int64_t)1 << 28)     /* a .gat or .ir file (256 MiB) */
 
 /* a * b and a + b for sizes (non-negative): INT64_MAX when the exact result
  * does not fit, so a saturated size always fails the limit check after it. */

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gat_limits.h"
 #include "ir.h"
 
 #define MAX_VARS 64 /* loop variables an index expression may use: v0..v63 */
@@ -710,9 +711,9 @@ static void verify_kind(Verifier *v, const IrOp *op, const IrBlock *b) {
       int tx = 0, tr = 0;
       int64_t nx = 1, nr = 1;
       for (int d = 0; d < x->shape.rank; d++)
-        if (x->shape.dims[d] == IR_DIM_T) tx++; else nx *= x->shape.dims[d];
+        if (x->shape.dims[d] == IR_DIM_T) tx++; else nx = gat_size_mul(nx, x->shape.dims[d]);
       for (int d = 0; d < r->shape.rank; d++)
-        if (r->shape.dims[d] == IR_DIM_T) tr++; else nr *= r->shape.dims[d];
+        if (r->shape.dims[d] == IR_DIM_T) tr++; else nr = gat_size_mul(nr, r->shape.dims[d]);
       if (tx != tr || nx != nr)
         vfail(v, op, "cannot reshape %s to %s (element counts differ)", vstr(x).s, vstr(r).s);
       need_result(v, op, 0, x->dtype, r->shape);

@@ -42,7 +42,7 @@ static void usage(FILE *f) {
       "  --step K           (run) feed the inputs K tokens per call (1 = decode token by token);\n"
       "                     outputs are concatenated along T\n"
       "  --seed N           (init, run) seed of the random weights (default 0)\n"
-      "  --no-verify        skip the IR verifier\n"
+      "  --no-verify        skip verifying the compiler's own IR (input .ir files are always verified)\n"
       "  -O0 -O1 -O2        optimisation level (default -O2; docs/optimizer.md): -O0 one plain\n"
       "                     loop nest per op, -O1 + dce/cse/elementwise fusion, -O2 + GEMM\n"
       "                     micro-kernel, weights packed at init, GEMM epilogue fusion\n"
