@@ -112,6 +112,14 @@ int emit_c_header(FILE *out, const LoopModule *m) {
             " * lets init copy tensors of a blob that is not 4-byte aligned in memory. */\n"
             "#define %s_WEIGHTS_BYTES ((size_t)%lld)\n\n",
             U, (long long)wbytes);
+  /* Both are below 2^49 (gat_limits.h), exact in 64 bits; where size_t is
+   * narrower the build fails here instead of wrapping the sizes. */
+  if (m->arena_bytes + wbytes > (int64_t)UINT32_MAX)
+    sb_printf(&sb,
+              "#if SIZE_MAX < %lldu\n"
+              "#error \"%s needs %lld bytes of arena and weights, more than size_t holds here\"\n"
+              "#endif\n\n",
+              (long long)(m->arena_bytes + wbytes), N, (long long)(m->arena_bytes + wbytes));
   sb_printf(&sb,
             "/* One model instance. Treat as opaque; two instances share nothing. */\n"
             "typedef struct %s {\n"

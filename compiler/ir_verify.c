@@ -959,9 +959,14 @@ static void check_static_shape(Verifier *v, IrShape s, const char *what, const c
 static void check_tables(Verifier *v) {
   const IrModule *m = v->m;
   if (m->max_T <= 0) vfail(v, NULL, "max_T must be positive");
+  if (m->max_T > GAT_LIMIT_MAX_T) vfail(v, NULL, "max_T is over the limit of %lld", (long long)GAT_LIMIT_MAX_T);
+  int64_t param_numel = 0;
   for (int i = 0; i < m->params.len; i++) {
     const IrParam *p = m->params.data[i];
     check_static_shape(v, p->shape, "param", p->name);
+    param_numel = gat_size_add(param_numel, ir_shape_numel(p->shape, 1));
+    if (param_numel > GAT_LIMIT_PARAM_NUMEL)
+      vfail(v, NULL, "param \"%s\" brings the module over the limit of 2^40 parameter elements", p->name);
     for (int j = 0; j < i; j++)
       if (!strcmp(((const IrParam *)m->params.data[j])->name, p->name))
         vfail(v, NULL, "param \"%s\" is declared twice", p->name);
