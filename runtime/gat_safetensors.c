@@ -16,6 +16,24 @@
 
 #define ST_MAX_HEADER ((uint64_t)100 << 20) /* the safetensors format's own limit */
 
+/* Bytes of a tensor of the given dims (4-byte elements), or 0 when the count
+ * does not fit in 64 bits or in size_t: a spec table is outside input too
+ * (hand-written, or from another gattnc), and a wrapped size would let
+ * data_offsets [0, 0] bind a huge tensor to no bytes at all. */
+static uint64_t st_tensor_bytes(const int64_t *dims, int rank) {
+  uint64_t n = 4;
+  int i;
+  for (i = 0; i < rank; i++) {
+    uint64_t d;
+    if (dims[i] < 0) return 0;
+    d = (uint64_t)dims[i];
+    if (d != 0 && n > UINT64_MAX / d) return 0;
+    n *= d;
+  }
+  if (n > (uint64_t)SIZE_MAX) return 0;
+  return n;
+}
+
 typedef struct st_scan {
   const char *p, *end;
 } st_scan;
@@ -246,13 +264,16 @@ int gat_st_bind_copy(const void *blob, size_t len, const gat_tensor_spec *specs,
       if (rank != specs[idx].rank)
         return gat_error_set(e, GAT_ERR_SHAPE, "tensor '%s' has rank %d, the model expects %d", nm,
                              rank, (int)specs[idx].rank);
-      nbytes = 4;
-      for (i = 0; i < rank; i++) {
+      for (i = 0; i < rank; i++)
         if (dims[i] != (uint64_t)specs[idx].dims[i])
           return gat_error_set(e, GAT_ERR_SHAPE, "tensor '%s' has dim %d = %llu, the model expects %lld",
                                nm, i, (unsigned long long)dims[i], (long long)specs[idx].dims[i]);
-        nbytes *= dims[i]; /* the spec's dims are small: no overflow */
+      nbytes = st_tensor_bytes(specs[idx].dims, rank);
+      if (nbytes == 0 && rank > 0) {
+        for (i = 0; i < rank && specs[idx].dims[i] != 0; i++) continue;
+        if (i == rank) return gat_error_set(e, GAT_ERR_SHAPE, "tensor '%s' is too large to address", nm);
       }
+      if (total + nbytes < total) return gat_error_set(e, GAT_ERR_SHAPE, "tensor '%s' is too large to address", nm);
       if (beg > end || end - beg != nbytes)
         return gat_error_set(e, GAT_ERR_OFFSETS, "tensor '%s' has data_offsets [%llu, %llu] for %llu bytes",
                              nm, (unsigned long long)beg, (unsigned long long)end, (unsigned long long)nbytes);
@@ -296,10 +317,9 @@ int gat_st_bind_copy(const void *blob, size_t len, const gat_tensor_spec *specs,
     size_t used = sp ? (size_t)((4 - ((uintptr_t)sp & 3)) & 3) : 0, need = used;
     for (i = 0; i < nspecs; i++)
       if ((uintptr_t)ptrs[i] % 4 != 0) {
-        size_t nb = 4;
-        int d;
-        for (d = 0; d < specs[i].rank; d++) nb *= (size_t)specs[i].dims[d];
-        need += nb;
+        size_t nb = (size_t)st_tensor_bytes(specs[i].dims, specs[i].rank); /* bound above: exact */
+        if (need + nb < need) need = SIZE_MAX;
+        else need += nb;
       }
     if (!sp || need > spare_len) {
       for (i = 0; i < nspecs; i++) ptrs[i] = NULL;
@@ -310,9 +330,7 @@ int gat_st_bind_copy(const void *blob, size_t len, const gat_tensor_spec *specs,
     }
     for (i = 0; i < nspecs; i++)
       if ((uintptr_t)ptrs[i] % 4 != 0) {
-        size_t nb = 4;
-        int d;
-        for (d = 0; d < specs[i].rank; d++) nb *= (size_t)specs[i].dims[d];
+        size_t nb = (size_t)st_tensor_bytes(specs[i].dims, specs[i].rank);
         memcpy(sp + used, ptrs[i], nb);
         ptrs[i] = sp + used;
         used += nb;
