@@ -894,6 +894,13 @@ static void define_value(Verifier *v, const IrOp *op, const IrValue *x, const Ir
   if (x->id < 0 || x->id >= v->nids)
     vfail(v, op, "value id %d is out of range (the module allocated %d ids)", x->id, v->nids);
   if (v->defined[x->id]) vfail(v, op, "value id %d is defined twice", x->id);
+  /* the size limits every later stage relies on (gat_limits.h); also after a
+   * --max-seq that raised max_T of a .ir file */
+  for (int d = 0; d < x->shape.rank; d++)
+    if (x->shape.dims[d] > GAT_LIMIT_DIM)
+      vfail(v, op, "%s: a dimension is over the limit of %lld", vstr(x).s, (long long)GAT_LIMIT_DIM);
+  if (ir_shape_numel(x->shape, v->m->max_T) > GAT_LIMIT_NUMEL)
+    vfail(v, op, "%s has more than 2^40 elements at max_T = %lld", vstr(x).s, (long long)v->m->max_T);
   v->defined[x->id] = x;
   v->live[x->id] = 1;
   v->tscope[x->id] = tscope;

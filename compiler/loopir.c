@@ -54,7 +54,7 @@ LoopBuf *loop_buf_new(LoopModule *m, LoopBufKind kind, IrDType dt, IrShape shape
   b->shape = shape;
   b->tvar = tvar;
   b->offset = -1;
-  b->bytes = 4 * loop_shape_numel_max(shape, m->max_T);
+  b->bytes = gat_size_mul(4, loop_shape_numel_max(shape, m->max_T)); /* saturates: see layout */
   b->name = name ? arena_strdup(m->arena, name) : NULL;
   ptrvec_push(&m->bufs, b);
   return b;
