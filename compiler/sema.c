@@ -1525,6 +1525,8 @@ static Val eval_skip(Sema *S, AstStmt *st) {
   }
   return val_tensor(ir_op_add_result(m, op, prev.t->dtype, prev.t->shape));
 }
+
+/* ---- size limits ------------------------------------------------------------ */
 /* Sizes are known only once `max T` (which may come last) and --max-seq are
  * final, so every tensor is checked here, after the walk: each dimension and
  * the element count at max T stay under the limits (gat_limits.h), which keeps
@@ -1558,7 +1560,6 @@ static int sizes_check_block(Sema *S, const IrBlock *b) {
   }
   return 0;
 }
-
 
 /* ---- program and model ----------------------------------------------------- */
 static IrModule *lower_model(Sema *S, AstDecl *model, const FrontendOptions *o) {
