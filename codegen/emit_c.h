@@ -23,6 +23,8 @@ int emit_c_weights(FILE *out, const LoopModule *m, const char *header_name, cons
 void emit_c_string_literal(StrBuf *sb, const char *s);
 /* A C identifier from any text: [A-Za-z0-9_], never starting with a digit. */
 void emit_c_ident(StrBuf *sb, const char *s);
+/* The model's C name (NAME of NAME.h, NAME_init, ...) from a file name; see emit_header.c. */
+void emit_c_model_ident(StrBuf *sb, const char *s);
 const char *emit_c_ctype(IrDType dt); /* "float" / "int32_t" */
 
 #endif

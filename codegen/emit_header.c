@@ -33,6 +33,42 @@ void emit_c_ident(StrBuf *sb, const char *s) {
   }
 }
 
+/* The model's C name, from the output file name: `my-model.c` -> my_model.
+ * The name becomes a type (typedef struct NAME), functions (NAME_init, ...)
+ * and macros (NAME_ARENA_BYTES) at file scope of C that includes
+ * <math.h>, <stdint.h>, <string.h> and gat_runtime.h, so it must not start
+ * with a digit or '_' (reserved there) -- `3d-model` gets the prefix `model_`
+ * -- nor be a C keyword, a standard name the generated code sees, or the
+ * runtime's gat / gat_* -- `int` gets the suffix `_model`. Other names are
+ * unchanged. */
+void emit_c_model_ident(StrBuf *sb, const char *s) {
+  static const char *const taken[] = {
+      "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else", "enum", "extern",
+      "float", "for", "goto", "if", "inline", "int", "long", "register", "restrict", "return", "short", "signed",
+      "sizeof", "static", "struct", "switch", "typedef", "union", "unsigned", "void", "volatile", "while",
+      "bool", "true", "false", "alignas", "alignof", "constexpr", "nullptr", "static_assert", "thread_local",
+      "typeof", "typeof_unqual", "asm", "fortran", "main", "NULL", "errno", "assert", "EOF",
+      "int8_t", "int16_t", "int32_t", "int64_t", "uint8_t", "uint16_t", "uint32_t", "uint64_t", "size_t",
+      "ptrdiff_t", "intptr_t", "uintptr_t", "float_t", "double_t", "memcpy", "memset", "memmove", "memcmp",
+      "strlen", "strcmp", "malloc", "free", "abort", "exit", "printf", "fprintf", "snprintf", "FILE", "stderr",
+      "stdout", "exp", "expf", "log", "logf", "log1p", "log1pf", "sqrt", "sqrtf", "tanh", "tanhf", "erf", "erff",
+      "pow", "powf", "fabs", "fabsf", "fmax", "fmaxf", "fmin", "fminf", "fmod", "fmodf", "floor", "floorf",
+      "ceil", "ceilf", "round", "roundf", "isnan", "isinf", "isfinite", "signbit", "INFINITY", "NAN",
+      "HUGE_VAL", "math_errhandling"};
+  StrBuf id = {0};
+  if (!isalpha((unsigned char)*s)) sb_append(&id, "model_");
+  for (const char *p = s; *p; p++) {
+    char ch = isalnum((unsigned char)*p) ? *p : '_';
+    sb_appendn(&id, &ch, 1);
+  }
+  const char *t = sb_cstr(&id);
+  int clash = !strcmp(t, "gat") || !strncmp(t, "gat_", 4);
+  for (size_t i = 0; !clash && i < sizeof taken / sizeof taken[0]; i++) clash = !strcmp(t, taken[i]);
+  sb_append(sb, t);
+  if (clash) sb_append(sb, "_model");
+  sb_free(&id);
+}
+
 /* A parameter name of the NAME_forward prototype: the model's input/output
  * name, with "_" appended when it would clash with the prototype's own
  * parameters (m, T) or with a C keyword or type name (the names are only
@@ -112,6 +148,14 @@ int emit_c_header(FILE *out, const LoopModule *m) {
             " * lets init copy tensors of a blob that is not 4-byte aligned in memory. */\n"
             "#define %s_WEIGHTS_BYTES ((size_t)%lld)\n\n",
             U, (long long)wbytes);
+  /* Both are below 2^49 (gat_limits.h), exact in 64 bits; where size_t is
+   * narrower the build fails here instead of wrapping the sizes. */
+  if (m->arena_bytes + wbytes > (int64_t)UINT32_MAX)
+    sb_printf(&sb,
+              "#if SIZE_MAX < %lldu\n"
+              "#error \"%s needs %lld bytes of arena and weights, more than size_t holds here\"\n"
+              "#endif\n\n",
+              (long long)(m->arena_bytes + wbytes), N, (long long)(m->arena_bytes + wbytes));
   sb_printf(&sb,
             "/* One model instance. Treat as opaque; two instances share nothing. */\n"
             "typedef struct %s {\n"

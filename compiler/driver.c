@@ -19,6 +19,7 @@
 #include "ast.h"
 #include "diag.h"
 #include "frontend.h"
+#include "gat_limits.h"
 #include "interp.h"
 #include "ir.h"
 #include "ir_knobs.h"
@@ -77,9 +78,14 @@ static int ends_with(const char *s, const char *suffix) {
 /* Source → verified graph IR, or NULL after reporting errors. */
 static IrModule *load_module(Arena *a, const DriverOptions *o) {
   size_t len;
-  char *text = read_file(o->input, &len);
+  char *text = read_file_limit(o->input, &len, (size_t)GAT_LIMIT_SOURCE_BYTES);
   if (!text) {
-    diag_plain_error("cannot read '%s': %s", o->input, strerror(errno));
+    if (errno == EISDIR)
+      diag_plain_error("cannot read '%s': it is a directory, not a model file", o->input);
+    else if (errno == EFBIG)
+      diag_plain_error("cannot read '%s': a model file may hold at most 256 MiB", o->input);
+    else
+      diag_plain_error("cannot read '%s': %s", o->input, strerror(errno));
     return NULL;
   }
   if (strlen(text) != len) {
@@ -102,10 +108,17 @@ static IrModule *load_module(Arena *a, const DriverOptions *o) {
   }
   free(text);
   if (!m || diag_error_count() > 0) return NULL;
-  if (o->verify) {
+  /* IR text comes from outside and the later stages trust verified IR (an
+   * index expression's operand numbers, shapes...), so it is verified even
+   * under --no-verify, which skips only the checks of gattnc's own output. */
+  int is_ir = ends_with(o->input, ".ir");
+  if (o->verify || is_ir) {
     char err[2048];
     if (ir_verify(m, err, sizeof err) != 0) {
-      fprintf(stderr, "gattnc: internal error: the IR of '%s' does not verify:\n%s\n", o->input, err);
+      if (is_ir)
+        diag_plain_error("'%s' is not valid IR:\n%s", o->input, err);
+      else
+        fprintf(stderr, "gattnc: internal error: the IR of '%s' does not verify:\n%s\n", o->input, err);
       return NULL;
     }
   }

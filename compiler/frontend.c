@@ -4,10 +4,12 @@
  * elaborating walk (sema.c). Every file is parsed once, however often and
  * however circularly it is imported; imported files come before the files
  * that import them, so their consts are defined first. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "frontend.h"
+#include "gat_limits.h"
 #include "sema.h"
 
 typedef struct Loader {
@@ -62,9 +64,10 @@ static void load_imports(Loader *L, AstFile *f) {
     const char *key = file_key(L->a, path);
     if (loader_seen(L, key)) continue;
     size_t len;
-    char *text = read_file(path, &len);
+    char *text = read_file_limit(path, &len, (size_t)GAT_LIMIT_SOURCE_BYTES);
     if (!text) {
-      diag_error(d->loc, "cannot read imported file '%s'", path);
+      diag_error(d->loc, "cannot read imported file '%s': %s", path,
+                 errno == EFBIG ? "a model file may hold at most 256 MiB" : strerror(errno));
       ptrvec_push(&L->keys, (void *)key); /* report once */
       continue;
     }

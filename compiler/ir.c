@@ -3,6 +3,7 @@
  * op/value lists grow in heap PtrVecs owned by their block (freed never:
  * a module lives as long as its compilation). See ir.h for the semantics. */
 #include "ir.h"
+#include "gat_limits.h"
 
 #include <string.h>
 
@@ -297,7 +298,7 @@ int ir_shape_has_T(IrShape s) {
 }
 int64_t ir_shape_numel(IrShape s, int64_t T) {
   int64_t n = 1;
-  for (int i = 0; i < s.rank; i++) n *= s.dims[i] == IR_DIM_T ? T : s.dims[i];
+  for (int i = 0; i < s.rank; i++) n = gat_size_mul(n, s.dims[i] == IR_DIM_T ? T : s.dims[i]);
   return n;
 }
 const char *ir_dtype_name(IrDType dt) { return dt == IR_F32 ? "f32" : "i32"; }

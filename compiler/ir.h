@@ -332,7 +332,7 @@ IrShape ir_shape(int rank, const int64_t *dims);
 IrShape ir_shape_scalar(void);
 int ir_shape_eq(IrShape a, IrShape b);
 int ir_shape_has_T(IrShape s);
-int64_t ir_shape_numel(IrShape s, int64_t T); /* T substituted */
+int64_t ir_shape_numel(IrShape s, int64_t T); /* T substituted; INT64_MAX if it overflows (gat_limits.h) */
 /* "f32[T, 512]" into buf */
 void ir_type_str(char *buf, size_t n, IrDType dt, IrShape s);
 const char *ir_dtype_name(IrDType dt);

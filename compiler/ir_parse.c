@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gat_limits.h"
 #include "ir.h"
 
 /* ======================= index expressions ============================== */
@@ -565,6 +566,7 @@ static IrValue *use_value(Parser *p) {
 
 /* type := ('f32' | 'i32') '[' (dim (',' dim)*)? ']' ; dim := INT | 'T' */
 static void parse_type(Parser *p, IrDType *dt, IrShape *s) {
+  Token first = p->tok;
   if (at_word(p, "f32"))
     *dt = IR_F32;
   else if (at_word(p, "i32"))
@@ -583,12 +585,19 @@ static void parse_type(Parser *p, IrDType *dt, IrShape *s) {
       lex(p);
     } else if (p->tok.kind == TK_INT) {
       if (p->tok.ival <= 0) fail_at(p, tok_loc(p, &p->tok), "a dimension must be positive or T");
+      if (p->tok.ival > GAT_LIMIT_DIM)
+        fail_at(p, tok_loc(p, &p->tok), "dimension %lld is over the limit of %lld", (long long)p->tok.ival,
+                (long long)GAT_LIMIT_DIM);
       s->dims[s->rank++] = p->tok.ival;
       lex(p);
     } else {
       expected(p, "a dimension (a positive integer or T)");
     }
   }
+  int64_t n = ir_shape_numel(*s, p->m ? p->m->max_T : 1);
+  if (n > GAT_LIMIT_NUMEL)
+    fail_at(p, tok_loc(p, &first), "this tensor has %lld elements at max_T = %lld, over the limit of 2^40",
+            (long long)n, (long long)(p->m ? p->m->max_T : 1));
   lex(p);
 }
 
@@ -879,6 +888,8 @@ static void parse_module(Parser *p) {
   Token mt = p->tok;
   int64_t max_T = expect_int(p);
   if (max_T <= 0) fail_at(p, tok_loc(p, &mt), "max_T must be positive");
+  if (max_T > GAT_LIMIT_MAX_T)
+    fail_at(p, tok_loc(p, &mt), "max_T %lld is over the limit of %lld", (long long)max_T, (long long)GAT_LIMIT_MAX_T);
   p->m = ir_module_new(p->arena, name, max_T);
   while (at_word(p, "param") || at_word(p, "input") || at_word(p, "output") || at_word(p, "state"))
     parse_header_line(p);

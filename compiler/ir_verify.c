@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gat_limits.h"
 #include "ir.h"
 
 #define MAX_VARS 64 /* loop variables an index expression may use: v0..v63 */
@@ -710,9 +711,9 @@ static void verify_kind(Verifier *v, const IrOp *op, const IrBlock *b) {
       int tx = 0, tr = 0;
       int64_t nx = 1, nr = 1;
       for (int d = 0; d < x->shape.rank; d++)
-        if (x->shape.dims[d] == IR_DIM_T) tx++; else nx *= x->shape.dims[d];
+        if (x->shape.dims[d] == IR_DIM_T) tx++; else nx = gat_size_mul(nx, x->shape.dims[d]);
       for (int d = 0; d < r->shape.rank; d++)
-        if (r->shape.dims[d] == IR_DIM_T) tr++; else nr *= r->shape.dims[d];
+        if (r->shape.dims[d] == IR_DIM_T) tr++; else nr = gat_size_mul(nr, r->shape.dims[d]);
       if (tx != tr || nx != nr)
         vfail(v, op, "cannot reshape %s to %s (element counts differ)", vstr(x).s, vstr(r).s);
       need_result(v, op, 0, x->dtype, r->shape);
@@ -893,6 +894,13 @@ static void define_value(Verifier *v, const IrOp *op, const IrValue *x, const Ir
   if (x->id < 0 || x->id >= v->nids)
     vfail(v, op, "value id %d is out of range (the module allocated %d ids)", x->id, v->nids);
   if (v->defined[x->id]) vfail(v, op, "value id %d is defined twice", x->id);
+  /* the size limits every later stage relies on (gat_limits.h); also after a
+   * --max-seq that raised max_T of a .ir file */
+  for (int d = 0; d < x->shape.rank; d++)
+    if (x->shape.dims[d] > GAT_LIMIT_DIM)
+      vfail(v, op, "%s: a dimension is over the limit of %lld", vstr(x).s, (long long)GAT_LIMIT_DIM);
+  if (ir_shape_numel(x->shape, v->m->max_T) > GAT_LIMIT_NUMEL)
+    vfail(v, op, "%s has more than 2^40 elements at max_T = %lld", vstr(x).s, (long long)v->m->max_T);
   v->defined[x->id] = x;
   v->live[x->id] = 1;
   v->tscope[x->id] = tscope;
@@ -958,9 +966,14 @@ static void check_static_shape(Verifier *v, IrShape s, const char *what, const c
 static void check_tables(Verifier *v) {
   const IrModule *m = v->m;
   if (m->max_T <= 0) vfail(v, NULL, "max_T must be positive");
+  if (m->max_T > GAT_LIMIT_MAX_T) vfail(v, NULL, "max_T is over the limit of %lld", (long long)GAT_LIMIT_MAX_T);
+  int64_t param_numel = 0;
   for (int i = 0; i < m->params.len; i++) {
     const IrParam *p = m->params.data[i];
     check_static_shape(v, p->shape, "param", p->name);
+    param_numel = gat_size_add(param_numel, ir_shape_numel(p->shape, 1));
+    if (param_numel > GAT_LIMIT_PARAM_NUMEL)
+      vfail(v, NULL, "param \"%s\" brings the module over the limit of 2^40 parameter elements", p->name);
     for (int j = 0; j < i; j++)
       if (!strcmp(((const IrParam *)m->params.data[j])->name, p->name))
         vfail(v, NULL, "param \"%s\" is declared twice", p->name);

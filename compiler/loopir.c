@@ -2,6 +2,8 @@
  * object lives in the module's arena; buffer and kernel lists are PtrVecs. */
 #include "loopir.h"
 
+#include "gat_limits.h"
+
 LoopModule *loop_module_new(Arena *a, const char *name, int64_t max_T) {
   LoopModule *m = ARENA_NEW(a, LoopModule);
   m->arena = a;
@@ -52,7 +54,7 @@ LoopBuf *loop_buf_new(LoopModule *m, LoopBufKind kind, IrDType dt, IrShape shape
   b->shape = shape;
   b->tvar = tvar;
   b->offset = -1;
-  b->bytes = 4 * loop_shape_numel_max(shape, m->max_T);
+  b->bytes = gat_size_mul(4, loop_shape_numel_max(shape, m->max_T)); /* saturates: see layout */
   b->name = name ? arena_strdup(m->arena, name) : NULL;
   ptrvec_push(&m->bufs, b);
   return b;
@@ -88,6 +90,9 @@ LoopExpr *loop_expr_new(LoopModule *m, LoopExprKind kind, IrDType dt) {
 
 static int64_t align64(int64_t x) { return (x + 63) & ~(int64_t)63; }
 
+/* Each buffer is below 2^42 bytes (the graph IR's limits), but their sum is
+ * not bounded by anything: it saturates at INT64_MAX, which pipeline_run
+ * then refuses as over GAT_LIMIT_ARENA_BYTES, rather than wrap. */
 void loop_module_layout(LoopModule *m) {
   int64_t off = 0;
   for (int pass = 0; pass < 2; pass++) {
@@ -95,7 +100,8 @@ void loop_module_layout(LoopModule *m) {
       LoopBuf *b = m->bufs.data[i];
       if (b->kind != (pass == 0 ? LB_STATE : LB_SCRATCH)) continue;
       b->offset = off;
-      off = align64(off + (b->bytes > 0 ? b->bytes : 4));
+      int64_t end = gat_size_add(off, b->bytes > 0 ? b->bytes : 4);
+      off = end > INT64_MAX - 63 ? INT64_MAX : align64(end);
     }
     if (pass == 0) m->state_bytes = off;
   }

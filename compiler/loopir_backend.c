@@ -11,7 +11,7 @@
 #include "loopir.h"
 #include "passes/pass.h"
 
-/* "dir/my-model.c" -> base "my-model" (file names) and ident "my_model" (C names) */
+/* "dir/my-model.c" -> base "my-model" (file names); emit_c_model_ident makes the C name my_model */
 static void split_out_path(const char *path, StrBuf *dir, StrBuf *base) {
   const char *slash = strrchr(path, '/');
   const char *b = slash ? slash + 1 : path;
@@ -70,7 +70,7 @@ static int emit_files(const IrModule *im, const char *out_c_path, const TensorSe
   Arena a;
   arena_init(&a);
   split_out_path(out_c_path, &dir, &base);
-  emit_c_ident(&ident, sb_cstr(&base));
+  emit_c_model_ident(&ident, sb_cstr(&base));
   sb_printf(&hname, "%s.h", sb_cstr(&base));
   sb_printf(&hpath, "%s%s", sb_cstr(&dir), sb_cstr(&hname));
   sb_printf(&wpath, "%s%s_weights.c", sb_cstr(&dir), sb_cstr(&base));
@@ -151,7 +151,7 @@ int backend_dump_loops_opt(FILE *out, const IrModule *im, const PassOptions *po,
   StrBuf ident = {0};
   PassOptions opts = level0(po);
   arena_init(&a);
-  emit_c_ident(&ident, im->name ? im->name : "model");
+  emit_c_model_ident(&ident, im->name ? im->name : "model");
   LoopModule *m = pipeline_run(&a, im, sb_cstr(&ident), &opts, err, errlen);
   if (m && out) loop_print(out, m); /* out NULL: only the --dump-after print of the pipeline */
   arena_free(&a);

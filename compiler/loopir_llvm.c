@@ -29,7 +29,7 @@ int backend_emit_llvm(const IrModule *im, const char *out_path, const LlvmEmitOp
   if (slash) sb_appendn(&dir, out_path, (size_t)(slash - out_path + 1));
   const char *dot = strrchr(b, '.');
   sb_appendn(&base, b, dot && dot != b ? (size_t)(dot - b) : strlen(b));
-  emit_c_ident(&ident, sb_cstr(&base));
+  emit_c_model_ident(&ident, sb_cstr(&base));
   sb_printf(&hpath, "%s%s.h", sb_cstr(&dir), sb_cstr(&base));
   int rc = -1;
   Arena a;

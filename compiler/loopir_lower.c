@@ -13,6 +13,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "gat_limits.h"
 #include "loopir.h"
 
 typedef struct Lower {
@@ -662,7 +663,7 @@ static void lower_op(Lower *L, const IrOp *op, PtrVec *into, int tvar) {
     if (mix) {
       LoopBuf *acc = loop_buf_new(m, LB_SCRATCH, IR_F32, op->out[0]->shape, tvar, "mix_acc");
       acc->is_f64 = 1;
-      acc->bytes *= 2;
+      acc->bytes = gat_size_mul(acc->bytes, 2);
       k->args[3] = acc->id;
     }
     k->out = out;

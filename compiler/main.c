@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "driver.h"
+#include "gat_limits.h"
 
 /* --target=NAME of the C backend's GEMM kernels: the LoopTarget number
  * (loopir.h), or -1 when NAME is not one (then it is an LLVM target triple). */
@@ -42,7 +43,7 @@ static void usage(FILE *f) {
       "  --step K           (run) feed the inputs K tokens per call (1 = decode token by token);\n"
       "                     outputs are concatenated along T\n"
       "  --seed N           (init, run) seed of the random weights (default 0)\n"
-      "  --no-verify        skip the IR verifier\n"
+      "  --no-verify        skip verifying the compiler's own IR (input .ir files are always verified)\n"
       "  -O0 -O1 -O2        optimisation level (default -O2; docs/optimizer.md): -O0 one plain\n"
       "                     loop nest per op, -O1 + dce/cse/elementwise fusion, -O2 + GEMM\n"
       "                     micro-kernel, weights packed at init, GEMM epilogue fusion\n"
@@ -153,8 +154,8 @@ int main(int argc, char **argv) {
       o.model = argv[++i];
     } else if (!strcmp(a, "--max-seq")) {
       if (!need_arg(argc, argv, i) || !parse_int(a, argv[i + 1], &v)) return 2;
-      if (v < 1) {
-        fprintf(stderr, "gattnc: error: --max-seq must be at least 1\n");
+      if (v < 1 || v > GAT_LIMIT_MAX_T) {
+        fprintf(stderr, "gattnc: error: --max-seq must be in 1..%lld\n", (long long)GAT_LIMIT_MAX_T);
         return 2;
       }
       o.max_seq = v;

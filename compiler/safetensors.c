@@ -11,12 +11,18 @@
  * is about. F32 and I32 are stored as they
  * are; F64/F16/BF16 become f32 and I64 becomes i32 (range-checked) on read.
  * Writing is deterministic so files can be compared byte for byte. */
+#include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "gat_runtime.h"
 #include "tensor.h"
+
+/* the safetensors format's own header limit (also the runtime's) */
+#define ST_MAX_HEADER ((uint64_t)100 << 20)
 
 typedef enum StDType { ST_F32, ST_I32, ST_F64, ST_F16, ST_BF16, ST_I64 } StDType;
 
@@ -203,10 +209,56 @@ done:
   return rc;
 }
 
+/* Reads no more of the file than its header length allows: an absurd length
+ * (an endless device such as /dev/zero, a text file) stops the reading after
+ * 8 bytes, and safetensors_read_mem reports it; a valid header bounds the
+ * data by the parameter limit (4 bytes x 2^40 elements). */
+static char *st_read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  struct stat st;
+  if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+    fclose(f);
+    errno = EISDIR;
+    return NULL;
+  }
+  size_t cap = 65536, n = 0, limit = 8;
+  char *buf = malloc(cap);
+  int e = buf ? 0 : ENOMEM;
+  while (!e) {
+    if (n == 8 && limit == 8) {
+      uint64_t hlen = st_load_le((const unsigned char *)buf, 8);
+      uint64_t most = hlen >= 2 && hlen <= ST_MAX_HEADER ? 8 + hlen + ((uint64_t)4 << 40) : 8;
+      limit = most < SIZE_MAX ? (size_t)most : SIZE_MAX;
+    }
+    if (n == cap) {
+      char *bigger = cap <= SIZE_MAX / 2 ? realloc(buf, 2 * cap) : NULL;
+      if (!bigger) {
+        e = ENOMEM;
+        break;
+      }
+      buf = bigger;
+      cap *= 2;
+    }
+    size_t want = cap - n < limit - n ? cap - n : limit - n;
+    size_t got = want ? fread(buf + n, 1, want, f) : 0;
+    n += got;
+    if (got == 0) e = ferror(f) ? EIO : -1;
+  }
+  fclose(f);
+  if (e != -1) {
+    free(buf);
+    errno = e;
+    return NULL;
+  }
+  *len = n;
+  return buf;
+}
+
 int safetensors_read(const char *path, TensorSet *out, char *err, size_t errlen) {
   size_t len = 0;
-  char *buf = read_file(path, &len);
-  if (!buf) return st_fail(err, errlen, "safetensors: cannot read '%s'", path);
+  char *buf = st_read_file(path, &len);
+  if (!buf) return st_fail(err, errlen, "safetensors: cannot read '%s': %s", path, strerror(errno));
   int rc = safetensors_read_mem((const unsigned char *)buf, len, out, err, errlen);
   free(buf);
   return rc;

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gat_limits.h"
 #include "sema.h"
 #include "sema_internal.h"
 
@@ -846,6 +847,11 @@ static void exec_stmt(Sema *S, AstStmt *st, RetCtx *ret) {
                  val_kind_name(lo.kind != VAL_INT ? lo : hi));
       return;
     }
+    if (hi.i > lo.i && (uint64_t)hi.i - (uint64_t)lo.i > GAT_LIMIT_REPEAT) {
+      diag_error(st->hi->loc, "repeat %lld..%lld has %llu iterations; the limit is %d", (long long)lo.i,
+                 (long long)hi.i, (unsigned long long)((uint64_t)hi.i - (uint64_t)lo.i), GAT_LIMIT_REPEAT);
+      return;
+    }
     Env *saved_env = S->env;
     const char *saved_scope = S->scope;
     for (int64_t i = lo.i; i < hi.i; i++) {
@@ -883,6 +889,11 @@ static void exec_stmt(Sema *S, AstStmt *st, RetCtx *ret) {
     if (v.kind == VAL_POISON) return;
     if (v.kind != VAL_INT || v.i < 1) {
       diag_error(st->loc, "max T must be a positive compile-time int");
+      return;
+    }
+    if (v.i > GAT_LIMIT_MAX_T) {
+      diag_error(st->loc, "max T = %lld is out of range: the limit is %lld (2^31 - 1)", (long long)v.i,
+                 (long long)GAT_LIMIT_MAX_T);
       return;
     }
     S->m->max_T = v.i;
@@ -1104,8 +1115,10 @@ static Val instantiate_layer(Sema *S, AstDecl *L, AstExpr *call) {
     }
     env_define(S, frame, p->name, vals[k], p->loc);
   }
-  /* C: defaults of scalar parameters (may use earlier names and bound dims). */
+  /* C: defaults of scalar parameters (may use earlier names and bound dims).
+   * A default that calls the layer itself recurses like the body would. */
   S->env = frame;
+  ptrvec_push(&S->inst_stack, L);
   for (int k = 0; k < np; k++) {
     AstParam *p = L->params.items[k];
     if (given[k] || p->type->kind == AST_TYPE_TENSOR) continue;
@@ -1119,6 +1132,7 @@ static Val instantiate_layer(Sema *S, AstDecl *L, AstExpr *call) {
     if (check_scalar_arg(S, p, &v, p->deflt->loc, L->name) < 0) bad = 1;
     env_define(S, frame, p->name, v, p->loc);
   }
+  S->inst_stack.len--;
   /* D: every dimension of every tensor pattern must now agree. */
   for (int k = 0; k < np && !bad; k++) {
     AstParam *p = L->params.items[k];
@@ -1335,6 +1349,11 @@ static Val eval_mixture(Sema *S, AstExpr *e) {
     diag_error(e->hi->loc, "a mixture needs at least one expert");
     return val_poison();
   }
+  if (hi.i > GAT_LIMIT_EXPERTS) {
+    diag_error(e->hi->loc, "a mixture of %lld experts is over the limit of %d experts", (long long)hi.i,
+               GAT_LIMIT_EXPERTS);
+    return val_poison();
+  }
   int64_t k1 = 0, k2 = 0;
   if (idx.kind != VAL_TENSOR || !is_tokens_by(idx.t, IR_I32, &k1)) {
     diag_error(e->idx->loc, "the expert indices of a mixture must be i32[T, K], not %s",
@@ -1518,11 +1537,47 @@ static Val eval_skip(Sema *S, AstStmt *st) {
   return val_tensor(ir_op_add_result(m, op, prev.t->dtype, prev.t->shape));
 }
 
+/* ---- size limits ------------------------------------------------------------ */
+/* Sizes are known only once `max T` (which may come last) and --max-seq are
+ * final, so every tensor is checked here, after the walk: each dimension and
+ * the element count at max T stay under the limits (gat_limits.h), which keeps
+ * every size the later stages compute exact. The first offender is reported
+ * (one oversized tensor usually makes many). Returns -1 after reporting. */
+static int sizes_check_value(Sema *S, const IrValue *v, SrcLoc loc) {
+  for (int i = 0; i < v->shape.rank; i++)
+    if (v->shape.dims[i] > GAT_LIMIT_DIM) {
+      diag_error(loc, "tensor %s: dimension %lld is over the limit of %lld",
+                 sema_type_str(S, v->dtype, v->shape), (long long)v->shape.dims[i], (long long)GAT_LIMIT_DIM);
+      return -1;
+    }
+  int64_t n = ir_shape_numel(v->shape, S->m->max_T);
+  if (n > GAT_LIMIT_NUMEL) {
+    diag_error(loc, "tensor %s has %lld elements at max T = %lld, over the limit of 2^40 per tensor",
+               sema_type_str(S, v->dtype, v->shape), (long long)n, (long long)S->m->max_T);
+    return -1;
+  }
+  return 0;
+}
+static int sizes_check_block(Sema *S, const IrBlock *b) {
+  SrcLoc loc0 = b->parent ? b->parent->loc : (SrcLoc){0};
+  for (int i = 0; i < b->nargs; i++)
+    if (sizes_check_value(S, b->args[i], loc0) < 0) return -1;
+  for (int i = 0; i < b->ops.len; i++) {
+    const IrOp *op = b->ops.data[i];
+    for (int r = 0; r < op->nout; r++)
+      if (sizes_check_value(S, op->out[r], op->loc) < 0) return -1;
+    for (int r = 0; r < op->nregions; r++)
+      if (sizes_check_block(S, op->regions[r]) < 0) return -1;
+  }
+  return 0;
+}
+
 /* ---- program and model ----------------------------------------------------- */
 static IrModule *lower_model(Sema *S, AstDecl *model, const FrontendOptions *o) {
   int errs0 = diag_error_count();
   S->m = ir_module_new(S->a, model->name, 2048);
   namemap_free(&S->param_names); /* forget anything the file-level consts made */
+  S->param_numel = 0;
   namemap_free(&S->state_names);
   S->block = S->m->body;
   S->scope = "";
@@ -1547,6 +1602,7 @@ static IrModule *lower_model(Sema *S, AstDecl *model, const FrontendOptions *o) 
     IrState *st = S->m->states.data[i];
     if (st->shape.rank >= 1 && st->shape.dims[0] == -3) st->shape.dims[0] = S->m->max_T;
   }
+  if (diag_error_count() == errs0) sizes_check_block(S, S->m->body);
   if (diag_error_count() > errs0) return NULL;
   sema_stream_warn_module(S);
   return S->m;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gat_limits.h"
 #include "sema_internal.h"
 
 /* ---- emission helpers ---------------------------------------------------- */
@@ -77,6 +78,24 @@ IrValue *sema_param(Sema *S, const char *full_name, IrDType dt, IrShape shape, I
     diag_note(prev->loc, "first created here");
     return NULL;
   }
+  /* checked before anything multiplies these dims (docs/language.md, Limits) */
+  for (int i = 0; i < shape.rank; i++)
+    if (shape.dims[i] > GAT_LIMIT_DIM) {
+      diag_error(loc, "parameter '%s' would be %s: dimension %lld is over the limit of %lld", full_name,
+                 sema_type_str(S, dt, shape), (long long)shape.dims[i], (long long)GAT_LIMIT_DIM);
+      return NULL;
+    }
+  int64_t n = ir_shape_numel(shape, 1);
+  if (n > GAT_LIMIT_NUMEL) {
+    diag_error(loc, "parameter '%s' would be %s: %lld elements, over the limit of 2^40 per tensor", full_name,
+               sema_type_str(S, dt, shape), (long long)n);
+    return NULL;
+  }
+  if (gat_size_add(S->param_numel, n) > GAT_LIMIT_PARAM_NUMEL) {
+    diag_error(loc, "parameter '%s' brings the model over the limit of 2^40 parameter elements", full_name);
+    return NULL;
+  }
+  S->param_numel += n;
   IrParam *p = ir_module_add_param(S->m, full_name, dt, shape, init, loc);
   namemap_put(&S->param_names, p->name, p);
   IrOp *op = sema_op(S, IR_OP_PARAM, 0, NULL, loc);

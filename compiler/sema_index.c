@@ -197,10 +197,21 @@ static int ix_eval_static(Ix *ix, AstExpr *e, double *out) {
   return 0;
 }
 
+/* Index arithmetic on user numbers (x[1000000000000 * i]) must not overflow:
+ * every constant and coefficient is clamped to +-2^41, far beyond any valid
+ * index (dimensions are below 2^31), so a clamped index always fails the
+ * bounds check instead of wrapping into range. */
+#define AFF_CAP ((int64_t)1 << 41)
+static int64_t aff_clamp(int64_t x) { return x > AFF_CAP ? AFF_CAP : x < -AFF_CAP ? -AFF_CAP : x; }
+static int64_t aff_mul(int64_t a, int64_t b) {
+  int64_t r;
+  if (__builtin_mul_overflow(a, b, &r)) return (a < 0) != (b < 0) ? -AFF_CAP : AFF_CAP;
+  return aff_clamp(r);
+}
 static void aff_add_term(Ix *ix, IrAffine *a, int var, int64_t coef, SrcLoc loc) {
   for (int i = 0; i < a->nterms; i++)
     if (a->var[i] == var) {
-      a->coef[i] += coef;
+      a->coef[i] = aff_clamp(a->coef[i] + coef);
       return;
     }
   if (a->nterms >= IR_MAX_AFFINE) {
@@ -212,9 +223,9 @@ static void aff_add_term(Ix *ix, IrAffine *a, int var, int64_t coef, SrcLoc loc)
   a->coef[a->nterms++] = coef;
 }
 static void aff_scale(IrAffine *a, int64_t k) {
-  a->c *= k;
-  for (int i = 0; i < a->nterms; i++) a->coef[i] *= k;
-  a->dyn_coef *= k;
+  a->c = aff_mul(a->c, k);
+  for (int i = 0; i < a->nterms; i++) a->coef[i] = aff_mul(a->coef[i], k);
+  a->dyn_coef = aff_mul(a->dyn_coef, k);
 }
 static int aff_is_const(const IrAffine *a) { return a->nterms == 0 && a->dyn < 0; }
 
@@ -229,7 +240,7 @@ static int ix_affine(Ix *ix, AstExpr *e, IrAffine *out) {
       ix->bad = 1;
       return -1;
     }
-    out->c = (int64_t)d;
+    out->c = fabs(d) < (double)AFF_CAP ? (int64_t)d : d < 0 ? -AFF_CAP : AFF_CAP;
     return 0;
   }
   switch (e->kind) {
@@ -277,12 +288,12 @@ static int ix_affine(Ix *ix, AstExpr *e, IrAffine *out) {
     }
     if (e->binop == AST_SUB) aff_scale(&b, -1);
     *out = a;
-    out->c += b.c;
+    out->c = aff_clamp(out->c + b.c);
     for (int i = 0; i < b.nterms; i++) aff_add_term(ix, out, b.var[i], b.coef[i], e->loc);
     if (b.dyn >= 0) {
       if (out->dyn >= 0 && out->dyn != b.dyn) break;
       out->dyn = b.dyn;
-      out->dyn_coef += b.dyn_coef;
+      out->dyn_coef = aff_clamp(out->dyn_coef + b.dyn_coef);
     }
     return ix->bad ? -1 : 0;
   }
@@ -334,7 +345,7 @@ static int ix_check_bounds(Ix *ix, AstExpr *ie, IrAffine *a, IrValue *t, int p, 
       ix->bad = 1;
       return -1;
     }
-    int64_t span = a->coef[i] * (ext - 1);
+    int64_t span = aff_mul(a->coef[i], ext - 1); /* clamped: still beyond any dimension */
     if (span < 0) lo += span;
     else hi += span;
   }

@@ -107,6 +107,7 @@ typedef struct Sema {
   NameMap param_names; /* IrParam* by full name (big models: avoid quadratic lookups) */
   NameMap state_names; /* (void*)1 for every state name in use */
   PtrVec stream_warned; /* SrcLoc* already warned about (sema_stream.c) */
+  int64_t param_numel; /* elements of all parameters so far (gat_limits.h) */
 } Sema;
 
 /* ---- sema.c ---- */

@@ -2,6 +2,8 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stdint.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -139,24 +141,52 @@ void sb_free(StrBuf *sb) {
 }
 const char *sb_cstr(StrBuf *sb) { return sb->data ? sb->data : ""; }
 
-char *read_file(const char *path, size_t *len) {
+char *read_file_limit(const char *path, size_t *len, size_t limit) {
   FILE *f = fopen(path, "rb");
   if (!f) return NULL;
-  StrBuf sb = {0};
-  char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) sb_appendn(&sb, buf, n);
-  int err = ferror(f);
-  fclose(f);
-  if (err) {
-    sb_free(&sb);
-    errno = EIO;
+  /* fopen opens a directory; reading it would fail with a vague EIO */
+  struct stat st;
+  if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+    fclose(f);
+    errno = EISDIR;
     return NULL;
   }
-  if (!sb.data) sb_appendn(&sb, "", 0);
-  if (len) *len = sb.len;
-  return sb.data;
+  /* realloc, not xrealloc: a huge or endless file (/dev/zero) is the user's
+   * error, reported as such, not an internal out-of-memory abort */
+  size_t cap = 65536, n = 0;
+  char *buf = malloc(cap + 1);
+  int err = buf ? 0 : ENOMEM;
+  while (!err) {
+    if (n == cap) {
+      if (cap > limit) {
+        err = EFBIG;
+        break;
+      }
+      char *bigger = cap <= (SIZE_MAX - 1) / 2 ? realloc(buf, 2 * cap + 1) : NULL;
+      if (!bigger) {
+        err = ENOMEM;
+        break;
+      }
+      buf = bigger;
+      cap *= 2;
+    }
+    size_t got = fread(buf + n, 1, cap - n, f);
+    n += got;
+    if (n > limit) err = EFBIG;
+    else if (got == 0) err = ferror(f) ? EIO : -1;
+  }
+  fclose(f);
+  if (err != -1) {
+    free(buf);
+    errno = err;
+    return NULL;
+  }
+  buf[n] = 0;
+  if (len) *len = n;
+  return buf;
 }
+
+char *read_file(const char *path, size_t *len) { return read_file_limit(path, len, SIZE_MAX - 1); }
 
 void format_double(char *buf, size_t n, double v) {
   for (int prec = 1; prec <= 17; prec++) {

@@ -61,8 +61,11 @@ void sb_free(StrBuf *sb);
 const char *sb_cstr(StrBuf *sb); /* "" when empty */
 
 /* ---- files ------------------------------------------------------------ */
-/* Reads a whole file; returns NULL (errno set) on failure. *len may be NULL. */
+/* Reads a whole file; returns NULL (errno set) on failure. *len may be NULL.
+ * The text is NUL-terminated. errno is EISDIR for a directory, EFBIG when the
+ * file holds more than `limit` bytes, ENOMEM when it does not fit in memory. */
 char *read_file(const char *path, size_t *len);
+char *read_file_limit(const char *path, size_t *len, size_t limit);
 
 /* Formats a double so that it parses back to the same value and prints the
  * same on every platform ("%.17g" trimmed to the shortest round-trip form). */

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gat_limits.h"
 #include "pass.h"
 
 static int64_t mp_align(int64_t x) { return (x + 63) & ~(int64_t)63; }
@@ -191,6 +192,10 @@ static int64_t mp_pack(MpItem *it, int n) {
 
 void pass_memplan(LoopModule *m, const PassOptions *o) {
   (void)o;
+  /* The layout's arena (every buffer its own aligned slice) bounds every
+   * offset and sum below, unless it saturated (loop_module_layout): then
+   * the sums could overflow, and pipeline_run refuses the module anyway. */
+  if (m->arena_bytes == INT64_MAX) return;
   int nb = m->bufs.len;
   int *first = xmalloc(sizeof(int) * (size_t)(nb + 1)), *last = xmalloc(sizeof(int) * (size_t)(nb + 1));
   memplan_liveness(m, first, last);

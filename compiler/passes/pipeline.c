@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gat_limits.h"
 #include "pass.h"
 
 typedef enum { ON_GRAPH, ON_LOWER, ON_LOOP, ON_LAYOUT } PassIr;
@@ -178,5 +179,13 @@ LoopModule *pipeline_run(Arena *a, const IrModule *im, const char *c_name, const
     }
   }
   if (gm != im) ir_module_release(gm);
+  if (lm && lm->arena_bytes > GAT_LIMIT_ARENA_BYTES) {
+    snprintf(err, errlen,
+             "the model needs an arena of %s%lld bytes at max T = %lld, over the limit of 2^48 bytes "
+             "(%lld); lower max T (or --max-seq) or the model's sizes",
+             lm->arena_bytes == INT64_MAX ? "more than " : "", (long long)lm->arena_bytes, (long long)lm->max_T,
+             (long long)GAT_LIMIT_ARENA_BYTES);
+    return NULL;
+  }
   return lm;
 }

@@ -291,6 +291,35 @@ TEST(Safetensors, NullArguments) {
   EXPECT_EQ(gat_st_bind(nullptr, 10, kSpecs, kN, p, &e), GAT_ERR_ARGUMENT);
 }
 
+// A table whose byte size does not fit in 64 bits: 4 * 2^62 * 8 wrapped to
+// 0, so data_offsets [0, 0] bound the tensor to no bytes and init read past
+// the blob. The size is now checked: a shape error naming the tensor.
+TEST(Safetensors, HugeSpecSizeDoesNotWrap) {
+  const int64_t big = (int64_t)1 << 62;
+  const gat_tensor_spec spec[] = {{"a.weight", GAT_F32, 2, {big, 8}}};
+  std::string h = "{\"a.weight\":{\"dtype\":\"F32\",\"shape\":[" + std::to_string(big) +
+                  ",8],\"data_offsets\":[0,0]}}";
+  while ((8 + h.size()) % 8) h += " ";
+  std::vector<unsigned char> blob(8 + h.size());
+  for (int i = 0; i < 8; i++) blob[i] = (unsigned char)((uint64_t)h.size() >> (8 * i));
+  memcpy(blob.data() + 8, h.data(), h.size());
+  const void *p[1] = {nullptr};
+  gat_error e;
+  EXPECT_EQ(gat_st_bind(blob.data(), blob.size(), spec, 1, p, &e), GAT_ERR_SHAPE) << e.msg;
+  EXPECT_NE(std::string(e.msg).find("a.weight"), std::string::npos) << e.msg;
+  EXPECT_NE(std::string(e.msg).find("overflows"), std::string::npos) << e.msg;
+  EXPECT_EQ(p[0], nullptr);
+  // 2^61 x 2 elements: 2^64 bytes, one past what 64 bits hold
+  const gat_tensor_spec spec2[] = {{"a.weight", GAT_F32, 2, {(int64_t)1 << 61, 2}}};
+  std::string h2 = "{\"a.weight\":{\"dtype\":\"F32\",\"shape\":[" + std::to_string((int64_t)1 << 61) +
+                   ",2],\"data_offsets\":[0,0]}}";
+  while ((8 + h2.size()) % 8) h2 += " ";
+  std::vector<unsigned char> blob2(8 + h2.size());
+  for (int i = 0; i < 8; i++) blob2[i] = (unsigned char)((uint64_t)h2.size() >> (8 * i));
+  memcpy(blob2.data() + 8, h2.data(), h2.size());
+  EXPECT_EQ(gat_st_bind(blob2.data(), blob2.size(), spec2, 1, p, &e), GAT_ERR_SHAPE) << e.msg;
+}
+
 TEST(Runtime, StatusStringsDistinct) {
   for (int i = 0; i < GAT_STATUS_COUNT_; i++)
     for (int j = i + 1; j < GAT_STATUS_COUNT_; j++)

@@ -600,3 +600,14 @@ TEST(SafetensorsRules, BothReadersAgreeOnDamagedFiles) {
   EXPECT_GT(accepted, 0);  // some damage (inside the data) leaves a valid file
   tensorset_free(&ref);
 }
+
+// A directory and an endless device are read errors, not an EIO or an
+// out-of-memory abort: /dev/zero stops after its 8-byte header length (0).
+TEST(SafetensorsCorrupt, DirectoryAndEndlessDevice) {
+  TensorSet r = {0, 0, nullptr};
+  char err[256];
+  EXPECT_EQ(safetensors_read("/tmp", &r, err, sizeof err), -1);
+  EXPECT_NE(std::string(err).find("directory"), std::string::npos) << err;
+  EXPECT_EQ(safetensors_read("/dev/zero", &r, err, sizeof err), -1);
+  EXPECT_EQ(r.n, 0);
+}
