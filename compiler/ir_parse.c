@@ -683,11 +683,16 @@ static void parse_region(Parser *p, IrOp *op) {
   expect_punct(p, '{');
   parse_block_ops(p, b, 1);
   expect_word(p, "yield");
-  IrValue *ys[64];
-  int n = 0;
+  IrValue **ys = NULL; /* as many as the region carries (scans of many states) */
+  int n = 0, cap = 0;
   if (p->tok.kind == TK_VALUE) {
     for (;;) {
-      if (n == 64) fail_at(p, tok_loc(p, &p->tok), "too many yielded values");
+      if (n == cap) {
+        cap = cap ? cap * 2 : 16;
+        IrValue **w = ARENA_ARRAY(p->arena, IrValue *, cap);
+        if (n) memcpy(w, ys, sizeof(IrValue *) * (size_t)n);
+        ys = w;
+      }
       ys[n++] = use_value(p);
       if (!at_punct(p, ',')) break;
       lex(p);
@@ -702,11 +707,16 @@ static void parse_region(Parser *p, IrOp *op) {
  *       (':' type (',' type)*)? ('loc' '(' STRING ':' INT ':' INT ')')?
  *       ('origin' STRING)? ('{' region+ '}')? */
 static void parse_op(Parser *p, IrBlock *b) {
-  Token names[64];
-  int nres = 0;
+  Token *names = NULL; /* a scan has one result per state */
+  int nres = 0, cap = 0;
   if (p->tok.kind == TK_VALUE) {
     for (;;) {
-      if (nres == 64) fail_at(p, tok_loc(p, &p->tok), "too many results");
+      if (nres == cap) {
+        cap = cap ? cap * 2 : 16;
+        Token *w = ARENA_ARRAY(p->arena, Token, cap);
+        if (nres) memcpy(w, names, sizeof(Token) * (size_t)nres);
+        names = w;
+      }
       names[nres++] = p->tok;
       lex(p);
       if (!at_punct(p, ',')) break;
