@@ -130,7 +130,7 @@ static void add_reads(const LoopExpr *e, int *reads, int delta) {
   add_reads(e->c, reads, delta);
 }
 
-static int fuse_once(LoopModule *m, PtrVec *ks, int *from, int *reads) {
+static int fuse_once(LoopModule *m, PtrVec *ks, int *from, int *reads, int *writes) {
   char *rd = xcalloc((size_t)m->bufs.len + 1, 1);
   int *rlist = xmalloc(sizeof(int) * ((size_t)m->bufs.len + 1));
   int done = 0;
@@ -139,7 +139,7 @@ static int fuse_once(LoopModule *m, PtrVec *ks, int *from, int *reads) {
     if (p->kind != LK_LOOP || !fuse_whole_output(m, p)) continue;
     const LoopBuf *ob = loop_buf(m, p->out);
     if (ob->kind != LB_SCRATCH || ob->persistent) continue;
-    int nreads = -1; /* reads[] is kept up to date across fusions (one module walk in all) */
+    int nreads = -1; /* reads[], writes[]: kept up to date across fusions (one module walk in all) */
     for (int j = i + 1; j < ks->len; j++) {
       LoopKernel *c = ks->data[j];
       int here = c->kind == LK_LOOP ? count_loads(c->body, p->out) : 0;
@@ -151,7 +151,7 @@ static int fuse_once(LoopModule *m, PtrVec *ks, int *from, int *reads) {
       int same = 1;
       for (int d = 0; d < p->rank; d++) same &= c->ext[d] == p->ext[d];
       if (!same || !fuse_fits(c->body, p->body, here)) break;
-      if (nreads < 0) nreads = loop_buf_writes(m, p->out) == 1 ? reads[p->out] : 0;
+      if (nreads < 0) nreads = writes[p->out] == 1 ? reads[p->out] : 0;
       if (here != nreads || !loads_ok(m, c->body, p->out, p->rank, p->ext, 0)) break;
       if (has_reduce(p->body) && nreads != 1) break;
       memset(rd, 0, (size_t)m->bufs.len + 1);
@@ -166,6 +166,7 @@ static int fuse_once(LoopModule *m, PtrVec *ks, int *from, int *reads) {
       if (clash) break;
       add_reads(p->body, reads, here - 1); /* now read `here` times, from c */
       reads[p->out] = 0;
+      writes[p->out] = 0;
       int moved = 0;
       c->body = substitute(m, c->body, p->out, p->body, ob->dtype, &moved);
       fuse_remove_at(ks, i);
@@ -187,20 +188,23 @@ static int fuse_once(LoopModule *m, PtrVec *ks, int *from, int *reads) {
   return done;
 }
 
-static void fuse_list(LoopModule *m, PtrVec *ks, int *reads) {
+static void fuse_list(LoopModule *m, PtrVec *ks, int *reads, int *writes) {
   int from = 0;
-  while (fuse_once(m, ks, &from, reads)) {
+  while (fuse_once(m, ks, &from, reads, writes)) {
   }
   for (int i = 0; i < ks->len; i++) {
     LoopKernel *k = ks->data[i];
-    for (int r = 0; r < k->nregions; r++) fuse_list(m, &k->regions[r]->kernels, reads);
+    for (int r = 0; r < k->nregions; r++) fuse_list(m, &k->regions[r]->kernels, reads, writes);
   }
 }
 
 void pass_fuse(LoopModule *m, const PassOptions *o) {
   (void)o;
   int *reads = xmalloc(sizeof(int) * ((size_t)m->bufs.len + 1));
+  int *writes = xmalloc(sizeof(int) * ((size_t)m->bufs.len + 1));
   loop_buf_reads_all(m, reads);
-  fuse_list(m, &m->kernels, reads);
+  loop_buf_writes_all(m, writes);
+  fuse_list(m, &m->kernels, reads, writes);
   free(reads);
+  free(writes);
 }

@@ -95,6 +95,22 @@ static int kernels_writes(const PtrVec *ks, int buf) {
 
 int loop_buf_writes(const LoopModule *m, int buf) { return kernels_writes(&m->kernels, buf); }
 
+static void kernels_writes_all(const PtrVec *ks, int *writes) {
+  for (int i = 0; i < ks->len; i++) {
+    const LoopKernel *k = ks->data[i];
+    if (k->out >= 0) writes[k->out]++;
+    if (k->sweep_at && k->sweep_at->buf >= 0) writes[k->sweep_at->buf]++;
+    for (int s = 1; s < k->ncat; s++)
+      if (k->cat[s].out >= 0) writes[k->cat[s].out]++;
+    for (int r = 0; r < k->nregions; r++) kernels_writes_all(&k->regions[r]->kernels, writes);
+  }
+}
+
+void loop_buf_writes_all(const LoopModule *m, int *writes) {
+  memset(writes, 0, sizeof(int) * (size_t)m->bufs.len);
+  kernels_writes_all(&m->kernels, writes);
+}
+
 int loop_kernel_writes(const LoopKernel *k, int buf) {
   if (k->out == buf) return 1;
   if (k->sweep_at && k->sweep_at->buf == buf) return 1; /* pass_scanfuse */
