@@ -991,43 +991,58 @@ static int ic_scan(InterpSession *s, const IrOp *op, const IcCtx *c) {
       return ic_op_fail(s, op, "state %d does not match slot %lld (%lld elements)", i, (long long)slot,
                         (long long)s->state_n[slot]);
   }
-  IVal *outs[16];
-  if (op->nout > 16) return ic_op_fail(s, op, "too many results");
+  /* heap arrays: a scan has as many states and outputs as the model declares */
+  IVal **outs = xcalloc((size_t)op->nout + 1, sizeof(IVal *));
+  double **tmp = xcalloc((size_t)ns + 1, sizeof(double *));
+  int rc = -1;
   for (int i = 0; i < op->nout; i++) {
     outs[i] = ic_def(s, op->out[i], c);
-    if (outs[i]->rank < 1 || outs[i]->dims[0] != c->T) return ic_op_fail(s, op, "result %d must be [T, ...]", i);
+    if (outs[i]->rank < 1 || outs[i]->dims[0] != c->T) {
+      ic_op_fail(s, op, "result %d must be [T, ...]", i);
+      goto done;
+    }
   }
   for (int i = 0; i < ns; i++)
     ic_set_arg(s, r->args[1 + i], c, s->states[st->ints[i]], s->state_n[st->ints[i]]);
   for (int64_t t = 0; t < c->T; t++) {
     double tv = (double)t;
     ic_set_arg(s, r->args[0], c, &tv, 1);
-    if (ic_block(s, r, c) < 0) return -1;
+    if (ic_block(s, r, c) < 0) goto done;
     for (int i = 0; i < op->nout; i++) {
       IVal *y = ic_get(s, r->yields[ns + i]);
       int64_t row = outs[i]->n / c->T;
-      if (!y->d || y->n != row) return ic_op_fail(s, op, "emitted value %d has %lld elements, expected %lld", i, (long long)y->n, (long long)row);
+      if (!y->d || y->n != row) {
+        ic_op_fail(s, op, "emitted value %d has %lld elements, expected %lld", i, (long long)y->n, (long long)row);
+        goto done;
+      }
       memcpy(outs[i]->d + t * row, y->d, sizeof(double) * (size_t)row);
     }
     /* Copy the new states into the args; a yield may alias an arg. */
-    double *tmp[16];
-    if (ns > 16) return ic_op_fail(s, op, "too many states");
     for (int i = 0; i < ns; i++) {
       IVal *y = ic_get(s, r->yields[i]);
-      if (!y->d) return ic_op_fail(s, op, "state %d was not computed", i);
+      if (!y->d) {
+        ic_op_fail(s, op, "state %d was not computed", i);
+        goto done;
+      }
       tmp[i] = xmalloc(sizeof(double) * (size_t)y->n);
       memcpy(tmp[i], y->d, sizeof(double) * (size_t)y->n);
     }
     for (int i = 0; i < ns; i++) {
       ic_set_arg(s, r->args[1 + i], c, tmp[i], s->state_n[st->ints[i]]);
       free(tmp[i]);
+      tmp[i] = NULL;
     }
   }
   for (int i = 0; i < ns; i++) {
     IVal *a = ic_get(s, r->args[1 + i]);
     for (int64_t e = 0; e < a->n; e++) s->states[st->ints[i]][e] = a->d[e];
   }
-  return 0;
+  rc = 0;
+done:
+  for (int i = 0; i < ns; i++) free(tmp[i]);
+  free(tmp);
+  free(outs);
+  return rc;
 }
 
 /* The counter of a mixture/skip op, or NULL when counting is off. */

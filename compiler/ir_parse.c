@@ -309,7 +309,12 @@ typedef struct Sym {
   const char *name;
   int len;
   IrValue *v;
+  int next; /* the previous symbol of the same hash bucket, or -1 */
 } Sym;
+
+/* Buckets of the symbol stack (a chain per bucket, newest first, popped with
+ * the stack), so a module of many values reads in linear time. */
+enum { SYM_BUCKETS = 1 << 14 };
 
 typedef struct Parser {
   Arena *arena;
@@ -320,6 +325,7 @@ typedef struct Parser {
   Token tok; /* the current (lookahead) token */
   Sym *syms;
   int nsyms, capsyms;
+  int *bucket; /* SYM_BUCKETS heads (index into syms, -1 empty), allocated with the first symbol */
   jmp_buf fail;
 } Parser;
 
@@ -539,10 +545,23 @@ static double expect_number(Parser *p) {
 
 /* ---- names ---- */
 
+static unsigned sym_hash(const char *s, int len) {
+  unsigned h = 2166136261u;
+  for (int i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
+  return h & (SYM_BUCKETS - 1);
+}
 static IrValue *sym_lookup(Parser *p, const Token *t) {
-  for (int i = p->nsyms - 1; i >= 0; i--)
+  if (!p->bucket) return NULL;
+  for (int i = p->bucket[sym_hash(t->start, t->len)]; i >= 0; i = p->syms[i].next)
     if (p->syms[i].len == t->len && !memcmp(p->syms[i].name, t->start, (size_t)t->len)) return p->syms[i].v;
   return NULL;
+}
+/* Leaves a region's scope: drops the symbols above `scope`. */
+static void sym_pop_to(Parser *p, int scope) {
+  while (p->nsyms > scope) {
+    const Sym *y = &p->syms[--p->nsyms];
+    p->bucket[sym_hash(y->name, y->len)] = y->next;
+  }
 }
 static void sym_define(Parser *p, const Token *t, IrValue *v) {
   if (sym_lookup(p, t))
@@ -551,7 +570,13 @@ static void sym_define(Parser *p, const Token *t, IrValue *v) {
     p->capsyms = p->capsyms ? 2 * p->capsyms : 64;
     p->syms = xrealloc(p->syms, sizeof(Sym) * (size_t)p->capsyms);
   }
-  p->syms[p->nsyms++] = (Sym){t->start, t->len, v};
+  if (!p->bucket) {
+    p->bucket = xmalloc(sizeof(int) * SYM_BUCKETS);
+    for (int i = 0; i < SYM_BUCKETS; i++) p->bucket[i] = -1;
+  }
+  unsigned h = sym_hash(t->start, t->len);
+  p->syms[p->nsyms] = (Sym){t->start, t->len, v, p->bucket[h]};
+  p->bucket[h] = p->nsyms++;
 }
 static IrValue *use_value(Parser *p) {
   if (p->tok.kind != TK_VALUE) expected(p, "a value (%name)");
@@ -692,11 +717,16 @@ static void parse_region(Parser *p, IrOp *op) {
   expect_punct(p, '{');
   parse_block_ops(p, b, 1);
   expect_word(p, "yield");
-  IrValue *ys[64];
-  int n = 0;
+  IrValue **ys = NULL; /* as many as the region carries (scans of many states) */
+  int n = 0, cap = 0;
   if (p->tok.kind == TK_VALUE) {
     for (;;) {
-      if (n == 64) fail_at(p, tok_loc(p, &p->tok), "too many yielded values");
+      if (n == cap) {
+        cap = cap ? cap * 2 : 16;
+        IrValue **w = ARENA_ARRAY(p->arena, IrValue *, cap);
+        if (n) memcpy(w, ys, sizeof(IrValue *) * (size_t)n);
+        ys = w;
+      }
       ys[n++] = use_value(p);
       if (!at_punct(p, ',')) break;
       lex(p);
@@ -704,18 +734,23 @@ static void parse_region(Parser *p, IrOp *op) {
   }
   ir_block_set_yields(p->m, b, n, ys);
   expect_punct(p, '}');
-  p->nsyms = scope;
+  sym_pop_to(p, scope);
 }
 
 /* op := (VALUE (',' VALUE)* '=')? WORD (VALUE (',' VALUE)*)? ('{' attrs '}')?
  *       (':' type (',' type)*)? ('loc' '(' STRING ':' INT ':' INT ')')?
  *       ('origin' STRING)? ('{' region+ '}')? */
 static void parse_op(Parser *p, IrBlock *b) {
-  Token names[64];
-  int nres = 0;
+  Token *names = NULL; /* a scan has one result per state */
+  int nres = 0, cap = 0;
   if (p->tok.kind == TK_VALUE) {
     for (;;) {
-      if (nres == 64) fail_at(p, tok_loc(p, &p->tok), "too many results");
+      if (nres == cap) {
+        cap = cap ? cap * 2 : 16;
+        Token *w = ARENA_ARRAY(p->arena, Token, cap);
+        if (nres) memcpy(w, names, sizeof(Token) * (size_t)nres);
+        names = w;
+      }
       names[nres++] = p->tok;
       lex(p);
       if (!at_punct(p, ',')) break;
@@ -916,5 +951,6 @@ IrModule *ir_parse(Arena *a, const char *display_name, const char *text) {
     ir_module_release(p.m); /* the arena keeps the rest */
   }
   free(p.syms);
+  free(p.bucket);
   return result;
 }

@@ -1,5 +1,6 @@
 /* main.c — the gattnc command line. Parses options into a DriverOptions and
  * hands over to driver.c, which runs the pipeline in order. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,38 @@ static int gemm_target_of(const char *t) {
   for (int i = 0; i < 5; i++)
     if (!strcmp(t, names[i])) return i;
   return -1;
+}
+
+/* The compiler's walks over syntax trees, IR expressions and layer calls
+ * recurse as deep as the program nests (docs/language.md, "Nesting depth":
+ * the parser and sema bound it), so the pipeline runs on a thread with a
+ * large stack; the pages are only committed as they are used. */
+enum { MAIN_STACK_BYTES = 1024 * 1024 * 1024 };
+
+typedef struct MainJob {
+  DriverOptions *o;
+  int rc;
+} MainJob;
+
+static void *main_thread_run(void *arg) {
+  MainJob *j = arg;
+  j->rc = driver_main(j->o);
+  return NULL;
+}
+
+static int main_run_big_stack(DriverOptions *o) {
+  MainJob j = {o, 1};
+  pthread_attr_t at;
+  pthread_t th;
+  if (pthread_attr_init(&at) == 0) {
+    int ok = pthread_attr_setstacksize(&at, MAIN_STACK_BYTES) == 0 && pthread_create(&th, &at, main_thread_run, &j) == 0;
+    pthread_attr_destroy(&at);
+    if (ok) {
+      pthread_join(th, NULL);
+      return j.rc;
+    }
+  }
+  return driver_main(o); /* no thread (address space limits): the ordinary stack */
 }
 
 static void usage(FILE *f) {
@@ -287,5 +320,5 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  return driver_main(&o);
+  return main_run_big_stack(&o);
 }

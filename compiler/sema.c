@@ -419,6 +419,8 @@ static Val eval_mixture(Sema *S, AstExpr *e);
 static Val instantiate_layer(Sema *S, AstDecl *L, AstExpr *call);
 
 static Val eval_expr(Sema *S, AstExpr *e);
+static Val sema_eval_node(Sema *S, AstExpr *e);
+
 Val sema_eval(Sema *S, AstExpr *e) {
   int errs = diag_error_count();
   Val v = eval_expr(S, e);
@@ -427,6 +429,19 @@ Val sema_eval(Sema *S, AstExpr *e) {
 
 static Val eval_expr(Sema *S, AstExpr *e) {
   if (!e) return val_poison();
+  if (S->eval_depth >= SEMA_MAX_DEPTH) {
+    if (!S->depth_reported) /* once: the poison unwinds through every enclosing level */
+      diag_error(e->loc, "expression or layer calls nested too deeply (limit %d)", SEMA_MAX_DEPTH);
+    S->depth_reported = 1;
+    return val_poison();
+  }
+  S->eval_depth++;
+  Val v = sema_eval_node(S, e);
+  S->eval_depth--;
+  return v;
+}
+
+static Val sema_eval_node(Sema *S, AstExpr *e) {
   switch (e->kind) {
   case AST_EXPR_INT: return val_int(e->ival);
   case AST_EXPR_FLOAT: return val_float(e->fval);

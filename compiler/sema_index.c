@@ -38,7 +38,13 @@ typedef struct Ix {
   IrValue *ops[IX_MAX_OPS];
   int nops;
   int bad;
+  int depth; /* of ix_build, against IX_MAX_DEPTH */
 } Ix;
+
+/* An index expression is one C expression in the generated code: nesting
+ * beyond this would exceed C compilers' bracket limits (clang: 256) and the
+ * IR verifier's (docs/language.md, "Nesting depth"). */
+#define IX_MAX_DEPTH 100
 
 static int ix_var(Ix *ix, const char *name) {
   for (int i = ix->nvisible - 1; i >= 0; i--)
@@ -364,7 +370,22 @@ static IrFn ix_binop_fn(AstBinOp op) {
   return map[op];
 }
 
+static IrExpr *ix_build_node(Ix *ix, AstExpr *e);
+
 static IrExpr *ix_build(Ix *ix, AstExpr *e) {
+  if (ix->bad) return NULL;
+  if (ix->depth >= IX_MAX_DEPTH) {
+    diag_error(e->loc, "index expression nested too deeply (limit %d)", IX_MAX_DEPTH);
+    ix->bad = 1;
+    return NULL;
+  }
+  ix->depth++;
+  IrExpr *r = ix_build_node(ix, e);
+  ix->depth--;
+  return r;
+}
+
+static IrExpr *ix_build_node(Ix *ix, AstExpr *e) {
   Sema *S = ix->S;
   IrModule *m = S->m;
   if (ix->bad) return NULL;

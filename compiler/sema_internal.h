@@ -101,6 +101,8 @@ typedef struct Sema {
   int token_only;     /* > 0 inside a mixture/skip body */
   ScanCtx *scan;      /* innermost scan body, or NULL */
   int layer_depth;    /* 0 in the model body */
+  int eval_depth;     /* sema_eval nesting (expressions and layer calls), <= SEMA_MAX_DEPTH */
+  int depth_reported; /* the error for exceeding it was given */
   PtrVec outputs;     /* OutputDecl* */
   Env *model_env;
   Env *env;           /* the frame statements and expressions use */
@@ -128,6 +130,9 @@ Env *env_new(Sema *S, Env *parent, int barrier);
 void env_define(Sema *S, Env *e, const char *name, Val v, SrcLoc loc);
 Binding *env_lookup(Env *e, const char *name);
 
+/* How deep expressions and layer calls may nest (docs/language.md, "Nesting
+ * depth"): every later walk over the program recurses at most this deep. */
+#define SEMA_MAX_DEPTH 10000
 Val sema_eval(Sema *S, AstExpr *e);
 /* Evaluates a name the way an expression does (mapping captured tensors into
  * the current region); reports undefined names. */

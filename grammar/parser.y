@@ -41,6 +41,9 @@ typedef void *yyscan_t;
 
 /* Everything one parse needs, shared by the scanner (as yyextra) and the
  * parser (as a %parse-param). */
+/* How deep '(', '[' and '{' may nest (docs/language.md, "Nesting depth"). */
+#define PARSE_MAX_NESTING 256
+
 typedef struct ParseState {
   Arena *arena;
   int file;           /* diag file id */
@@ -50,6 +53,7 @@ typedef struct ParseState {
   char *opens;        /* stack of open '(', '[' and '{' (heap) */
   int nopens, capopens;
   int last_can_end;   /* the previous token may end a statement */
+  int too_deep;       /* brackets nested past PARSE_MAX_NESTING: input ended there */
   AstFile *result;
 } ParseState;
 }
@@ -800,6 +804,7 @@ static int token_is_postfix(yysymbol_kind_t k) {
 
 static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, ParseState *ps) {
   (void)scanner;
+  if (ps->too_deep) return 0; /* the one error is the nesting limit's */
   enum { MAX_EXPECTED = 128, MAX_LISTED = 5 };
   yysymbol_kind_t expected[MAX_EXPECTED];
   int n = yypcontext_expected_tokens(ctx, expected, MAX_EXPECTED);
@@ -853,5 +858,8 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, Pars
 
 static void gat_yyerror(GAT_YYLTYPE *loc, yyscan_t scanner, ParseState *ps, const char *msg) {
   (void)scanner;
+  if (ps->too_deep) return;
+  if (!strcmp(msg, "memory exhausted")) /* Bison's stack: long prefix chains such as `- - - x` */
+    msg = "nested too deeply (the parser's stack is full)";
   diag_error(LOC(*loc), "%s", msg);
 }

@@ -10,7 +10,14 @@
  * and O is never written. A producer with a reduction is only inlined into a
  * consumer that reads it once (no recomputation). Nothing may write a buffer
  * P reads between P and C. Needs: the plain lowering. Breaks: nothing; the
- * result is bitwise the unfused one. */
+ * result is bitwise the unfused one.
+ *
+ * Bounded: a fused body stays below FUSE_MAX_NODES nodes and FUSE_MAX_DEPTH
+ * (a nesting weight close to the parentheses the C backend prints, so
+ * clang's default bracket depth of 256 holds), however long the chain of
+ * statements: a chain of 10,000 `z = z + x` becomes kernels of bounded size,
+ * in linear memory (a producer read once is moved, not copied) and without
+ * rescanning the kernels already found unfusable. */
 #include <string.h>
 #include <stdlib.h>
 
@@ -38,6 +45,30 @@ static int loads_ok(const LoopModule *m, const LoopExpr *e, int buf, int rank, c
          loads_ok(m, e->c, buf, rank, ext, r);
 }
 
+enum { FUSE_MAX_NODES = 1024, FUSE_MAX_DEPTH = 160 };
+
+/* Node count and nesting weight of e: 2 per node (the parentheses and call
+ * of its C form), 2 more for a rounded (inlined) value's casts. Capped a
+ * little above the limits, so a walk costs at most that much. */
+static void expr_size(const LoopExpr *e, int depth, int *nodes, int *maxdepth) {
+  if (!e || *nodes > FUSE_MAX_NODES || *maxdepth > FUSE_MAX_DEPTH) return;
+  depth += 2 + 2 * e->round;
+  ++*nodes;
+  if (depth > *maxdepth) *maxdepth = depth;
+  expr_size(e->a, depth, nodes, maxdepth);
+  expr_size(e->b, depth, nodes, maxdepth);
+  expr_size(e->c, depth, nodes, maxdepth);
+}
+
+/* Whether inlining body (nreads times) into c stays within the limits;
+ * conservatively as if every load sat at c's deepest point. */
+static int fuse_fits(const LoopExpr *c, const LoopExpr *body, int nreads) {
+  int cn = 0, cd = 0, pn = 0, pd = 0;
+  expr_size(c, 0, &cn, &cd);
+  expr_size(body, 0, &pn, &pd);
+  return cn + (int64_t)pn * nreads <= FUSE_MAX_NODES && cd + pd + 2 <= FUSE_MAX_DEPTH;
+}
+
 static LoopExpr *copy_expr(LoopModule *m, const LoopExpr *e) {
   if (!e) return NULL;
   LoopExpr *c = loop_expr_new(m, e->kind, e->dtype);
@@ -52,17 +83,20 @@ static LoopExpr *copy_expr(LoopModule *m, const LoopExpr *e) {
   return c;
 }
 
-static LoopExpr *substitute(LoopModule *m, LoopExpr *e, int buf, const LoopExpr *body, IrDType dt) {
+/* The producer is deleted after the substitution, so its body itself
+ * replaces the first load (*moved set) and only further loads get copies. */
+static LoopExpr *substitute(LoopModule *m, LoopExpr *e, int buf, LoopExpr *body, IrDType dt, int *moved) {
   if (!e) return NULL;
   if (e->kind == LX_LOAD && e->buf == buf) {
-    LoopExpr *c = copy_expr(m, body);
+    LoopExpr *c = *moved ? copy_expr(m, body) : body;
+    *moved = 1;
     c->round = 1;
     c->dtype = dt; /* the store rounded to the buffer's dtype */
     return c;
   }
-  e->a = substitute(m, e->a, buf, body, dt);
-  e->b = substitute(m, e->b, buf, body, dt);
-  e->c = substitute(m, e->c, buf, body, dt);
+  e->a = substitute(m, e->a, buf, body, dt, moved);
+  e->b = substitute(m, e->b, buf, body, dt, moved);
+  e->c = substitute(m, e->c, buf, body, dt, moved);
   return e;
 }
 
@@ -78,14 +112,34 @@ static void collect_reads(const LoopExpr *e, char *rd) {
   collect_reads(e->c, rd);
 }
 
-static int fuse_once(LoopModule *m, PtrVec *ks) {
-  for (int i = 0; i < ks->len; i++) {
+/* Fuses the first fusable producer at index >= *from (the order of the
+ * original rescan from 0: nothing before *from can fuse). On success sets
+ * *from to where the next search must start: the producer's place, or the
+ * first earlier kernel whose output the producer read (its readers changed,
+ * so it may fuse now). */
+/* reads[b] += delta for every read of a buffer in e (as loop_buf_reads counts). */
+static void add_reads(const LoopExpr *e, int *reads, int delta) {
+  if (!e) return;
+  if (e->kind == LX_LOAD) {
+    reads[e->buf] += delta;
+    for (int i = 0; i < e->nidx; i++)
+      if (e->idx[i].dyn_buf >= 0) reads[e->idx[i].dyn_buf] += delta;
+  }
+  add_reads(e->a, reads, delta);
+  add_reads(e->b, reads, delta);
+  add_reads(e->c, reads, delta);
+}
+
+static int fuse_once(LoopModule *m, PtrVec *ks, int *from, int *reads, int *writes) {
+  char *rd = xcalloc((size_t)m->bufs.len + 1, 1);
+  int *rlist = xmalloc(sizeof(int) * ((size_t)m->bufs.len + 1));
+  int done = 0;
+  for (int i = *from; i < ks->len && !done; i++) {
     LoopKernel *p = ks->data[i];
     if (p->kind != LK_LOOP || !fuse_whole_output(m, p)) continue;
     const LoopBuf *ob = loop_buf(m, p->out);
-    if (ob->kind != LB_SCRATCH || ob->persistent || loop_buf_writes(m, p->out) != 1) continue;
-    int nreads = loop_buf_reads(m, p->out);
-    if (nreads == 0) continue;
+    if (ob->kind != LB_SCRATCH || ob->persistent) continue;
+    int nreads = -1; /* reads[], writes[]: kept up to date across fusions (one module walk in all) */
     for (int j = i + 1; j < ks->len; j++) {
       LoopKernel *c = ks->data[j];
       int here = c->kind == LK_LOOP ? count_loads(c->body, p->out) : 0;
@@ -93,37 +147,64 @@ static int fuse_once(LoopModule *m, PtrVec *ks) {
         if (c->kind != LK_LOOP && loop_kernel_writes(c, p->out)) break;
         continue;
       }
-      if (here != nreads || c->rank != p->rank || c->tvar != p->tvar) break;
+      if (c->rank != p->rank || c->tvar != p->tvar) break;
       int same = 1;
       for (int d = 0; d < p->rank; d++) same &= c->ext[d] == p->ext[d];
-      if (!same || !loads_ok(m, c->body, p->out, p->rank, p->ext, 0)) break;
+      if (!same || !fuse_fits(c->body, p->body, here)) break;
+      if (nreads < 0) nreads = writes[p->out] == 1 ? reads[p->out] : 0;
+      if (here != nreads || !loads_ok(m, c->body, p->out, p->rank, p->ext, 0)) break;
       if (has_reduce(p->body) && nreads != 1) break;
-      char *rd = xcalloc((size_t)m->bufs.len + 1, 1);
+      memset(rd, 0, (size_t)m->bufs.len + 1);
       collect_reads(p->body, rd);
+      int nr = 0;
+      for (int b = 0; b < m->bufs.len; b++)
+        if (rd[b]) rlist[nr++] = b;
       int clash = 0;
       for (int q = i + 1; q < j && !clash; q++)
-        for (int b = 0; b < m->bufs.len && !clash; b++)
-          if (rd[b] && loop_kernel_writes(ks->data[q], b)) clash = 1;
-      free(rd);
+        for (int k = 0; k < nr && !clash; k++)
+          if (loop_kernel_writes(ks->data[q], rlist[k])) clash = 1;
       if (clash) break;
-      c->body = substitute(m, c->body, p->out, p->body, ob->dtype);
+      add_reads(p->body, reads, here - 1); /* now read `here` times, from c */
+      reads[p->out] = 0;
+      writes[p->out] = 0;
+      int moved = 0;
+      c->body = substitute(m, c->body, p->out, p->body, ob->dtype, &moved);
       fuse_remove_at(ks, i);
-      return 1;
+      int back = i;
+      for (int e = 0; e < i; e++) {
+        const LoopKernel *k = ks->data[e];
+        if (k->out >= 0 && k->out < m->bufs.len && rd[k->out]) {
+          back = e;
+          break;
+        }
+      }
+      *from = back;
+      done = 1;
+      break;
     }
   }
-  return 0;
+  free(rd);
+  free(rlist);
+  return done;
 }
 
-static void fuse_list(LoopModule *m, PtrVec *ks) {
-  while (fuse_once(m, ks)) {
+static void fuse_list(LoopModule *m, PtrVec *ks, int *reads, int *writes) {
+  int from = 0;
+  while (fuse_once(m, ks, &from, reads, writes)) {
   }
   for (int i = 0; i < ks->len; i++) {
     LoopKernel *k = ks->data[i];
-    for (int r = 0; r < k->nregions; r++) fuse_list(m, &k->regions[r]->kernels);
+    for (int r = 0; r < k->nregions; r++) fuse_list(m, &k->regions[r]->kernels, reads, writes);
   }
 }
 
 void pass_fuse(LoopModule *m, const PassOptions *o) {
   (void)o;
-  fuse_list(m, &m->kernels);
+  int *reads = xmalloc(sizeof(int) * ((size_t)m->bufs.len + 1));
+  int *writes = xmalloc(sizeof(int) * ((size_t)m->bufs.len + 1));
+  loop_buf_reads_all(m, reads);
+  loop_buf_writes_all(m, writes);
+  fuse_list(m, &m->kernels, reads, writes);
+  free(reads);
+  free(writes);
 }

@@ -6,58 +6,68 @@
 
 #include "pass.h"
 
-static int expr_reads(const LoopExpr *e, int buf) {
+/* The reads of buf, or with all != NULL of every buffer: all[b] += each read
+ * of b (one walk serves passes that would ask about every buffer). */
+#define HIT(x) (all ? ((x) >= 0 ? (all[(x)]++, 0) : 0) : (x) == buf)
+
+static int expr_reads(const LoopExpr *e, int buf, int *all) {
   if (!e) return 0;
   int n = 0;
   if (e->kind == LX_LOAD) {
-    n += e->buf == buf;
-    for (int i = 0; i < e->nidx; i++) n += e->idx[i].dyn_buf == buf;
+    n += HIT(e->buf);
+    for (int i = 0; i < e->nidx; i++) n += HIT(e->idx[i].dyn_buf);
   }
-  return n + expr_reads(e->a, buf) + expr_reads(e->b, buf) + expr_reads(e->c, buf);
+  return n + expr_reads(e->a, buf, all) + expr_reads(e->b, buf, all) + expr_reads(e->c, buf, all);
 }
 
-static int kernels_reads(const PtrVec *ks, int buf);
+static int kernels_reads(const PtrVec *ks, int buf, int *all);
 
-static int kernel_reads(const LoopKernel *k, int buf) {
+static int kernel_reads(const LoopKernel *k, int buf, int *all) {
   int n = 0;
   switch (k->kind) {
   case LK_LOOP:
-    n += expr_reads(k->body, buf);
+    n += expr_reads(k->body, buf, all);
     if (k->sweep_at) { /* pass_scanfuse: the sweep store's value and dynamic indices */
-      n += expr_reads(k->sweep_val, buf);
-      for (int i = 0; i < k->sweep_at->nidx; i++) n += k->sweep_at->idx[i].dyn_buf == buf;
+      n += expr_reads(k->sweep_val, buf, all);
+      for (int i = 0; i < k->sweep_at->nidx; i++) n += HIT(k->sweep_at->idx[i].dyn_buf);
     }
     break;
   case LK_CALL:
   case LK_COPY:
-    for (int i = 0; i < LOOP_MAX_ARGS; i++) n += k->args[i] == buf;
+    for (int i = 0; i < LOOP_MAX_ARGS; i++) n += HIT(k->args[i]);
     for (int i = 0; i < k->ncat; i++) /* segmented GEMM (pass_concat) */
-      n += (k->cat[i].w == buf) + (k->cat[i].bias == buf) + (k->cat[i].res == buf);
+      n += HIT(k->cat[i].w) + HIT(k->cat[i].bias) + HIT(k->cat[i].res);
     break;
   default: /* control kernels: everything they name counts as read */
-    for (int i = 0; i < LOOP_MAX_ARGS; i++) n += k->args[i] == buf;
-    for (int i = 0; i < k->nstates; i++) n += k->state_bufs[i] == buf;
-    for (int i = 0; i < k->nxs; i++) n += k->xs[i] == buf;
+    for (int i = 0; i < LOOP_MAX_ARGS; i++) n += HIT(k->args[i]);
+    for (int i = 0; i < k->nstates; i++) n += HIT(k->state_bufs[i]);
+    for (int i = 0; i < k->nxs; i++) n += HIT(k->xs[i]);
     for (int r = 0; r < k->nregions; r++) {
       const LoopRegion *g = k->regions[r];
-      for (int i = 0; i < g->nargs; i++) n += g->args[i] == buf;
-      for (int i = 0; i < g->nyield; i++) n += g->yields[i] == buf;
-      n += kernels_reads(&g->kernels, buf);
+      for (int i = 0; i < g->nargs; i++) n += HIT(g->args[i]);
+      for (int i = 0; i < g->nyield; i++) n += HIT(g->yields[i]);
+      n += kernels_reads(&g->kernels, buf, all);
     }
     break;
   }
   return n;
 }
+#undef HIT
 
-static int kernels_reads(const PtrVec *ks, int buf) {
+static int kernels_reads(const PtrVec *ks, int buf, int *all) {
   int n = 0;
-  for (int i = 0; i < ks->len; i++) n += kernel_reads(ks->data[i], buf);
+  for (int i = 0; i < ks->len; i++) n += kernel_reads(ks->data[i], buf, all);
   return n;
 }
 
-int loop_buf_reads(const LoopModule *m, int buf) { return kernels_reads(&m->kernels, buf); }
+int loop_buf_reads(const LoopModule *m, int buf) { return kernels_reads(&m->kernels, buf, NULL); }
 
-int loop_kernel_reads(const LoopKernel *k, int buf) { return kernel_reads(k, buf); }
+void loop_buf_reads_all(const LoopModule *m, int *reads) {
+  memset(reads, 0, sizeof(int) * (size_t)m->bufs.len);
+  kernels_reads(&m->kernels, -1, reads);
+}
+
+int loop_kernel_reads(const LoopKernel *k, int buf) { return kernel_reads(k, buf, NULL); }
 
 static void walk_kernels(LoopModule *m, PtrVec *ks, void (*fn)(LoopModule *, LoopKernel *, void *), void *ctx) {
   for (int i = 0; i < ks->len; i++) {
@@ -85,6 +95,22 @@ static int kernels_writes(const PtrVec *ks, int buf) {
 
 int loop_buf_writes(const LoopModule *m, int buf) { return kernels_writes(&m->kernels, buf); }
 
+static void kernels_writes_all(const PtrVec *ks, int *writes) {
+  for (int i = 0; i < ks->len; i++) {
+    const LoopKernel *k = ks->data[i];
+    if (k->out >= 0) writes[k->out]++;
+    if (k->sweep_at && k->sweep_at->buf >= 0) writes[k->sweep_at->buf]++;
+    for (int s = 1; s < k->ncat; s++)
+      if (k->cat[s].out >= 0) writes[k->cat[s].out]++;
+    for (int r = 0; r < k->nregions; r++) kernels_writes_all(&k->regions[r]->kernels, writes);
+  }
+}
+
+void loop_buf_writes_all(const LoopModule *m, int *writes) {
+  memset(writes, 0, sizeof(int) * (size_t)m->bufs.len);
+  kernels_writes_all(&m->kernels, writes);
+}
+
 int loop_kernel_writes(const LoopKernel *k, int buf) {
   if (k->out == buf) return 1;
   if (k->sweep_at && k->sweep_at->buf == buf) return 1; /* pass_scanfuse */
@@ -98,7 +124,7 @@ int loop_kernel_writes(const LoopKernel *k, int buf) {
           return 1;
     return 0;
   }
-  return kernel_reads(k, buf) > 0; /* control kernels: conservatively, anything they touch */
+  return kernel_reads(k, buf, NULL) > 0; /* control kernels: conservatively, anything they touch */
 }
 
 /* ---- verification ---- */

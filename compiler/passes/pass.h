@@ -102,6 +102,10 @@ int pipeline_has_pass(const char *name);
 /* Number of places that read buffer `buf` (loads, call/copy arguments, region
  * bindings, scan results, ...), over the whole module. */
 int loop_buf_reads(const LoopModule *m, int buf);
+/* reads[b] = loop_buf_reads(m, b) for every buffer b < m->bufs.len, in one walk. */
+void loop_buf_reads_all(const LoopModule *m, int *reads);
+/* writes[b] = loop_buf_writes(m, b) for every buffer b, in one walk. */
+void loop_buf_writes_all(const LoopModule *m, int *writes);
 /* Number of places kernel k (and its regions) reads `buf`, as loop_buf_reads counts them. */
 int loop_kernel_reads(const LoopKernel *k, int buf);
 /* Calls fn on every kernel of the module, region kernels after their control kernel. */
