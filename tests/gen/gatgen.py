@@ -280,6 +280,13 @@ class Gen:
             s1, d1 = self.r.choice(states)
             em, de = f"emit[j] = {s0}[j] + max(k) {s1}[k]", d0
         pos = self.r.randint(0, len(body_up))
+        # An emit reading a state assigned after it is the known -O2 scan_inplace
+        # bug (known_pattern): kept in 15% of such scans, so it stays covered
+        # without masking other -O2 findings in the rest.
+        later = " ".join(u.split("[")[0] for u in body_up[pos:])
+        if any(re.search(rf"\b{s}\b", em) and re.search(rf"\b{s}\b", later) for s, _ in states):
+            if self.r.random() > 0.15:
+                pos = len(body_up)
         body = body_up[:pos] + [em] + body_up[pos:]
         for p in params:
             self.emit(p)
@@ -648,7 +655,6 @@ def worker(args):
     os.makedirs(wd, exist_ok=True)
     runner = Runner(gattnc, wd)
     res = {"passed": 0, "rejected": 0, "failed": 0, "known": 0, "ran": 0, "findings": [], "rejects": []}
-    known_shrunk = False
     for seed in seeds:
         if time.time() > deadline:
             break
@@ -672,10 +678,10 @@ def worker(args):
             continue
         known = known_pattern(src) and all(f[0] == "mismatch" and f[1].startswith(("O2", "jit")) for f in found)
         if known:
+            # not shrunk: regress/scan_emit_before_update.gat is its reproducer
             res["known"] += 1
-            if known_shrunk:
-                continue
-            known_shrunk = True
+            res["findings"].append((seed, found[0][0], found[0][1], found[0][2].strip()[:300], "", True))
+            continue
         else:
             res["failed"] += 1
         # shrink on the cheapest configuration that fails: the JIT, then a run the cache serves
@@ -683,10 +689,6 @@ def worker(args):
         found.sort(key=lambda f: order.index(f[1]) if f[1] in order else len(order))
         kind, cfg, msg, cmd = found[0]
         small = src if kind == "timeout" else shrink(runner, src, seed, kind, cfg, cfgs, until=time.time() + shrink_time)
-        if known and not known_pattern(small):
-            known = False
-            res["known"] -= 1
-            res["failed"] += 1
         st, fs = runner.check(small, seed, [c for c in cfgs if c[0] == cfg], stop_first=True)
         if st != "finding":
             small = src
@@ -765,7 +767,8 @@ def main():
             print(f"rejected: seed {seed}: {msg}")
         for seed, kind, cfg, msg, path, known in r["findings"]:
             print(f"{'KNOWN' if known else 'FINDING'}: seed {seed}: {kind} on {cfg}: {msg.splitlines()[0] if msg else ''}")
-            print(f"  reproducer: {path}")
+            if path:
+                print(f"  reproducer: {path}")
     print(f"gen: {tot['ran']} programs in {el:.0f} s ({el / max(tot['ran'], 1):.2f} s each, {jobs} jobs), "
           f"{len(configs)} configs, {tot['rejected']} rejected, {tot['known']} known (scan_inplace emit-before-update)")
     print(f"gen: {tot['passed']} passed, {tot['failed']} failed")
