@@ -405,6 +405,13 @@ def generate(seed):
     return Gen(seed).program()
 
 
+def shapes_of(seed):
+    """name -> d of the generated program's values (all f32[T, d])."""
+    g = Gen(seed)
+    g.program()
+    return {k: v[0] for k, v in g.env.items() if len(v) == 1}
+
+
 # ---------------------------------------------------------------- running
 
 FNO_FALLBACK = ["fuse", "tile", "pack", "concat", "gate", "scanfuse"]
@@ -567,7 +574,7 @@ def model_body(src):
     return lines[:start + 1], lines[start + 1:-1], lines[-1:]
 
 
-def shrink(runner, src, seed, kind, config, configs, budget=60, until=None):
+def shrink(runner, src, seed, kind, config, configs, budget=60, until=None, shapes=None):
     """Delta debugging over the model's body lines (keeping the failure kind on
     the same configuration), then replacing right-hand sides by one of their
     operands. Returns the smallest source found."""
@@ -588,6 +595,17 @@ def shrink(runner, src, seed, kind, config, configs, budget=60, until=None):
     def build(st):
         return "\n".join(head + fixed + st + tail) + "\n"
 
+    # point each output at an earlier value (its declaration follows the shape),
+    # so the chain after that value can go
+    for o in re.findall(r"output (y\d+) ", "\n".join(fixed)):
+        for v in sorted(shapes or {}, key=lambda k: int(re.sub(r"\D", "", k) or 0)):
+            if not any(re.match(rf"\s*{v}\b.* = ", l) for l in stmts) and not v.startswith("x"):
+                continue
+            f2 = [re.sub(rf"(output {o} : f32\[T, )\d+\]", rf"\g<1>{shapes[v]}]", l) for l in fixed]
+            s2 = [re.sub(rf"^(\s*{o} = ).*", rf"\g<1>{v}", l) for l in stmts]
+            if s2 != stmts and fails("\n".join(head + f2 + s2 + tail) + "\n"):
+                fixed, stmts = f2, s2
+                break
     n = 2
     while len(stmts) >= 1 and steps[0] < budget:
         chunk = max(1, len(stmts) // n)
@@ -623,6 +641,10 @@ def shrink(runner, src, seed, kind, config, configs, budget=60, until=None):
         if len(f2) < len(fixed) and any(re.match(r"\s*output ", l) for l in f2):
             if fails("\n".join(head + f2 + s2 + tail) + "\n"):
                 fixed, stmts = f2, s2
+    for l in [l for l in fixed if re.match(r"\s*input ", l)]:
+        f2 = [x for x in fixed if x is not l]
+        if fails("\n".join(head + f2 + stmts + tail) + "\n"):
+            fixed = f2
     for i in range(len(stmts)):
         for st in re.findall(r"(s\d+: f32\[\d+\] = [\d.]+)", stmts[i] if " scan t with " in stmts[i] else ""):
             line = stmts[i].replace(st + ", ", "").replace(", " + st, "")
@@ -688,7 +710,8 @@ def worker(args):
         order = ["jit", "jit-step3", "O2", "O2-step1", "O2-step3"]
         found.sort(key=lambda f: order.index(f[1]) if f[1] in order else len(order))
         kind, cfg, msg, cmd = found[0]
-        small = src if kind == "timeout" else shrink(runner, src, seed, kind, cfg, cfgs, until=time.time() + shrink_time)
+        small = src if kind == "timeout" else shrink(runner, src, seed, kind, cfg, cfgs, until=time.time() + shrink_time,
+                                                                 shapes=shapes_of(seed))
         st, fs = runner.check(small, seed, [c for c in cfgs if c[0] == cfg], stop_first=True)
         if st != "finding":
             small = src
