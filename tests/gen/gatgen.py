@@ -382,7 +382,7 @@ class Gen:
             d = self.dim()
             self.inputs.append((name, d))
             self.bind(name, (d,))
-        nst = r.randint(2, 8)
+        nst = r.randint(3, 12)
         kinds = [k for k, _ in self.KINDS]
         weights = [w for _, w in self.KINDS]
         for _ in range(nst):
