@@ -280,13 +280,6 @@ class Gen:
             s1, d1 = self.r.choice(states)
             em, de = f"emit[j] = {s0}[j] + max(k) {s1}[k]", d0
         pos = self.r.randint(0, len(body_up))
-        # An emit reading a state assigned after it is the known -O2 scan_inplace
-        # bug (known_pattern): kept in 15% of such scans, so it stays covered
-        # without masking other -O2 findings in the rest.
-        later = " ".join(u.split("[")[0] for u in body_up[pos:])
-        if any(re.search(rf"\b{s}\b", em) and re.search(rf"\b{s}\b", later) for s, _ in states):
-            if self.r.random() > 0.15:
-                pos = len(body_up)
         body = body_up[:pos] + [em] + body_up[pos:]
         for p in params:
             self.emit(p)
@@ -486,20 +479,6 @@ def compare(got, ref):
     return None
 
 
-def known_pattern(src):
-    """The lead's known -O2 bug (compiler/passes/scan_inplace.c): a scan's
-    `emit` before an assignment to a state the emit reads."""
-    for m in re.finditer(r"scan t with (.*?) \{\n(.*?)\n  \}", src, re.S):
-        states = re.findall(r"(s\d+): f32", m.group(1))
-        lines = [l.strip() for l in m.group(2).splitlines()]
-        for i, l in enumerate(lines):
-            if l.startswith("emit"):
-                for s in states:
-                    if re.search(rf"\b{s}\b", l) and any(x.startswith(s + "[") for x in lines[i + 1:]):
-                        return True
-    return False
-
-
 class Runner:
     def __init__(self, gattnc, wd, timeout=120):
         self.gattnc, self.wd, self.timeout = gattnc, wd, timeout
@@ -676,7 +655,7 @@ def worker(args):
     gattnc, wd, seeds, configs, full, deadline, keep, findings_dir, shrink_time = args
     os.makedirs(wd, exist_ok=True)
     runner = Runner(gattnc, wd)
-    res = {"passed": 0, "rejected": 0, "failed": 0, "known": 0, "ran": 0, "findings": [], "rejects": []}
+    res = {"passed": 0, "rejected": 0, "failed": 0, "ran": 0, "findings": [], "rejects": []}
     for seed in seeds:
         if time.time() > deadline:
             break
@@ -698,14 +677,7 @@ def worker(args):
                 with open(os.path.join(findings_dir, f"rejected_{seed}.gat"), "w") as f:
                     f.write(src)
             continue
-        known = known_pattern(src) and all(f[0] == "mismatch" and f[1].startswith(("O2", "jit")) for f in found)
-        if known:
-            # not shrunk: regress/scan_emit_before_update.gat is its reproducer
-            res["known"] += 1
-            res["findings"].append((seed, found[0][0], found[0][1], found[0][2].strip()[:300], "", True))
-            continue
-        else:
-            res["failed"] += 1
+        res["failed"] += 1
         # shrink on the cheapest configuration that fails: the JIT, then a run the cache serves
         order = ["jit", "jit-step3", "O2", "O2-step1", "O2-step3"]
         found.sort(key=lambda f: order.index(f[1]) if f[1] in order else len(order))
@@ -715,13 +687,13 @@ def worker(args):
         st, fs = runner.check(small, seed, [c for c in cfgs if c[0] == cfg], stop_first=True)
         if st != "finding":
             small = src
-        tag = ("known_" if known else "") + f"{kind}_{cfg}_seed{seed}"
+        tag = f"{kind}_{cfg}_seed{seed}"
         path = os.path.join(findings_dir, tag + ".gat")
         with open(path, "w") as f:
             f.write(f"# gatgen finding: {kind} on {cfg} (seed {seed})\n# {msg.strip().splitlines()[0] if msg.strip() else ''}\n")
             f.write(f"# configs failing on the original: {', '.join(sorted({x[1] for x in found}))}\n")
             f.write(small)
-        res["findings"].append((seed, kind, cfg, msg.strip()[:300], path, known))
+        res["findings"].append((seed, kind, cfg, msg.strip()[:300], path))
     if not keep:
         shutil.rmtree(wd, ignore_errors=True)
     return res
@@ -783,17 +755,17 @@ def main():
     else:
         with multiprocessing.Pool(jobs) as pool:
             results = pool.map(worker, parts)
-    tot = {k: sum(r[k] for r in results) for k in ("passed", "rejected", "failed", "known", "ran")}
+    tot = {k: sum(r[k] for r in results) for k in ("passed", "rejected", "failed", "ran")}
     el = time.time() - t0
     for r in results:
         for seed, msg in r["rejects"]:
             print(f"rejected: seed {seed}: {msg}")
-        for seed, kind, cfg, msg, path, known in r["findings"]:
-            print(f"{'KNOWN' if known else 'FINDING'}: seed {seed}: {kind} on {cfg}: {msg.splitlines()[0] if msg else ''}")
+        for seed, kind, cfg, msg, path in r["findings"]:
+            print(f"FINDING: seed {seed}: {kind} on {cfg}: {msg.splitlines()[0] if msg else ''}")
             if path:
                 print(f"  reproducer: {path}")
     print(f"gen: {tot['ran']} programs in {el:.0f} s ({el / max(tot['ran'], 1):.2f} s each, {jobs} jobs), "
-          f"{len(configs)} configs, {tot['rejected']} rejected, {tot['known']} known (scan_inplace emit-before-update)")
+          f"{len(configs)} configs, {tot['rejected']} rejected")
     print(f"gen: {tot['passed']} passed, {tot['failed']} failed")
     return 1 if tot["failed"] else 0
 
