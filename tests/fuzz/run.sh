@@ -8,6 +8,8 @@
 # regress/TARGET/open/: they are replayed and reported, but do not fail the run.
 #
 # usage: tests/fuzz/run.sh [SECONDS_PER_TARGET (default 20; 0 = replay only)] [TARGET...]
+#        TARGET: gat ir safetensors bind forward (the default), or lower (front end +
+#        passes + loop IR; builds the instrumented code generator, so not in make test)
 # env:   FUZZ_BUILD (default build-fuzz), JOBS (default 2), CC (default clang-14 or clang)
 #        (a new FUZZ_BUILD uses build/gattnc, when there is one, to compile fuzz_lm.gat)
 set -u
@@ -38,10 +40,10 @@ if ! cmake --build "$BUILD" -j"${JOBS:-2}" --target "${bins[@]}" >"$BUILD/fuzz-b
 fi
 
 max_len() {
-  case $1 in gat) echo 4096 ;; forward) echo 256 ;; *) echo 16384 ;; esac
+  case $1 in gat | lower) echo 4096 ;; forward) echo 256 ;; *) echo 16384 ;; esac
 }
 dict() {
-  case $1 in gat) echo "-dict=$HERE/gat.dict" ;; ir) echo "-dict=$HERE/ir.dict" ;;
+  case $1 in gat | lower) echo "-dict=$HERE/gat.dict" ;; ir) echo "-dict=$HERE/ir.dict" ;;
     safetensors | bind) echo "-dict=$HERE/safetensors.dict" ;; esac
 }
 
