@@ -1,12 +1,15 @@
 # The two commands of the README:
 #   make demo   installs what is missing, builds, runs the flagship example
 #   make test   installs what is missing, builds, runs the whole test suite,
-#               then again under AddressSanitizer + UndefinedBehaviorSanitizer
+#               then again under AddressSanitizer + UndefinedBehaviorSanitizer,
+#               then a short run of every fuzzer (tests/fuzz/run.sh)
 JOBS ?= 2
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 15
 
-.PHONY: all deps build demo test test-fast test-asan clean
+.PHONY: all deps build demo test test-fast test-asan test-fuzz clean
 
 all: build
 
@@ -28,7 +31,11 @@ test-asan: deps
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j$(JOBS)
 
-test: test-fast test-asan
+# libFuzzer targets (clang, ASan+UBSan): FUZZ_SECONDS of fuzzing each, regressions replayed
+test-fuzz: deps
+	FUZZ_BUILD=$(FUZZ_BUILD) JOBS=$(JOBS) bash tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+test: test-fast test-asan test-fuzz
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

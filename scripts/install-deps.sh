@@ -6,8 +6,9 @@ set -euo pipefail
 # libopenblas0-pthread: without it Debian's python3-torch multiplies matrices with
 # the reference BLAS (libblas3, ~0.4 GFLOP/s), which makes bench/run.py's PyTorch
 # column meaningless; installing it switches the libblas.so.3 alternative.
+# libfuzzer-14-dev: libFuzzer for clang 14, used by tests/fuzz (make test-fuzz).
 PKGS=(gcc g++ make cmake pkg-config flex bison llvm-dev libffi-dev libgtest-dev
-      libcjson-dev clang python3 python3-torch python3-numpy libopenblas0-pthread)
+      libcjson-dev clang libfuzzer-14-dev python3 python3-torch python3-numpy libopenblas0-pthread)
 missing=()
 for p in "${PKGS[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
