@@ -82,15 +82,15 @@ class Case:
             sys.exit(1)
         return p
 
-    def run(self, inputs, step=0, tag="out", compiled=False):
+    def run(self, inputs, step=0, tag="out", compiled=False, flags=()):
         """Runs the model: the interpreter, or (compiled=True) the generated C
         built into a shared object and called through libffi. step=K feeds the
-        inputs K tokens per call."""
+        inputs K tokens per call; flags are more `gattnc run` options (-O0, -fno-...)."""
         tag = tag + (".c" if compiled else "")
         ipath = os.path.join(self.dir, f"{self.name}.{tag}.in.safetensors")
         opath = os.path.join(self.dir, f"{self.name}.{tag}.safetensors")
         write_st(ipath, inputs)
-        argv = ["run", self.src, "--weights", self.wpath, "--inputs", ipath, "-o", opath]
+        argv = ["run", self.src, "--weights", self.wpath, "--inputs", ipath, "-o", opath, *flags]
         if not compiled:
             argv.append("--interp")
         elif self.backend == "jit":

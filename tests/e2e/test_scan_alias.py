@@ -11,12 +11,11 @@ order, `emit = p` copies p as it is at that point). Every model runs through
 the interpreter, -O0, -O1, -O2 and -O2 without scan fusion, prefill and one
 token per call; max |err| / max |ref| must stay below 1e-5 (the steps are
 sums and products of a few f32 values)."""
-import os
 import sys
 
 import torch
 
-from e2e_util import Case, check, parse_args, read_st, summary, write_st
+from e2e_util import Case, check, parse_args, summary
 
 RTOL = 1e-5
 D = 4
@@ -91,25 +90,9 @@ def main():
                                ("O2 -fno-scanfuse", {"compiled": True}, ["-fno-scanfuse"])]:
             for step_k in (0, 1):
                 tag = f"{how.replace(' ', '_')}.s{step_k}"
-                out = run_with_flags(c, {"x": x}, flags, step_k, tag, kw.get("compiled", False))
+                out = c.run({"x": x}, step=step_k, tag=tag, flags=flags, **kw)
                 results.append(check(f"{name} {how} {'decode' if step_k else 'prefill'}", out["y"], want, RTOL))
     return summary(results)
-
-
-def run_with_flags(c, inputs, flags, step, tag, compiled):
-    """Case.run with compiler flags (-O0, -fno-...) added to `gattnc run`."""
-    ipath = os.path.join(c.dir, f"{c.name}.{tag}.in.safetensors")
-    opath = os.path.join(c.dir, f"{c.name}.{tag}.out.safetensors")
-    write_st(ipath, inputs)
-    argv = ["run", c.src, "--weights", c.wpath, "--inputs", ipath, "-o", opath] + flags
-    if not compiled:
-        argv.append("--interp")
-    elif c.backend == "jit":
-        argv.append("--jit")
-    if step:
-        argv += ["--step", str(step)]
-    c.gattnc_run(*argv)
-    return {k: v.double() for k, v in read_st(opath).items()}
 
 
 if __name__ == "__main__":
