@@ -2,14 +2,24 @@
  * around (weights, inputs, interpreter outputs). A set owns its names and
  * data; tensorset_free releases everything. Lookups are linear: sets hold a
  * model's parameters, a few hundred names at most. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tensor.h"
 
+/* A file may declare an empty tensor of shape [2^32, 2^32, 0]: its byte size
+ * (0) is valid, but multiplying the dims in order would overflow first. A
+ * zero dim is looked for first; a non-empty tensor's count saturates
+ * (readers have checked its byte size against the file, so it never does). */
 int64_t tensor_numel(const Tensor *t) {
+  for (int i = 0; i < t->rank; i++)
+    if (t->dims[i] == 0) return 0;
   int64_t n = 1;
-  for (int i = 0; i < t->rank; i++) n *= t->dims[i];
+  for (int i = 0; i < t->rank; i++) {
+    if (n > INT64_MAX / t->dims[i]) return INT64_MAX;
+    n *= t->dims[i];
+  }
   return n;
 }
 

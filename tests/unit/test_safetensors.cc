@@ -611,3 +611,18 @@ TEST(SafetensorsCorrupt, DirectoryAndEndlessDevice) {
   EXPECT_EQ(safetensors_read("/dev/zero", &r, err, sizeof err), -1);
   EXPECT_EQ(r.n, 0);
 }
+
+// An empty tensor whose other dims multiply past 64 bits ([2^32, 2^32, 0]) is a
+// valid file; counting its elements must not overflow (found by fuzz_safetensors,
+// tests/fuzz/regress/safetensors/empty_tensor_huge_dims.st).
+TEST(SafetensorsCorrupt, EmptyTensorWithHugeDims) {
+  TensorSet r = {0, 0, nullptr};
+  char err[256];
+  ASSERT_EQ(safetensors_read(GAT_SOURCE_DIR "/tests/fuzz/regress/safetensors/empty_tensor_huge_dims.st", &r, err,
+                             sizeof err),
+            0)
+      << err;
+  ASSERT_EQ(r.n, 1);
+  EXPECT_EQ(tensor_numel(&r.t[0]), 0);
+  tensorset_free(&r);
+}
