@@ -3,7 +3,7 @@
 `skip when mean(g) < tau`), the Router-Tuning / MindSkip token router
 (skip when sigmoid(router x^) < 0.5) and ReZero (one `resweight` shared by
 two sublayers) and DenseFormer depth-weighted averaging, against float64 PyTorch references written from
-/work/shared/design/layers.md §12, interpreter and C, prefill and decode. The
+docs/layers.md §12, interpreter and C, prefill and decode. The
 execution counters (`gattnc run --count FILE`: the interpreter's, and those a
 --count build of the generated C keeps) must show that each skip region ran
 on exactly the tokens PyTorch decides to keep, no more, in every run."""

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Whole example models (examples/*.gat) through the front end and the
 interpreter, against PyTorch implementations written from the math of
-../shared/design/layers.md in float64.
+docs/layers.md in float64.
 
 Metric: max |gattnc - ref| / max |ref| over the logits; tolerance 1e-4 (f32
 storage between ops, several layers deep). Each model runs as one prefill call

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Standard-library layers (std.gat) through sema + the interpreter, against
-PyTorch written from the math (../shared/design/layers.md), in float64.
+PyTorch written from the math (docs/layers.md), in float64.
 
 Metric: max |gattnc - ref| / max |ref| over the whole output, tolerance
 1e-5 (the interpreter stores f32 and accumulates in double). Each model runs
