@@ -680,8 +680,13 @@ def config_subset(allc, seed, full, extra=2):
     the compile cache) and the JIT; `extra` more C configurations (-O0, -O1,
     -O2 -fno-*) are sampled per seed, so every one is covered across seeds
     (a C build costs ~2 s of CPU). --all-configs runs all of them."""
-    if full:
+    if full is True:
         return allc
+    if full:  # --sample K (swarm testing): K configurations per program, drawn per seed
+        r = random.Random(seed * 131 + 3)
+        always = [c for c in allc if c[0] == "cc-warn"]
+        rest = [c for c in allc if c[0] != "cc-warn"]
+        return always + r.sample(rest, min(int(full), len(rest)))
     base = {"O2", "O2-step1", "O2-step3", "jit", "jit-step3", "cc-warn"}
     rest = [c for c in allc if c[0] not in base]
     r = random.Random(seed * 31 + 7)
@@ -744,6 +749,8 @@ def main():
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--configs", default="", help="comma-separated config names (default: all, see --list)")
     ap.add_argument("--all-configs", action="store_true", help="every -fno-* switch on every program")
+    ap.add_argument("--sample", type=int, default=0, metavar="K",
+                    help="long runs: K configurations drawn per program (plus cc-warn) instead of the default set")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--shrink-time", type=float, default=300, help="seconds one finding's shrink may take")
     ap.add_argument("--keep", action="store_true", help="keep work directories and rejected programs")
@@ -785,7 +792,7 @@ def main():
     t0 = time.time()
     seeds = list(range(a, b))
     jobs = max(1, args.jobs)
-    parts = [(gattnc, os.path.join(wd, f"w{i}"), seeds[i::jobs], configs, args.all_configs, deadline, args.keep,
+    parts = [(gattnc, os.path.join(wd, f"w{i}"), seeds[i::jobs], configs, True if args.all_configs else args.sample, deadline, args.keep,
               findings_dir, args.shrink_time) for i in range(jobs)]
     if jobs == 1:
         results = [worker(parts[0])]
