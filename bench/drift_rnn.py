@@ -8,8 +8,8 @@ ctest; run by hand:
 
 The references: torch.nn.GRU / torch.nn.LSTM in float64 (loaded strictly
 from gattnc's weight file) and gla_ref of tests/e2e/test_std_layers.py (the
-recurrent form of layers.md §2). Prints max |err| / max |ref| over the whole
-output and over the last 1024 tokens."""
+recurrent form of docs/layers.md, "GLA: gated linear attention"). Prints
+max |err| / max |ref| over the whole output and over the last 1024 tokens."""
 import argparse
 import os
 import sys

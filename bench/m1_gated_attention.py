@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch counterpart of bench/m1_gated_attention.gat (benchmark model M1): a
-4-layer gated-attention LM written from the math of layers.md §1 (no library
+4-layer gated-attention LM written from the math of
+docs/layers.md, "Gated softmax attention" (no library
 attention code), with the parameter names of the .gat file (HF Qwen3 names,
 plus `self_attn.g_proj` for the elementwise output gate), so it loads the same
 safetensors weights as gattnc.

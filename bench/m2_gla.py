@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """PyTorch counterpart of bench/m2_gla.gat (benchmark model M2): a 4-layer GLA
-LM written from the math of layers.md §2 (no fla code), with fla's
+LM written from the math of docs/layers.md, "GLA: gated linear attention"
+(no fla code), with fla's
 GLAForCausalLM parameter names, so it loads the same safetensors weights as
 gattnc.
 
 Two forms of the recurrence S_t = diag(exp gk_t) S_{t-1} + k_t v_t^T,
-o_t = S_t^T (q_t K^-1/2), as the benchmark plan asks of PyTorch's side:
+o_t = S_t^T (q_t K^-1/2), PyTorch's best form for each phase:
   * "chunk": chunks of 64 tokens; with b = cumsum of gk inside the chunk,
       o_i = (q_i * e^{b_i}) S_0 + sum_{j <= i} (sum_d q_id k_jd e^{b_id - b_jd}) v_j
       S  <- e^{b_C} * S_0 + sum_j (k_j * e^{b_C - b_j}) v_j^T

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """PyTorch counterpart of bench/m3_gated_deltanet.gat (benchmark model M3): a
-4-layer Gated DeltaNet LM written from the math of layers.md §3 (no fla code),
+4-layer Gated DeltaNet LM written from the math of
+docs/layers.md, "Gated DeltaNet and DeltaNet" (no fla code),
 with fla's GatedDeltaNetForCausalLM parameter names, so it loads the same
 safetensors weights as gattnc.
 
-Two forms of the recurrence, as the benchmark plan asks of PyTorch's side:
+Two forms of the recurrence, PyTorch's best for each phase:
   * "chunk": the WY / chunked form (prefill), chunks of 64 tokens;
   * "recurrent": token by token (decode, and the float64 reference).
 Both carry a cache (conv windows + delta-rule state) across calls.
@@ -59,7 +60,8 @@ def delta_recurrent(q, k, v, beta, g, S):
 
 
 def delta_chunk(q, k, v, beta, g, S, C=64):
-    """The same recurrence in chunks of C tokens (WY form, layers.md §3 (c)):
+    """The same recurrence in chunks of C tokens (WY form, as docs/optimizer.md,
+    "Chunked scans" states it for the compiled kernel):
     b = cumsum g, Γ_ij = e^(b_i - b_j) (i >= j), T = (I + strict_tril(diag(β) K Kᵀ ⊙ Γ))⁻¹,
     U = T(V⊙β), W = T(K⊙β⊙e^b), V' = U - W S, O = (Q⊙e^b) S + (Q Kᵀ ⊙ Γ ⊙ tril) V',
     S <- e^(b_C) S + (K⊙e^(b_C - b))ᵀ V'."""

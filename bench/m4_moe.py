@@ -2,7 +2,8 @@
 """PyTorch counterpart of bench/m4_moe.gat (benchmark model M4): M1's gated
 attention with a top-2-of-8 SwiGLU MoE FFN (hidden 704, softmax router,
 renormalised) and GateSkip gates g = sigmoid(W x^ + b) on both branches; the
-MoE branch is skipped for tokens with mean(g) < TAU (layers.md §10, §12).
+MoE branch is skipped for tokens with mean(g) < TAU (docs/layers.md,
+"Mixture-of-experts FFN" and "Skips and residual gates").
 Written from the math (dense experts weighted by the routing), with the .gat
 file's parameter names, so it loads the same safetensors weights.
 

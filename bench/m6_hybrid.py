@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """PyTorch counterpart of bench/m6_hybrid.gat (benchmark model M6): 8 layers
 alternating Gated DeltaNet (even layers) and gated softmax attention (odd
-layers), each followed by a SwiGLU MLP, written from the math of layers.md §1
-and §3 (no fla or HF code). It loads the same safetensors weights as gattnc.
+layers), each followed by a SwiGLU MLP, written from the math of
+docs/layers.md, "Gated softmax attention" and "Gated DeltaNet and DeltaNet"
+(no fla or HF code). It loads the same safetensors weights as gattnc.
 
 The Gated DeltaNet block and its two recurrence forms (chunked WY prefill and
 token-by-token decode) are M3's, imported from bench/m3_gated_deltanet.py

@@ -1,4 +1,4 @@
-/* backend_llvm.h — what the driver calls for the LLVM backend (issue 7):
+/* backend_llvm.h — what the driver calls for the LLVM backend:
  * `--emit=llvm|bc|obj|asm`, `gattnc run --jit` and `gattnc bench
  * --backend=llvm`. All entry points exist in every build; without LLVM
  * (cmake -DGAT_WITH_LLVM=OFF or no llvm-config) they fail with a clear

@@ -12,7 +12,7 @@
  *     conv, attention) with buffer arguments and sizes.
  *   - LK_COPY: a flat copy (reshape, outputs).
  *   - LK_SCAN / LK_MIXTURE / LK_SKIP: control around regions of kernels.
- * At -O0 (all this issue builds) there is one kernel per graph-IR op; fusion
+ * At -O0 there is one kernel per graph-IR op; fusion
  * will later merge LK_LOOP kernels by giving one domain several stores.
  *
  * Sizes may depend on a row count: dims equal to IR_DIM_T in a buffer's

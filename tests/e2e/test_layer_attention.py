@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Gated softmax attention (std `gated_attention`, `gated_attention_qknorm`,
 `qwen_gated_attention`, `qwen3_next_attention`; compiler/std/attention.gat)
-against a PyTorch reference written from the math of docs/layers.md §1
-(float64, the full T x T attention matrix with an explicit causal / window
-mask).
+against a PyTorch reference written from the math of
+docs/layers.md, "Gated softmax attention" (float64, the full T x T attention
+matrix with an explicit causal / window mask).
 
 Metric: max |gattnc - ref| / max |ref| over the layer output, tolerance 1e-4.
 The default layer (elementwise gate, GQA 4 query / 2 KV heads) runs for T in

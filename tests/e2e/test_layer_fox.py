@@ -2,7 +2,7 @@
 """Forgetting attention, FoX (std `forgetting_attention`,
 `forgetting_attention_gated`, `forgetting_attention_pro`;
 compiler/std/attention.gat), against a PyTorch reference written from the
-math of docs/layers.md §6 in float64:
+math of docs/layers.md, "Forgetting attention, FoX" in float64:
 
   f_t = logsigmoid(f_proj x_t) per head, c_t = sum_{s<=t} f_s,
   logit(i, j) = q_i . k_j d^-1/2 + c_i - c_j (j <= i), O = softmax(logit) V.

@@ -2,7 +2,7 @@
 """The eps of std `gla`'s output RMSNorm (argument norm_eps; fla passes its
 config.norm_eps, 1e-6 in fla's GLA configs; default 1e-5 as before) against
 the float64 GLA reference of test_std_layers.py (written from the math of
-docs/layers.md §2) with that eps.
+docs/layers.md, "GLA: gated linear attention") with that eps.
 
 So that the eps matters, v_proj is scaled by 1e-3: the recurrent output o is
 then ~1e-3 and mean(o^2) is comparable to eps, so references with eps 1e-5

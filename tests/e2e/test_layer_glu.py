@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The GLU feed-forward family (compiler/std/glu.gat) against PyTorch written
-from the math of layers.md §11 in float64:
+from the math of docs/layers.md, "GLU feed-forward family" in float64:
 
     FFN(x) = (act(x W_gate^T) * x W_up^T) W_down^T
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """GSA, gated slot attention (std `gsa`, compiler/std/retention.gat), against a
-PyTorch reference written from the math of docs/layers.md §7: two separate
-passes over the whole sequence (float64), the way the paper states it, while
-the .gat layer runs both in one scan with two states.
+PyTorch reference written from the math of docs/layers.md, "GSA: gated slot
+attention": two separate passes over the whole sequence (float64), the way the
+paper states it, while the .gat layer runs both in one scan with two states.
 
 Metric: max |gattnc - ref| / max |ref| over the layer output, tolerance 1e-4.
 For T in {1, 7, 64, 1024}: interpreter and compiled C, prefill and decode

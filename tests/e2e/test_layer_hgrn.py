@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """HGRN (elementwise) and HGRN2 (GLA with a tied input gate), std `hgrn`,
 `hgrn_lb`, `hgrn2`, `hgrn2_lb` (compiler/std/retention.gat), against PyTorch
-references written from the math of docs/layers.md §5 (float64, recurrent).
+references written from the math of docs/layers.md, "HGRN and HGRN2" (float64,
+recurrent).
 
 Metric: max |gattnc - ref| / max |ref| over the layer output, tolerance 1e-4.
 For T in {1, 7, 64, 1024}: interpreter and compiled C, prefill and decode

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Mega (std `mega_ema`, `mega`; compiler/std/mega.gat) against a PyTorch
-reference written from the math of docs/layers.md §8 in float64.
+reference written from the math of docs/layers.md,
+"Mega: EMA + single-head gated attention" in float64.
 
 The EMA reference uses the convolution form fairseq uses for prefill,
 y_t[d] = sum_{l<=t} K[d, l] x_{t-l}[d] with K[d, l] = sum_n p beta q^l gamma n^-1/2

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Mixture-of-Depths routing (`x = value route top(c * T [, threshold: tau])
-by r`, docs/language.md "Routes"; docs/layers.md §12, Raposo
-et al. 2024) against float64 PyTorch references written from the paper's
-math: per call, r_t = w_r . x_t; the top ceil(c*T) tokens by r (ties to the
+by r`, docs/language.md "Routes"; docs/layers.md, "Skips and residual gates";
+Raposo et al. 2024) against float64 PyTorch references written from the
+paper's math: per call, r_t = w_r . x_t; the top ceil(c*T) tokens by r (ties to the
 earlier token) get x + r_t * Block(x), the others pass through unchanged; a
 call of one token (causal decode) with a threshold keeps it iff
 sigmoid(r_t) >= tau. Block here is a pre-norm SwiGLU MLP (token by token).

@@ -3,7 +3,7 @@
 renormalised), Qwen2/3-MoE (norm_topk_prob on/off, gated shared expert) and
 DeepSeek-V3 (sigmoid router, e_score_correction_bias, group-limited top-k,
 routed_scaling_factor) against float64 PyTorch references written from the
-math of docs/layers.md §10. The references are DENSE: every
+math of that section. The references are DENSE: every
 expert runs on every token and the routing weights zero the unchosen ones, so
 agreement checks gattnc's sparse path against the dense one. The execution
 counters (`gattnc run --count FILE`: the interpreter's, and those a --count

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """RetNet multi-scale retention (std `retnet`, compiler/std/retention.gat)
-against a PyTorch reference written from the math of docs/layers.md §4
-(float64, recurrent form; a parallel form checks the recurrent one).
+against a PyTorch reference written from the math of docs/layers.md,
+"RetNet: multi-scale retention" (float64, recurrent form; a parallel form
+checks the recurrent one).
 
 Metric: max |gattnc - ref| / max |ref| over the layer output, tolerance 1e-4.
 For T in {1, 7, 64, 1024}: the interpreter and the compiled C, each as one

@@ -12,8 +12,9 @@
                     n = tanh(W_n x + b_in + W_hn (r * h) + b_hn)
                     h' = (1 - z) * n + z * h
   * gla (compiler/std/gla.gat, fla defaults, 2 heads, D 32) vs gla_ref of
-    test_std_layers.py (the float64 recurrent form from layers.md §2), which
-    tests it at T = 12 only; here it runs at every T below;
+    test_std_layers.py (the float64 recurrent form from docs/layers.md,
+    "GLA: gated linear attention"), which tests it at T = 12 only; here it
+    runs at every T below;
   * a stack written with separate scopes (gru(x) @ "l0", gru(h) @ "l1"),
     the other way to build a multi-layer RNN today, vs two torch.nn.GRU.
 

@@ -5,7 +5,7 @@ call's tokens, and each must be rotated at the absolute position of its token
 in the whole sequence (pos0 + t), not at its row number in the region nor at
 its packed KV-cache row. References are float64 PyTorch written from the math
 (rotate-half RoPE, inv_freq_i = 10000^(-2i/d); causal softmax attention;
-Mixture-of-Depths routing per call, layers.md §12):
+Mixture-of-Depths routing per call, docs/layers.md, "Skips and residual gates"):
 
 - mod_rope_attention: a Mixture-of-Depths-routed gated attention block with
   RoPE on q and k (Qwen-style output gate sigmoid(W_g n)). The routed tokens

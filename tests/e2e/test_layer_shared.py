@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The pieces every gated model shares, against PyTorch written from the
-definitions of layers.md §0 in float64:
+definitions of docs/layers.md, "Shared pieces: embedding, RMSNorm, LayerNorm,
+RoPE, causal conv, LM head" in float64:
 
   embedding          rows of weight [vocab, D] (nn.Embedding)
   rms_norm           x / sqrt(mean(x^2) + eps) * w          (fla RMSNorm, eps 1e-5)

@@ -2,9 +2,10 @@
 """Skips (docs/layers.md "Skips"): GateSkip residual gates (vector and scalar,
 `skip when mean(g) < tau`), the Router-Tuning / MindSkip token router
 (skip when sigmoid(router x^) < 0.5) and ReZero (one `resweight` shared by
-two sublayers) and DenseFormer depth-weighted averaging, against float64 PyTorch references written from
-docs/layers.md §12, interpreter and C, prefill and decode. The
-execution counters (`gattnc run --count FILE`: the interpreter's, and those a
+two sublayers) and DenseFormer depth-weighted averaging, against float64
+PyTorch references written from docs/layers.md, "Skips and residual gates" and
+"DenseFormer depth-weighted averaging", interpreter and C, prefill and decode.
+The execution counters (`gattnc run --count FILE`: the interpreter's, and those a
 --count build of the generated C keeps) must show that each skip region ran
 on exactly the tokens PyTorch decides to keep, no more, in every run."""
 import os

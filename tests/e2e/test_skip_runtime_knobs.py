@@ -10,13 +10,13 @@ interpreter read them from the IR).
 Model: a GateSkip-style scalar gate g = sigmoid(w . n + b) skipping a SwiGLU
 branch when g < tau (statement 0), then a Mixture-of-Depths route over a
 second SwiGLU (statement 1). The float64 PyTorch reference is written from
-the math (layers.md §12) at the tau/c each run sets; the --count counters
-must show each branch ran on exactly the tokens PyTorch keeps, so a lower
-tau really runs more tokens and a higher one fewer. Prefill and decode,
-interpreter and compiled code; plus the errors of bad --set values and C
-programs that call the setters and getters directly and run the model at
-knob values set through them (linked with the generated C, or with the LLVM
-backend's object file under --backend jit)."""
+the math (docs/layers.md, "Skips and residual gates") at the tau/c each run
+sets; the --count counters must show each branch ran on exactly the tokens
+PyTorch keeps, so a lower tau really runs more tokens and a higher one fewer.
+Prefill and decode, interpreter and compiled code; plus the errors of bad --set
+values and C programs that call the setters and getters directly and run the
+model at knob values set through them (linked with the generated C, or with
+the LLVM backend's object file under --backend jit)."""
 import math
 import os
 import subprocess

@@ -371,7 +371,7 @@ TEST(EmitApi, BadInputThroughTheGeneratedApi) {
     EXPECT_NE(it->second.second.find(kv.second.second), std::string::npos)
         << kv.first << ": message '" << it->second.second << "' lacks '" << kv.second.second << "'";
   }
-  // the list of bad inputs: each its own status
+  // the bad inputs the API must tell apart: each its own status
   std::vector<std::string> distinct = {"missing", "extra", "dtype", "shape", "truncated", "offsets_outside",
                                        "header_len_huge", "token_eq_vocab", "T_too_long", "arena_small",
                                        "misaligned_no_room", "input_null", "forward_before_init"};

@@ -1,4 +1,4 @@
-// test_gemmopt.cc — the -O2 GEMM rewrites of issue 6 on small modules:
+// test_gemmopt.cc — the -O2 GEMM rewrites on small modules:
 // scalefold (static constants, ReZero's alpha and RMSNorm weights folded
 // into the packed weights), prologue (RMSNorm as a per-row scale inside the
 // GEMM), glu (silu(x Wg) * (x Wu) as one GEMM). Each test checks the loop

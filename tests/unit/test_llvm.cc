@@ -1,4 +1,4 @@
-// test_llvm.cc — the LLVM backend (issue 7): modules built from .gat models
+// test_llvm.cc — the LLVM backend: modules built from .gat models
 // through the LLVM C API verify and optimize at every level; --emit writes
 // textual IR, bitcode and an object file plus the same NAME.h as the C
 // backend; the object file links with a small C program exactly like the

@@ -429,7 +429,7 @@ TEST(Loopfast, TransposedNumbersMatchO0) {
   }
   EXPECT_LE(rel_err(R.o(1), want), 1e-6);
   EXPECT_LE(rel_err(R.o(3), want), 1e-5);
-  // Known issue (reported): since the -O2 nests run in restrict-output
+  // Known issue: since the -O2 nests run in restrict-output
   // helpers, GCC 12 -O3 -march=native builds of this double-buffered
   // (transposed) step differ from -O0 by 1 ulp in some outputs; the cause is
   // not found yet, so this checks closeness instead of bitwise equality.
