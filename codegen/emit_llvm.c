@@ -307,7 +307,7 @@ LLVMValueRef ll_to_i32(LL *L, LLVMValueRef d) {
 }
 
 LLVMValueRef ll_unary(LL *L, IrFn fn, LLVMValueRef a) {
-  if (LLVMTypeOf(a) == L->tf32) { /* f32_math: the float functions of the C backend (emit_llvm_math.c) */
+  if (LLVMTypeOf(a) == L->tf32) { /* f32_math: the float functions of the C backend (codegen/kernels/vecmath.c, linked as bitcode) */
     LLVMValueRef r = ll_unary_f32(L, fn, a);
     if (r) return r;
     /* not produced by pass_f32math: in double, rounded back */

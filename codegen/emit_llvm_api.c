@@ -542,6 +542,7 @@ LLVMModuleRef emit_llvm_module(const LoopModule *m, LLVMContextRef ctx, LLVMTarg
     ll_emit_kernels(&L, &m->kernels);
   }
   if (!L.failed) ll_emit_api(&L);
+  ll_link_kernels(&L);
   free(L.bufp);
   free(L.kfn);
   LLVMDisposeBuilder(L.B);

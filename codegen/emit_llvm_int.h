@@ -131,10 +131,12 @@ LLVMValueRef ll_flash_attn_fn(LL *L, int64_t dk, int64_t dv, int fe);
    workspace */
 void ll_scan_chunk_call(LL *L, const LoopKernel *k, LLVMValueRef T, LLVMValueRef *ptr);
 
-/* ---- emit_llvm_math.c ---- */
-/* f32_math: fn of a float value with the float functions of codegen/kernels_math.c built as IR
+/* ---- emit_llvm_kernels.c: the kernels of codegen/kernels/, linked as bitcode ---- */
+/* f32_math: fn of a float value with the float functions of codegen/kernels/vecmath.c
    (vectorizable, no libm); NULL for functions without a float form */
 LLVMValueRef ll_unary_f32(LL *L, IrFn fn, LLVMValueRef a);
+/* links the kernels the module calls into it (internal, always-inline); before optimizing */
+void ll_link_kernels(LL *L);
 
 /* ---- emit_llvm_knobs.c: run-time skip thresholds / route capacities (codegen/emit_knobs.h) ---- */
 /* &model->skip_tau[i] (cap 0) or &model->skip_cap[i] (cap 1), double*; only when emit_knobs_n > 0 */

@@ -24,7 +24,7 @@
  * flip them), gelu_erf, pow, mod, reductions over more than F32MATH_MAX_RED
  * terms or over T. Backends without the float functions may evaluate them
  * in double and round (the LLVM backend builds the same functions as IR:
- * codegen/emit_llvm_math.c). */
+ * codegen/kernels/vecmath.c, linked as bitcode by emit_llvm_kernels.c). */
 #include "pass.h"
 
 #include "kernels_math.h"

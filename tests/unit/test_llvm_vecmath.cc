@@ -1,5 +1,5 @@
 // test_llvm_vecmath.cc — the f32 functions and lane sums of -O2 f32_math nests in the LLVM
-// backend (codegen/emit_llvm_math.c, emit_llvm.c), the counterpart of test_vecmath.cc:
+// backend (codegen/kernels/vecmath.c linked as bitcode, emit_llvm_kernels.c, emit_llvm.c), the counterpart of test_vecmath.cc:
 //   - accuracy: a module of loops y[i] = F(x[i]) built with the backend's IR functions
 //     (emit_llvm_vecmath_module), JIT-compiled with ORC for the host, run over the same wide
 //     input ranges as test_vecmath.cc and compared with F computed in double from libm; the
@@ -7,7 +7,7 @@
 //     x >= -1 and 5e-5 relative below, log 2.5);
 //   - special values (NaN, infinities, overflow, zero, negative log), as test_vecmath.cc;
 //   - the optimized loops are vectorized and call nothing (no libm);
-//   - the IR functions give the values of the C text (kernels_math.c) compiled with
+//   - the IR functions give the values of the C text (codegen/kernels/vecmath.c, emitted by kernels_math.c) compiled with
 //     -ffp-contract=off (the same operations in the same order): bitwise equal;
 //   - a model with lane sums and gates, JIT vs the C build at -O2 (equal up to float
 //     contraction of the C compiler: 1e-6 relative) and vs sums in double (float rounding

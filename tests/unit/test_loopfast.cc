@@ -266,7 +266,7 @@ TEST(Loopfast, F32MathOnlyForPlainF32Arithmetic) {
     const LoopKernel *k = (const LoopKernel *)r->kernels.data[i];
     if (k->kind == LK_LOOP) EXPECT_EQ(k->f32_math, 1) << "k" << k->id;
   }
-  // gelu_erf (no float version in codegen/kernels_math.c) or a reduction over T stays double
+  // gelu_erf (no float version in codegen/kernels/vecmath.c) or a reduction over T stays double
   Arena a;
   arena_init(&a);
   LoopModule *m = loop_module_new(&a, "t", 8);

@@ -1,4 +1,4 @@
-// test_vecmath.cc — the f32 functions of -O2 f32_math nests (codegen/kernels_math.c)
+// test_vecmath.cc — the f32 functions of -O2 f32_math nests (codegen/kernels/vecmath.c)
 // and the lane sums of the C backend (codegen/emit_c.c):
 //   - accuracy: the emitted function text is compiled (cc -O3 -march=native, the
 //     flags of -O2 builds) with loops calling each function, and every result over

@@ -1,0 +1,145 @@
+/* emit_llvm_kernels.c — the LLVM backend's side of the kernels written once in
+ * C (codegen/kernels/): clang compiles them to bitcode at build time
+ * (CMakeLists.txt, -ffp-contract=off -fno-math-errno, as ISO C code is built
+ * by gcc), gattnc carries the bitcode, and each module that calls one links
+ * it in (LLVMLinkModules2). The linked functions are made internal and
+ * always-inline and lose the target attributes clang gave them, so the
+ * module's target machine (-mcpu) decides the instructions and the
+ * optimizer removes what is not called. The C backend copies the same files
+ * as text (kernels_math.c), so both builds compute the same bits.
+ *
+ * Today: the f32 elementwise functions of -O2 `f32_math` nests
+ * (kernels/vecmath.c). */
+#include <stdio.h>
+#include <string.h>
+
+#include <llvm-c/BitReader.h>
+#include <llvm-c/Linker.h>
+
+#include "emit_llvm_int.h"
+#include "kernels_math.h"
+
+/* codegen/kernels/vecmath.c as bitcode (cmake/gat_embed.c) */
+extern const unsigned char gat_kernel_vecmath_bc[];
+extern const size_t gat_kernel_vecmath_bc_size;
+
+static LLVMValueRef vm_call(LL *L, const char *name, LLVMValueRef a) {
+  LLVMTypeRef t = L->tf32;
+  return ll_call(L, name, L->tf32, &t, 1, &a);
+}
+
+static LLVMValueRef intr1(LL *L, const char *name, LLVMValueRef a) {
+  LLVMTypeRef t = L->tf32;
+  return ll_call(L, name, L->tf32, &t, 1, &a);
+}
+
+LLVMValueRef ll_unary_f32(LL *L, IrFn fn, LLVMValueRef a) {
+  switch (fn) {
+  case IR_FN_NEG: return LLVMBuildFNeg(L->B, a, "");
+  case IR_FN_SQRT: return intr1(L, "llvm.sqrt.f32", a);
+  case IR_FN_ABS: return intr1(L, "llvm.fabs.f32", a);
+  default: {
+    const char *name = kernels_math_unary_f32(fn);
+    return name ? vm_call(L, name, a) : NULL; /* NULL: not produced by pass_f32math */
+  }
+  }
+}
+
+/* Whether M declares (calls) a function of the vecmath kernels without defining it. */
+static int calls_vecmath(LLVMModuleRef M) {
+  for (LLVMValueRef f = LLVMGetFirstFunction(M); f; f = LLVMGetNextFunction(f)) {
+    size_t n = 0;
+    const char *name = LLVMGetValueName2(f, &n);
+    if (LLVMIsDeclaration(f) && n > 7 && strncmp(name, "gat_vm_", 7) == 0) return 1;
+  }
+  return 0;
+}
+
+void ll_link_kernels(LL *L) {
+  if (L->failed || !calls_vecmath(L->M)) return;
+  LLVMMemoryBufferRef buf = LLVMCreateMemoryBufferWithMemoryRange((const char *)gat_kernel_vecmath_bc,
+                                                                  gat_kernel_vecmath_bc_size, "vecmath.bc", 0);
+  LLVMModuleRef km = NULL;
+  if (LLVMParseBitcodeInContext2(L->C, buf, &km)) {
+    LLVMDisposeMemoryBuffer(buf);
+    ll_fail(L, "LLVM backend: the embedded kernel bitcode does not load (this is a bug)");
+    return;
+  }
+  LLVMDisposeMemoryBuffer(buf);
+  LLVMSetTarget(km, LLVMGetTarget(L->M));
+  LLVMSetModuleDataLayout(km, L->td);
+  static const char *const drop[] = {"target-cpu", "target-features", "tune-cpu"};
+  unsigned inl = LLVMGetEnumAttributeKindForName("alwaysinline", 12);
+  StrBuf defs = {0}; /* the kernel module's definitions, NUL-separated */
+  for (LLVMValueRef f = LLVMGetFirstFunction(km); f; f = LLVMGetNextFunction(f)) {
+    if (LLVMIsDeclaration(f)) continue;
+    size_t n = 0;
+    const char *name = LLVMGetValueName2(f, &n);
+    sb_appendn(&defs, name, n);
+    sb_appendn(&defs, "", 1); /* the separator */
+    for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
+      LLVMRemoveStringAttributeAtIndex(f, LLVMAttributeFunctionIndex, drop[i], (unsigned)strlen(drop[i]));
+    LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(L->C, inl, 0));
+  }
+  if (LLVMLinkModules2(L->M, km)) { /* km is destroyed either way */
+    ll_fail(L, "LLVM backend: linking the kernel bitcode failed (this is a bug)");
+    sb_free(&defs);
+    return;
+  }
+  /* the linked definitions: internal, so unused ones are deleted and none is exported */
+  for (size_t at = 0; at < defs.len; at += strlen(defs.data + at) + 1) {
+    LLVMValueRef f = LLVMGetNamedFunction(L->M, defs.data + at);
+    if (f) LLVMSetLinkage(f, LLVMInternalLinkage);
+  }
+  sb_free(&defs);
+}
+
+/* ---- test module: void gat_vm_test_NAME(const float *x, float *restrict y, i64 n) { y[i] = F(x[i]) } ---- */
+LLVMModuleRef emit_llvm_vecmath_module(LLVMContextRef ctx, LLVMTargetMachineRef tm, char *err, size_t errlen) {
+  static const char *names[] = {"exp", "tanh", "sigmoid", "silu", "softplus", "logsigmoid", "gelu_tanh", "log"};
+  static const IrFn fns[] = {IR_FN_EXP,  IR_FN_TANH,       IR_FN_SIGMOID,   IR_FN_SILU,
+                             IR_FN_SOFTPLUS, IR_FN_LOGSIGMOID, IR_FN_GELU_TANH, IR_FN_LOG};
+  LL L;
+  memset(&L, 0, sizeof L);
+  L.C = ctx;
+  L.err = err;
+  L.errlen = errlen;
+  L.M = LLVMModuleCreateWithNameInContext("gat_vecmath", ctx);
+  L.B = LLVMCreateBuilderInContext(ctx);
+  char *triple = LLVMGetTargetMachineTriple(tm);
+  LLVMSetTarget(L.M, triple);
+  LLVMDisposeMessage(triple);
+  L.td = LLVMCreateTargetDataLayout(tm);
+  LLVMSetModuleDataLayout(L.M, L.td);
+  L.tv = LLVMVoidTypeInContext(ctx);
+  L.ti1 = LLVMInt1TypeInContext(ctx);
+  L.ti32 = LLVMInt32TypeInContext(ctx);
+  L.ti64 = LLVMInt64TypeInContext(ctx);
+  L.tf32 = LLVMFloatTypeInContext(ctx);
+  L.tpf32 = LLVMPointerType(L.tf32, 0);
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    char nm[64];
+    snprintf(nm, sizeof nm, "gat_vm_test_%s", names[i]);
+    LLVMTypeRef pt[3] = {L.tpf32, L.tpf32, L.ti64};
+    LLVMValueRef f = LLVMAddFunction(L.M, nm, LLVMFunctionType(L.tv, pt, 3, 0));
+    unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
+    LLVMAddAttributeAtIndex(f, 2, LLVMCreateEnumAttribute(ctx, noalias, 0));
+    LLVMAddAttributeAtIndex(f, 1, LLVMCreateEnumAttribute(ctx, noalias, 0));
+    L.fn = f;
+    LLVMPositionBuilderAtEnd(L.B, LLVMAppendBasicBlockInContext(ctx, f, "entry"));
+    LLLoop lp;
+    ll_loop_begin(&L, &lp, LLVMGetParam(f, 2), "i");
+    LLVMValueRef x = LLVMBuildLoad2(L.B, L.tf32, ll_gep(&L, L.tf32, LLVMGetParam(f, 0), lp.iv), "");
+    LLVMBuildStore(L.B, ll_unary_f32(&L, fns[i], x), ll_gep(&L, L.tf32, LLVMGetParam(f, 1), lp.iv));
+    ll_loop_end(&L, &lp);
+    LLVMBuildRetVoid(L.B);
+  }
+  ll_link_kernels(&L);
+  LLVMDisposeBuilder(L.B);
+  LLVMDisposeTargetData(L.td);
+  if (L.failed) {
+    LLVMDisposeModule(L.M);
+    return NULL;
+  }
+  return ll_verify_optimize(L.M, tm, "default<O3>", 0, "vecmath module", err, errlen);
+}
