@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The LLVM backend is optional at build time (issue 7): a build configured with
+"""The LLVM backend is optional at build time: a build configured with
 -DGAT_WITH_LLVM=OFF still builds gattnc, whose C backend works, and whose LLVM
 options fail with a clear message instead of crashing.
 
