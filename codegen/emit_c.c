@@ -674,6 +674,109 @@ static void where_text_as(StrBuf *o, const LoopKernel *k, int fmt) {
 
 static void where_text(StrBuf *o, const LoopKernel *k) { where_text_as(o, k, 0); }
 
+/* LC_GATHER: the runtime gather, its out-of-range index reported with the table and source line. */
+static void emit_call_gather(Emit *E, const LoopKernel *k, StrBuf *s) {
+  StrBuf *o = E->o;
+  sb_append(o, "{\n");
+  ind(o, 2);
+  sb_append(o, "int64_t bad = 0;\n");
+  ind(o, 2);
+  sb_printf(o, "if (gat_k_gather(b%d, b%d, b%d, %s, %s, %s, &bad) != GAT_OK)\n", k->out, k->args[0], k->args[1],
+            sb_cstr(&s[0]), sb_cstr(&s[1]), sb_cstr(&s[2]));
+  ind(o, 3);
+  sb_printf(o, "return gat_error_set(&c->m->err, GAT_ERR_TOKEN_RANGE, \"index %%ld at position %%lld is outside [0, %%lld) in gather");
+  {
+    const LoopBuf *tb = loop_buf(E->m, k->args[0]);
+    if (tb->kind == LB_PARAM && tb->name) { /* name the table: the tensor the index is for */
+      sb_append(o, " from '");
+      fmt_text(o, tb->name);
+      sb_append(o, "'");
+    }
+  }
+  where_text_as(o, k, 1);
+  sb_printf(o, "\", (long)b%d[bad], (long long)bad, (long long)%s);\n", k->args[1], sb_cstr(&s[1]));
+  ind(o, 1);
+  sb_append(o, "}\n");
+}
+
+/* LC_ATTENTION: a gat_attn_args block, then the runtime kernel or the emitted flash kernel. */
+static void emit_call_attention(Emit *E, const LoopKernel *k, StrBuf *s) {
+  StrBuf *o = E->o;
+  sb_append(o, "{\n");
+  ind(o, 2);
+  sb_append(o, "gat_attn_args A;\n");
+  ind(o, 2);
+  sb_append(o, "memset(&A, 0, sizeof A);\n");
+  ind(o, 2);
+  sb_printf(o, "A.out = b%d; A.q = b%d; A.k = b%d; A.v = b%d;\n", k->out, k->args[0], k->args[1], k->args[2]);
+  ind(o, 2);
+  sb_append(o, "A.qb = ");
+  arg_or_null(o, k->args[3]);
+  sb_append(o, "; A.kb = ");
+  arg_or_null(o, k->args[4]);
+  sb_printf(o, "; A.cache_k = b%d; A.cache_v = b%d; A.cache_kb = ", k->args[5], k->args[6]);
+  arg_or_null(o, k->args[7]);
+  sb_append(o, ";\n");
+  ind(o, 2);
+  sb_printf(o, "A.T = %s; A.H = %s; A.Hkv = %s; A.dk = %s; A.dv = %s; A.window = %s;\n", sb_cstr(&s[0]),
+            sb_cstr(&s[1]), sb_cstr(&s[2]), sb_cstr(&s[3]), sb_cstr(&s[4]), sb_cstr(&s[5]));
+  ind(o, 2);
+  if (k->nargs > 10 && k->args[10] >= 0) /* under a skip/route: the packed row count (loopir.h) */
+    sb_printf(o, "A.pos0 = (int64_t)b%d[0]; A.max_T = %lld; A.scale = ", k->args[10], (long long)E->m->max_T);
+  else
+    sb_printf(o, "A.pos0 = c->m->pos; A.max_T = %lld; A.scale = ", (long long)E->m->max_T);
+  double_lit(o, k->reals[0]);
+  sb_printf(o, "; A.scratch = b%d;\n", k->args[8]);
+  if (k->nargs > 9 && k->args[9] >= 0) { /* relative-position bias table (attr relbias) */
+    ind(o, 2);
+    sb_printf(o, "A.relbias = b%d; A.relbias_len = %s;\n", k->args[9], sb_cstr(&s[6]));
+  }
+  if (k->nargs > 11 && k->args[11] >= 0) { /* `kv: previous` region: the rows' positions (loopir.h) */
+    ind(o, 2);
+    sb_printf(o, "A.pos = b%d;\n", k->args[11]);
+  }
+  ind(o, 2);
+  if (k->attn_fast) { /* -O2 pass_attention: the flash kernel emitted into this file */
+    kernels_attention_fn_name(o, k);
+    sb_append(o, "(&A);\n");
+  } else {
+    sb_append(o, "gat_k_attention(&A);\n");
+  }
+  ind(o, 1);
+  sb_append(o, "}\n");
+}
+
+/* LC_GEMM: the segmented, GLU or plain micro-kernel GEMM (-O2). */
+static void emit_call_gemm(StrBuf *o, const LoopKernel *k, StrBuf *s) {
+  if (k->ncat > 0 || (k->nargs > 9 && k->args[9] >= 0)) { /* pass_concat / pass_gate */
+    kernels_gemm_seg_call(o, k, sb_cstr(&s[0]), sb_cstr(&s[2]));
+    return;
+  }
+  if (k->nargs > 7 && k->args[7] >= 0) { /* GLU product (pass_glu), both weights packed */
+    sb_printf(o, "gat_gemm_glu_f32(b%d, b%d, b%d, b%d, ", k->out, k->args[0], k->args[1], k->args[7]);
+    arg_or_null(o, k->args[2]);
+    sb_append(o, ", ");
+    arg_or_null(o, k->args[8]);
+    sb_append(o, ", ");
+    arg_or_null(o, k->args[6]);
+    sb_printf(o, ", %s, %s, %s, %d);\n", sb_cstr(&s[0]), sb_cstr(&s[1]), sb_cstr(&s[2]), k->epi_act);
+    return;
+  }
+  sb_printf(o, "gat_gemm_f32(b%d, b%d, ", k->out, k->args[0]);
+  arg_or_null(o, k->args[1]);
+  sb_append(o, ", ");
+  arg_or_null(o, k->args[1] >= 0 ? -1 : k->args[4]);
+  sb_printf(o, ", %lld, %lld, ", (long long)k->w_sn, (long long)k->w_sk);
+  arg_or_null(o, k->args[5]);
+  sb_append(o, ", ");
+  arg_or_null(o, k->args[2]);
+  sb_append(o, ", ");
+  arg_or_null(o, k->args[3]);
+  sb_append(o, ", ");
+  arg_or_null(o, k->nargs > 6 ? k->args[6] : -1);
+  sb_printf(o, ", %s, %s, %s, %d);\n", sb_cstr(&s[0]), sb_cstr(&s[1]), sb_cstr(&s[2]), k->epi_act);
+}
+
 static void emit_call(Emit *E, const LoopKernel *k) {
   StrBuf *o = E->o;
   StrBuf s[LOOP_MAX_ARGS];
@@ -707,26 +810,7 @@ static void emit_call(Emit *E, const LoopKernel *k) {
     sb_append(o, ");\n");
     break;
   case LC_GATHER:
-    sb_append(o, "{\n");
-    ind(o, 2);
-    sb_append(o, "int64_t bad = 0;\n");
-    ind(o, 2);
-    sb_printf(o, "if (gat_k_gather(b%d, b%d, b%d, %s, %s, %s, &bad) != GAT_OK)\n", k->out, k->args[0], k->args[1],
-              sb_cstr(&s[0]), sb_cstr(&s[1]), sb_cstr(&s[2]));
-    ind(o, 3);
-    sb_printf(o, "return gat_error_set(&c->m->err, GAT_ERR_TOKEN_RANGE, \"index %%ld at position %%lld is outside [0, %%lld) in gather");
-    {
-      const LoopBuf *tb = loop_buf(E->m, k->args[0]);
-      if (tb->kind == LB_PARAM && tb->name) { /* name the table: the tensor the index is for */
-        sb_append(o, " from '");
-        fmt_text(o, tb->name);
-        sb_append(o, "'");
-      }
-    }
-    where_text_as(o, k, 1);
-    sb_printf(o, "\", (long)b%d[bad], (long long)bad, (long long)%s);\n", k->args[1], sb_cstr(&s[1]));
-    ind(o, 1);
-    sb_append(o, "}\n");
+    emit_call_gather(E, k, s);
     break;
   case LC_TOPK:
     sb_printf(o, "gat_k_topk(b%d, b%d, b%d, %s, %s, %s);\n", k->out, k->args[1], k->args[0], sb_cstr(&s[0]),
@@ -753,77 +837,10 @@ static void emit_call(Emit *E, const LoopKernel *k) {
               k->reals[0] != 0);
     break;
   case LC_ATTENTION:
-    sb_append(o, "{\n");
-    ind(o, 2);
-    sb_append(o, "gat_attn_args A;\n");
-    ind(o, 2);
-    sb_append(o, "memset(&A, 0, sizeof A);\n");
-    ind(o, 2);
-    sb_printf(o, "A.out = b%d; A.q = b%d; A.k = b%d; A.v = b%d;\n", k->out, k->args[0], k->args[1], k->args[2]);
-    ind(o, 2);
-    sb_append(o, "A.qb = ");
-    arg_or_null(o, k->args[3]);
-    sb_append(o, "; A.kb = ");
-    arg_or_null(o, k->args[4]);
-    sb_printf(o, "; A.cache_k = b%d; A.cache_v = b%d; A.cache_kb = ", k->args[5], k->args[6]);
-    arg_or_null(o, k->args[7]);
-    sb_append(o, ";\n");
-    ind(o, 2);
-    sb_printf(o, "A.T = %s; A.H = %s; A.Hkv = %s; A.dk = %s; A.dv = %s; A.window = %s;\n", sb_cstr(&s[0]),
-              sb_cstr(&s[1]), sb_cstr(&s[2]), sb_cstr(&s[3]), sb_cstr(&s[4]), sb_cstr(&s[5]));
-    ind(o, 2);
-    if (k->nargs > 10 && k->args[10] >= 0) /* under a skip/route: the packed row count (loopir.h) */
-      sb_printf(o, "A.pos0 = (int64_t)b%d[0]; A.max_T = %lld; A.scale = ", k->args[10], (long long)E->m->max_T);
-    else
-      sb_printf(o, "A.pos0 = c->m->pos; A.max_T = %lld; A.scale = ", (long long)E->m->max_T);
-    double_lit(o, k->reals[0]);
-    sb_printf(o, "; A.scratch = b%d;\n", k->args[8]);
-    if (k->nargs > 9 && k->args[9] >= 0) { /* relative-position bias table (attr relbias) */
-      ind(o, 2);
-      sb_printf(o, "A.relbias = b%d; A.relbias_len = %s;\n", k->args[9], sb_cstr(&s[6]));
-    }
-    if (k->nargs > 11 && k->args[11] >= 0) { /* `kv: previous` region: the rows' positions (loopir.h) */
-      ind(o, 2);
-      sb_printf(o, "A.pos = b%d;\n", k->args[11]);
-    }
-    ind(o, 2);
-    if (k->attn_fast) { /* -O2 pass_attention: the flash kernel emitted into this file */
-      kernels_attention_fn_name(o, k);
-      sb_append(o, "(&A);\n");
-    } else {
-      sb_append(o, "gat_k_attention(&A);\n");
-    }
-    ind(o, 1);
-    sb_append(o, "}\n");
+    emit_call_attention(E, k, s);
     break;
   case LC_GEMM:
-    if (k->ncat > 0 || (k->nargs > 9 && k->args[9] >= 0)) { /* pass_concat / pass_gate */
-      kernels_gemm_seg_call(o, k, sb_cstr(&s[0]), sb_cstr(&s[2]));
-      break;
-    }
-    if (k->nargs > 7 && k->args[7] >= 0) { /* GLU product (pass_glu), both weights packed */
-      sb_printf(o, "gat_gemm_glu_f32(b%d, b%d, b%d, b%d, ", k->out, k->args[0], k->args[1], k->args[7]);
-      arg_or_null(o, k->args[2]);
-      sb_append(o, ", ");
-      arg_or_null(o, k->args[8]);
-      sb_append(o, ", ");
-      arg_or_null(o, k->args[6]);
-      sb_printf(o, ", %s, %s, %s, %d);\n", sb_cstr(&s[0]), sb_cstr(&s[1]), sb_cstr(&s[2]), k->epi_act);
-      break;
-    }
-    sb_printf(o, "gat_gemm_f32(b%d, b%d, ", k->out, k->args[0]);
-    arg_or_null(o, k->args[1]);
-    sb_append(o, ", ");
-    arg_or_null(o, k->args[1] >= 0 ? -1 : k->args[4]);
-    sb_printf(o, ", %lld, %lld, ", (long long)k->w_sn, (long long)k->w_sk);
-    arg_or_null(o, k->args[5]);
-    sb_append(o, ", ");
-    arg_or_null(o, k->args[2]);
-    sb_append(o, ", ");
-    arg_or_null(o, k->args[3]);
-    sb_append(o, ", ");
-    arg_or_null(o, k->nargs > 6 ? k->args[6] : -1);
-    sb_printf(o, ", %s, %s, %s, %d);\n", sb_cstr(&s[0]), sb_cstr(&s[1]), sb_cstr(&s[2]), k->epi_act);
+    emit_call_gemm(o, k, s);
     break;
   }
   for (int i = 0; i < LOOP_MAX_ARGS; i++) sb_free(&s[i]);
@@ -1171,26 +1188,18 @@ static void emit_spec_table(StrBuf *o, const char *N, const char *what, const Lo
   sb_append(o, "};\n");
 }
 
-int emit_c_source(FILE *out, const LoopModule *m, const char *header_name) {
-  StrBuf sb = {0};
-  Emit E = {m, &sb, 0, NULL, 0, 0};
-  const char *N = m->name;
-  StrBuf up = {0};
-  for (const char *p = N; *p; p++) {
-    char ch = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
-    sb_appendn(&up, &ch, 1);
-  }
-  const char *U = sb_cstr(&up);
-  sb_printf(&sb,
+/* The file comment, includes, the per-call context type and the tensor spec tables. */
+static void emit_c_prelude(StrBuf *sb, const LoopModule *m, const char *N, const char *header_name) {
+  sb_printf(sb,
             "/* %s.c — generated by gattnc; do not edit.\n"
             " * One function per kernel, in the order forward runs them; each names the\n"
             " * .gat layer and line it came from. Links with the gattnc runtime\n"
             " * (gat_runtime.c, gat_safetensors.c) and libm. No allocation, no mutable\n"
             " * globals: every byte of state is in the model struct and its arena. */\n",
             N);
-  sb_append(&sb, "#include <math.h>\n#include <string.h>\n\n");
-  sb_printf(&sb, "#include \"%s\"\n\n", header_name);
-  sb_printf(&sb,
+  sb_append(sb, "#include <math.h>\n#include <string.h>\n\n");
+  sb_printf(sb, "#include \"%s\"\n\n", header_name);
+  sb_printf(sb,
             "/* Per-call context: where buffers are and how many rows they hold. */\n"
             "typedef struct %s_ctx {\n"
             "  %s *m;\n"
@@ -1201,85 +1210,70 @@ int emit_c_source(FILE *out, const LoopModule *m, const char *header_name) {
             "  void *out[%d];\n"
             "} %s_ctx;\n\n",
             N, N, m->ntvars, m->ninputs > 0 ? m->ninputs : 1, m->noutputs > 0 ? m->noutputs : 1, N);
-  emit_spec_table(&sb, N, "params", m->params, m->nparams);
-  sb_append(&sb, "/* -1 stands for T */\n");
-  emit_spec_table(&sb, N, "inputs", m->inputs, m->ninputs);
-  emit_spec_table(&sb, N, "outputs", m->outputs, m->noutputs);
-  sb_append(&sb, "\n");
-  if (loop_module_has_gemm(m)) kernels_gemm_emit_target(&sb, m->target);
-  kernels_attention_emit(&sb, m); /* nothing unless pass_attention marked a call */
-  kernels_scan_emit(&sb, m);      /* nothing unless pass_chunk marked a scan */
-  if (kernels_have_f32_math(&m->kernels)) kernels_math_emit(&sb); /* float functions of f32_math nests */
-  if (m->profile) {
-    sb_printf(&sb, "/* --profile: nanoseconds and calls per top-level kernel (a profiling build only). */\n");
-    sb_printf(&sb, "static uint64_t %s_prof_ns[%d], %s_prof_calls[%d];\n", N, m->kernels.len + 1, N, m->kernels.len + 1);
-    sb_printf(&sb, "static const char *const %s_prof_names[%d] = {\n", N, m->kernels.len + 1);
-    for (int i = 0; i < m->kernels.len; i++) {
-      StrBuf kn = {0};
-      kernel_name(&kn, m, m->kernels.data[i]);
-      sb_append(&sb, "  ");
-      emit_c_string_literal(&sb, sb_cstr(&kn));
-      sb_append(&sb, ",\n");
-      sb_free(&kn);
-    }
-    sb_append(&sb, "  \"\"};\n");
-    sb_printf(&sb, "int %s_profile_count(void) { return %d; }\n", N, m->kernels.len);
-    sb_printf(&sb, "const char *%s_profile_name(int i) { return %s_prof_names[i]; }\n", N, N);
-    sb_printf(&sb, "uint64_t %s_profile_ns(int i) { return %s_prof_ns[i]; }\n", N, N);
-    sb_printf(&sb, "uint64_t %s_profile_calls(int i) { return %s_prof_calls[i]; }\n", N, N);
-    sb_printf(&sb, "void %s_profile_clear(void) { memset(%s_prof_ns, 0, sizeof %s_prof_ns); memset(%s_prof_calls, 0, sizeof %s_prof_calls); }\n\n", N, N, N, N, N);
+  emit_spec_table(sb, N, "params", m->params, m->nparams);
+  sb_append(sb, "/* -1 stands for T */\n");
+  emit_spec_table(sb, N, "inputs", m->inputs, m->ninputs);
+  emit_spec_table(sb, N, "outputs", m->outputs, m->noutputs);
+  sb_append(sb, "\n");
+}
+
+/* --profile: per-kernel time and call counters and their accessors. */
+static void emit_c_profile_defs(StrBuf *sb, const LoopModule *m, const char *N) {
+  sb_printf(sb, "/* --profile: nanoseconds and calls per top-level kernel (a profiling build only). */\n");
+  sb_printf(sb, "static uint64_t %s_prof_ns[%d], %s_prof_calls[%d];\n", N, m->kernels.len + 1, N, m->kernels.len + 1);
+  sb_printf(sb, "static const char *const %s_prof_names[%d] = {\n", N, m->kernels.len + 1);
+  for (int i = 0; i < m->kernels.len; i++) {
+    StrBuf kn = {0};
+    kernel_name(&kn, m, m->kernels.data[i]);
+    sb_append(sb, "  ");
+    emit_c_string_literal(sb, sb_cstr(&kn));
+    sb_append(sb, ",\n");
+    sb_free(&kn);
   }
-  emit_count_defs(&sb, m);
-  emit_knobs_defs(&sb, m);
-  emit_protos(&E, &m->kernels);
-  sb_append(&sb, "\n");
-  for (int i = 0; i < m->kernels.len; i++) emit_kernel(&E, m->kernels.data[i]);
+  sb_append(sb, "  \"\"};\n");
+  sb_printf(sb, "int %s_profile_count(void) { return %d; }\n", N, m->kernels.len);
+  sb_printf(sb, "const char *%s_profile_name(int i) { return %s_prof_names[i]; }\n", N, N);
+  sb_printf(sb, "uint64_t %s_profile_ns(int i) { return %s_prof_ns[i]; }\n", N, N);
+  sb_printf(sb, "uint64_t %s_profile_calls(int i) { return %s_prof_calls[i]; }\n", N, N);
+  sb_printf(sb, "void %s_profile_clear(void) { memset(%s_prof_ns, 0, sizeof %s_prof_ns); memset(%s_prof_calls, 0, sizeof %s_prof_calls); }\n\n", N, N, N, N, N);
+}
 
-  /* ---- entry points ---- */
-  sb_printf(&sb, "size_t %s_sizeof(void) { return sizeof(%s); }\n", N, N);
-  sb_printf(&sb, "size_t %s_arena_bytes(void) { return %s_ARENA_BYTES; }\n", N, U);
-  sb_printf(&sb, "int %s_status(const %s *m) { return m ? m->err.status : GAT_ERR_ARGUMENT; }\n", N, N);
-  sb_printf(&sb, "const char *%s_message(const %s *m) { return m ? m->err.msg : \"NULL model\"; }\n", N, N);
-  sb_printf(&sb, "int64_t %s_position(const %s *m) { return m ? m->pos : 0; }\n\n", N, N);
+/* NAME_sizeof .. NAME_position, and NAME_reset: the state buffers back to their initial values. */
+static void emit_c_reset_fn(StrBuf *sb, const LoopModule *m, const char *N, const char *U) {
+  sb_printf(sb, "size_t %s_sizeof(void) { return sizeof(%s); }\n", N, N);
+  sb_printf(sb, "size_t %s_arena_bytes(void) { return %s_ARENA_BYTES; }\n", N, U);
+  sb_printf(sb, "int %s_status(const %s *m) { return m ? m->err.status : GAT_ERR_ARGUMENT; }\n", N, N);
+  sb_printf(sb, "const char *%s_message(const %s *m) { return m ? m->err.msg : \"NULL model\"; }\n", N, N);
+  sb_printf(sb, "int64_t %s_position(const %s *m) { return m ? m->pos : 0; }\n\n", N, N);
 
-  sb_printf(&sb, "int %s_reset(%s *m) {\n", N, N);
-  sb_append(&sb, "  if (!m) return GAT_ERR_ARGUMENT;\n");
-  sb_append(&sb, "  if (!m->ready) return gat_error_set(&m->err, GAT_ERR_NOT_INITIALIZED, \"reset before a successful init\");\n");
-  sb_append(&sb, "  m->pos = 0;\n");
+  sb_printf(sb, "int %s_reset(%s *m) {\n", N, N);
+  sb_append(sb, "  if (!m) return GAT_ERR_ARGUMENT;\n");
+  sb_append(sb, "  if (!m->ready) return gat_error_set(&m->err, GAT_ERR_NOT_INITIALIZED, \"reset before a successful init\");\n");
+  sb_append(sb, "  m->pos = 0;\n");
   for (int i = 0; i < m->bufs.len; i++) {
     const LoopBuf *b = m->bufs.data[i];
     if (b->kind != LB_STATE) continue;
     double init = m->states[b->index].init;
-    sb_append(&sb, "  { /* ");
-    comment_text(&sb, b->name);
-    sb_append(&sb, " */\n");
-    sb_printf(&sb, "    %s *s = (%s *)(void *)(m->arena + %lld);\n", emit_c_ctype(b->dtype), emit_c_ctype(b->dtype),
+    sb_append(sb, "  { /* ");
+    comment_text(sb, b->name);
+    sb_append(sb, " */\n");
+    sb_printf(sb, "    %s *s = (%s *)(void *)(m->arena + %lld);\n", emit_c_ctype(b->dtype), emit_c_ctype(b->dtype),
               (long long)b->offset);
-    sb_printf(&sb, "    for (int64_t i = 0; i < %lld; i++) s[i] = ", (long long)(b->bytes / 4));
+    sb_printf(sb, "    for (int64_t i = 0; i < %lld; i++) s[i] = ", (long long)(b->bytes / 4));
     if (b->dtype == IR_F32) {
-      sb_append(&sb, "(float)");
-      double_lit(&sb, init);
+      sb_append(sb, "(float)");
+      double_lit(sb, init);
     } else {
-      sb_printf(&sb, "%lld", (long long)init);
+      sb_printf(sb, "%lld", (long long)init);
     }
-    sb_append(&sb, ";\n  }\n");
+    sb_append(sb, ";\n  }\n");
   }
-  sb_append(&sb, "  gat_error_clear(&m->err);\n  return GAT_OK;\n}\n\n");
+  sb_append(sb, "  gat_error_clear(&m->err);\n  return GAT_OK;\n}\n\n");
+}
 
-  /* init: arena checks shared by the three ways to bind weights */
-  sb_printf(&sb, "static int %s_init_arena(%s *m, void *arena, size_t arena_len) {\n", N, N);
-  sb_append(&sb, "  if (!m) return GAT_ERR_ARGUMENT;\n  memset(m, 0, sizeof *m);\n");
-  sb_append(&sb, "  if (!arena) return gat_error_set(&m->err, GAT_ERR_ARGUMENT, \"arena is NULL\");\n");
-  sb_printf(&sb,
-            "  if (arena_len < %s_ARENA_BYTES)\n"
-            "    return gat_error_set(&m->err, GAT_ERR_ARENA_TOO_SMALL, \"arena of %%lu bytes, the model needs %%lu (%s_ARENA_BYTES)\", (unsigned long)arena_len, (unsigned long)%s_ARENA_BYTES);\n",
-            U, U, U);
-  sb_append(&sb, "  if ((uintptr_t)arena % 8 != 0) return gat_error_set(&m->err, GAT_ERR_ALIGNMENT, \"arena is not 8-byte aligned\");\n");
-  sb_append(&sb, "  return GAT_OK;\n}\n\n");
-  sb_printf(&sb, "static int %s_init_done(%s *m, void *arena) {\n", N, N);
-  sb_append(&sb, "  m->arena = (unsigned char *)arena;\n  m->ready = 1;\n");
-  emit_knobs_init(&sb, m);
-  if (m->packs.len) sb_append(&sb, "  /* weights packed into the GEMM micro-kernel layout (-O2) */\n");
+/* The weights packed into the GEMM micro-kernel layout at init (-O2), with their folded scales. */
+static void emit_c_pack_calls(StrBuf *sb, const LoopModule *m) {
+  if (m->packs.len) sb_append(sb, "  /* weights packed into the GEMM micro-kernel layout (-O2) */\n");
   for (int i = 0; i < m->packs.len; i++) {
     const LoopPack *p = m->packs.data[i];
     StrBuf sc = {0}; /* folded scales (pass_scalefold) */
@@ -1289,7 +1283,7 @@ int emit_c_source(FILE *out, const LoopModule *m, const char *header_name) {
     else
       sb_append(&sc, ", NULL");
     if (p->vector) {
-      sb_printf(&sb, "  gat_gemm_pack_vec((float *)(void *)(m->arena + %lld), (const float *)m->w[%d], %lld, %s);\n",
+      sb_printf(sb, "  gat_gemm_pack_vec((float *)(void *)(m->arena + %lld), (const float *)m->w[%d], %lld, %s);\n",
                 (long long)loop_buf(m, p->buf)->offset, p->param, (long long)p->N, sb_cstr(&sc));
       sb_free(&sc);
       continue;
@@ -1298,67 +1292,116 @@ int emit_c_source(FILE *out, const LoopModule *m, const char *header_name) {
       sb_printf(&sc, ", (const float *)m->w[%d], %d", p->scale_vec, p->vec_plus_one);
     else
       sb_append(&sc, ", NULL, 0");
-    sb_printf(&sb, "  gat_gemm_pack((float *)(void *)(m->arena + %lld), (const float *)m->w[%d], %lld, %lld, %lld, %lld, 0, %lld, %s);\n",
+    sb_printf(sb, "  gat_gemm_pack((float *)(void *)(m->arena + %lld), (const float *)m->w[%d], %lld, %lld, %lld, %lld, 0, %lld, %s);\n",
               (long long)loop_buf(m, p->buf)->offset, p->param, (long long)p->N, (long long)p->K, (long long)p->sn,
               (long long)p->sk, (long long)p->K, sb_cstr(&sc));
     sb_free(&sc);
   }
-  sb_printf(&sb, "  return %s_reset(m);\n}\n\n", N);
+}
 
-  sb_printf(&sb, "int %s_init(%s *m, void *arena, size_t arena_len, const void *weights, size_t weights_len) {\n", N, N);
-  sb_printf(&sb, "  int st = %s_init_arena(m, arena, arena_len);\n", N);
-  sb_append(&sb, "  if (st != GAT_OK) return st;\n");
-  sb_append(&sb, "  /* misaligned tensors are copied into the arena bytes beyond the model's own */\n");
-  sb_printf(&sb,
+/* NAME_init (from safetensors bytes) and NAME_init_tensors (from a pointer table), over shared arena checks. */
+static void emit_c_init_fns(StrBuf *sb, const LoopModule *m, const char *N, const char *U) {
+  /* init: arena checks shared by the three ways to bind weights */
+  sb_printf(sb, "static int %s_init_arena(%s *m, void *arena, size_t arena_len) {\n", N, N);
+  sb_append(sb, "  if (!m) return GAT_ERR_ARGUMENT;\n  memset(m, 0, sizeof *m);\n");
+  sb_append(sb, "  if (!arena) return gat_error_set(&m->err, GAT_ERR_ARGUMENT, \"arena is NULL\");\n");
+  sb_printf(sb,
+            "  if (arena_len < %s_ARENA_BYTES)\n"
+            "    return gat_error_set(&m->err, GAT_ERR_ARENA_TOO_SMALL, \"arena of %%lu bytes, the model needs %%lu (%s_ARENA_BYTES)\", (unsigned long)arena_len, (unsigned long)%s_ARENA_BYTES);\n",
+            U, U, U);
+  sb_append(sb, "  if ((uintptr_t)arena % 8 != 0) return gat_error_set(&m->err, GAT_ERR_ALIGNMENT, \"arena is not 8-byte aligned\");\n");
+  sb_append(sb, "  return GAT_OK;\n}\n\n");
+  sb_printf(sb, "static int %s_init_done(%s *m, void *arena) {\n", N, N);
+  sb_append(sb, "  m->arena = (unsigned char *)arena;\n  m->ready = 1;\n");
+  emit_knobs_init(sb, m);
+  emit_c_pack_calls(sb, m);
+  sb_printf(sb, "  return %s_reset(m);\n}\n\n", N);
+
+  sb_printf(sb, "int %s_init(%s *m, void *arena, size_t arena_len, const void *weights, size_t weights_len) {\n", N, N);
+  sb_printf(sb, "  int st = %s_init_arena(m, arena, arena_len);\n", N);
+  sb_append(sb, "  if (st != GAT_OK) return st;\n");
+  sb_append(sb, "  /* misaligned tensors are copied into the arena bytes beyond the model's own */\n");
+  sb_printf(sb,
             "  st = gat_st_bind_copy(weights, weights_len, %s_params, %s_NUM_PARAMS, m->w, (unsigned char *)arena + %s_ARENA_BYTES,\n"
             "                        arena_len - %s_ARENA_BYTES, &m->err);\n",
             N, U, U, U);
-  sb_append(&sb, "  if (st != GAT_OK) return st;\n");
-  sb_printf(&sb, "  return %s_init_done(m, arena);\n}\n\n", N);
+  sb_append(sb, "  if (st != GAT_OK) return st;\n");
+  sb_printf(sb, "  return %s_init_done(m, arena);\n}\n\n", N);
 
-  sb_printf(&sb, "int %s_init_tensors(%s *m, void *arena, size_t arena_len, const void *const *tensors) {\n", N, N);
-  sb_printf(&sb, "  int st = %s_init_arena(m, arena, arena_len);\n", N);
-  sb_append(&sb, "  if (st != GAT_OK) return st;\n");
-  sb_append(&sb, "  if (!tensors) return gat_error_set(&m->err, GAT_ERR_ARGUMENT, \"tensor table is NULL\");\n");
-  sb_printf(&sb, "  for (int i = 0; i < %s_NUM_PARAMS; i++) {\n", U);
-  sb_printf(&sb, "    if (!tensors[i]) return gat_error_set(&m->err, GAT_ERR_MISSING_TENSOR, \"tensor '%%s' is NULL\", %s_params[i].name);\n", N);
-  sb_printf(&sb,
+  sb_printf(sb, "int %s_init_tensors(%s *m, void *arena, size_t arena_len, const void *const *tensors) {\n", N, N);
+  sb_printf(sb, "  int st = %s_init_arena(m, arena, arena_len);\n", N);
+  sb_append(sb, "  if (st != GAT_OK) return st;\n");
+  sb_append(sb, "  if (!tensors) return gat_error_set(&m->err, GAT_ERR_ARGUMENT, \"tensor table is NULL\");\n");
+  sb_printf(sb, "  for (int i = 0; i < %s_NUM_PARAMS; i++) {\n", U);
+  sb_printf(sb, "    if (!tensors[i]) return gat_error_set(&m->err, GAT_ERR_MISSING_TENSOR, \"tensor '%%s' is NULL\", %s_params[i].name);\n", N);
+  sb_printf(sb,
             "    if ((uintptr_t)tensors[i] %% 4 != 0)\n"
             "      return gat_error_set(&m->err, GAT_ERR_ALIGNMENT, \"data of tensor '%%s' is not 4-byte aligned in memory\", %s_params[i].name);\n",
             N);
-  sb_append(&sb, "    m->w[i] = tensors[i];\n  }\n");
-  sb_printf(&sb, "  return %s_init_done(m, arena);\n}\n\n", N);
+  sb_append(sb, "    m->w[i] = tensors[i];\n  }\n");
+  sb_printf(sb, "  return %s_init_done(m, arena);\n}\n\n", N);
+}
 
-  sb_printf(&sb, "int %s_forward(%s *m", N, N);
-  for (int i = 0; i < m->ninputs; i++) sb_printf(&sb, ", const %s *in%d", emit_c_ctype(m->inputs[i].dtype), i);
-  sb_append(&sb, ", int32_t T");
-  for (int i = 0; i < m->noutputs; i++) sb_printf(&sb, ", %s *out%d", emit_c_ctype(m->outputs[i].dtype), i);
-  sb_append(&sb, ") {\n");
-  sb_printf(&sb, "  %s_ctx c;\n  int st;\n", N);
-  sb_append(&sb, "  if (!m) return GAT_ERR_ARGUMENT;\n");
-  sb_append(&sb, "  if (!m->ready) return gat_error_set(&m->err, GAT_ERR_NOT_INITIALIZED, \"forward before a successful init\");\n");
+/* NAME_forward: argument checks, the context, then every top-level kernel in order. */
+static void emit_c_forward_fn(StrBuf *sb, const LoopModule *m, const char *N, const char *U) {
+  sb_printf(sb, "int %s_forward(%s *m", N, N);
+  for (int i = 0; i < m->ninputs; i++) sb_printf(sb, ", const %s *in%d", emit_c_ctype(m->inputs[i].dtype), i);
+  sb_append(sb, ", int32_t T");
+  for (int i = 0; i < m->noutputs; i++) sb_printf(sb, ", %s *out%d", emit_c_ctype(m->outputs[i].dtype), i);
+  sb_append(sb, ") {\n");
+  sb_printf(sb, "  %s_ctx c;\n  int st;\n", N);
+  sb_append(sb, "  if (!m) return GAT_ERR_ARGUMENT;\n");
+  sb_append(sb, "  if (!m->ready) return gat_error_set(&m->err, GAT_ERR_NOT_INITIALIZED, \"forward before a successful init\");\n");
   for (int i = 0; i < m->ninputs; i++) {
-    sb_printf(&sb, "  if (!in%d) return gat_error_set(&m->err, GAT_ERR_ARGUMENT, \"input '%%s' is NULL\", %s_inputs[%d].name);\n", i, N, i);
+    sb_printf(sb, "  if (!in%d) return gat_error_set(&m->err, GAT_ERR_ARGUMENT, \"input '%%s' is NULL\", %s_inputs[%d].name);\n", i, N, i);
   }
   for (int i = 0; i < m->noutputs; i++) {
-    sb_printf(&sb, "  if (!out%d) return gat_error_set(&m->err, GAT_ERR_ARGUMENT, \"output '%%s' is NULL\", %s_outputs[%d].name);\n", i, N, i);
+    sb_printf(sb, "  if (!out%d) return gat_error_set(&m->err, GAT_ERR_ARGUMENT, \"output '%%s' is NULL\", %s_outputs[%d].name);\n", i, N, i);
   }
-  sb_printf(&sb,
+  sb_printf(sb,
             "  if (T < 1 || (int64_t)T > %s_MAX_T - m->pos)\n"
             "    return gat_error_set(&m->err, GAT_ERR_SEQ_TOO_LONG, \"T = %%ld at position %%lld: the model was compiled for at most %%lld tokens\", (long)T, (long long)m->pos, (long long)%s_MAX_T);\n",
             U, U);
-  sb_append(&sb, "  memset(&c, 0, sizeof c);\n  c.m = m;\n  c.a = m->arena;\n  c.T = T;\n");
-  for (int i = 0; i < m->ninputs; i++) sb_printf(&sb, "  c.in[%d] = in%d;\n", i, i);
-  for (int i = 0; i < m->noutputs; i++) sb_printf(&sb, "  c.out[%d] = out%d;\n", i, i);
+  sb_append(sb, "  memset(&c, 0, sizeof c);\n  c.m = m;\n  c.a = m->arena;\n  c.T = T;\n");
+  for (int i = 0; i < m->ninputs; i++) sb_printf(sb, "  c.in[%d] = in%d;\n", i, i);
+  for (int i = 0; i < m->noutputs; i++) sb_printf(sb, "  c.out[%d] = out%d;\n", i, i);
   for (int i = 0; i < m->kernels.len; i++) {
-    if (m->profile) sb_append(&sb, "  { uint64_t t0_ = gat_time_ns();\n");
-    sb_append(&sb, "  if ((st = ");
-    kernel_name(&sb, m, m->kernels.data[i]);
-    sb_append(&sb, "(&c)) != GAT_OK) return st;\n");
+    if (m->profile) sb_append(sb, "  { uint64_t t0_ = gat_time_ns();\n");
+    sb_append(sb, "  if ((st = ");
+    kernel_name(sb, m, m->kernels.data[i]);
+    sb_append(sb, "(&c)) != GAT_OK) return st;\n");
     if (m->profile)
-      sb_printf(&sb, "  %s_prof_ns[%d] += gat_time_ns() - t0_; %s_prof_calls[%d]++; }\n", N, i, N, i);
+      sb_printf(sb, "  %s_prof_ns[%d] += gat_time_ns() - t0_; %s_prof_calls[%d]++; }\n", N, i, N, i);
   }
-  sb_append(&sb, "  m->pos += T;\n  gat_error_clear(&m->err);\n  return GAT_OK;\n}\n");
+  sb_append(sb, "  m->pos += T;\n  gat_error_clear(&m->err);\n  return GAT_OK;\n}\n");
+}
+
+int emit_c_source(FILE *out, const LoopModule *m, const char *header_name) {
+  StrBuf sb = {0};
+  Emit E = {m, &sb, 0, NULL, 0, 0};
+  const char *N = m->name;
+  StrBuf up = {0};
+  for (const char *p = N; *p; p++) {
+    char ch = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+    sb_appendn(&up, &ch, 1);
+  }
+  const char *U = sb_cstr(&up);
+  emit_c_prelude(&sb, m, N, header_name);
+  if (loop_module_has_gemm(m)) kernels_gemm_emit_target(&sb, m->target);
+  kernels_attention_emit(&sb, m); /* nothing unless pass_attention marked a call */
+  kernels_scan_emit(&sb, m);      /* nothing unless pass_chunk marked a scan */
+  if (kernels_have_f32_math(&m->kernels)) kernels_math_emit(&sb); /* float functions of f32_math nests */
+  if (m->profile) emit_c_profile_defs(&sb, m, N);
+  emit_count_defs(&sb, m);
+  emit_knobs_defs(&sb, m);
+  emit_protos(&E, &m->kernels);
+  sb_append(&sb, "\n");
+  for (int i = 0; i < m->kernels.len; i++) emit_kernel(&E, m->kernels.data[i]);
+
+  /* ---- entry points ---- */
+  emit_c_reset_fn(&sb, m, N, U);
+  emit_c_init_fns(&sb, m, N, U);
+  emit_c_forward_fn(&sb, m, N, U);
 
   size_t w = fwrite(sb_cstr(&sb), 1, sb.len, out);
   int ok = w == sb.len;

@@ -6,8 +6,8 @@
  * rows, AVX: 8 x 6, otherwise 4 x 4), NR = 2 * VL output columns per packed
  * panel, KC = 256. Packing (gat.gemm_pack) lays W out as panels of NR
  * columns x K rows, zero-padded; the tile kernel keeps 2 * MR vector
- * accumulators; one or two rows (decode) take the GEMV path with four
- * independent accumulators; the epilogue (row scale, bias, activation,
+ * accumulators; at most max(MR / 3, 2) rows (decode) take the GEMV path,
+ * gat.gemm_row with eight accumulators (four k in flight); the epilogue (row scale, bias, activation,
  * residual) runs per finished tile row, one vectorizable loop per step,
  * rounding to f32 after each step (activations computed in double).
  * gat.gemm_seg_f32: the segmented GEMM of pass_concat and the gate epilogue

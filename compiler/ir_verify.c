@@ -519,7 +519,8 @@ static void verify_norm(Verifier *v, const IrOp *op, int max_in) {
   need_result(v, op, 0, IR_F32, x->shape);
 }
 
-static void verify_kind(Verifier *v, const IrOp *op, const IrBlock *b) {
+/* Ops that bring values into or out of the module body: input, param, const, position, output. */
+static void verify_source_op(Verifier *v, const IrOp *op, const IrBlock *b) {
   const IrModule *m = v->m;
   switch (op->kind) {
     case IR_OP_INPUT: {
@@ -564,6 +565,14 @@ static void verify_kind(Verifier *v, const IrOp *op, const IrBlock *b) {
       }
       vfail(v, op, "there is no module output \"%s\"", name);
     }
+    default:
+      gat_unreachable();
+  }
+}
+
+/* Elementwise ops: unary and binary functions, select, cast (operands broadcast). */
+static void verify_elementwise(Verifier *v, const IrOp *op) {
+  switch (op->kind) {
     case IR_OP_UNARY: {
       need_counts(v, op, 1, 1, 1);
       const char *fn = need_str(v, op, "fn");
@@ -599,6 +608,14 @@ static void verify_kind(Verifier *v, const IrOp *op, const IrBlock *b) {
       need_counts(v, op, 1, 1, 1);
       need_result(v, op, 0, op->out[0]->dtype, op->in[0]->shape);
       return;
+    default:
+      gat_unreachable();
+  }
+}
+
+/* Contractions: matmul (batched, broadcast) and linear (x W^T + b). */
+static void verify_contraction(Verifier *v, const IrOp *op) {
+  switch (op->kind) {
     case IR_OP_MATMUL: {
       need_counts(v, op, 2, 2, 1);
       const IrValue *a = op->in[0], *c = op->in[1];
@@ -640,7 +657,14 @@ static void verify_kind(Verifier *v, const IrOp *op, const IrBlock *b) {
       need_result(v, op, 0, IR_F32, s);
       return;
     }
-    case IR_OP_INDEX: verify_index(v, op); return;
+    default:
+      gat_unreachable();
+  }
+}
+
+/* Reductions and row-wise ops: reduce, softmax, the norms, gather, top-k. */
+static void verify_row_op(Verifier *v, const IrOp *op) {
+  switch (op->kind) {
     case IR_OP_REDUCE: {
       need_counts(v, op, 1, 1, 1);
       const IrValue *x = op->in[0];
@@ -705,6 +729,14 @@ static void verify_kind(Verifier *v, const IrOp *op, const IrBlock *b) {
       need_result(v, op, 1, IR_I32, s);
       return;
     }
+    default:
+      gat_unreachable();
+  }
+}
+
+/* Data movement: reshape, transpose, concat, split, slice. */
+static void verify_layout(Verifier *v, const IrOp *op) {
+  switch (op->kind) {
     case IR_OP_RESHAPE: {
       need_counts(v, op, 1, 1, 1);
       const IrValue *x = op->in[0], *r = op->out[0];
@@ -795,6 +827,14 @@ static void verify_kind(Verifier *v, const IrOp *op, const IrBlock *b) {
       need_result(v, op, 0, x->dtype, s);
       return;
     }
+    default:
+      gat_unreachable();
+  }
+}
+
+/* RoPE and the causal conv1d with its state. */
+static void verify_rope_conv(Verifier *v, const IrOp *op) {
+  switch (op->kind) {
     case IR_OP_ROPE: {
       need_counts(v, op, 1, 1, 1);
       const IrValue *x = op->in[0];
@@ -837,48 +877,96 @@ static void verify_kind(Verifier *v, const IrOp *op, const IrBlock *b) {
       need_result(v, op, 0, IR_F32, x->shape);
       return;
     }
-    case IR_OP_ATTENTION: {
-      /* relbias, when present, is the last operand (its index in the attr). */
-      int rbi = ir_op_attr(op, "relbias") ? (int)ir_op_int(op, "relbias", -1) : -1;
-      int nqkv = op->nin - (rbi >= 0);
-      if (rbi >= 0 && rbi != op->nin - 1) vfail(v, op, "relbias = %d must name the last operand", rbi);
-      if (nqkv != 3 && nqkv != 5) need_counts(v, op, 3, 3, 1);
-      need_counts(v, op, 3, 6, 1);
-      const IrValue *q = op->in[0], *k = op->in[1], *vv = op->in[2];
-      const char *names[5] = {"q", "k", "v", "qb", "kb"};
-      if (rbi >= 0) {
-        const IrValue *rb = op->in[rbi];
-        need_dtype(v, op, rb, IR_F32, "relbias");
-        need_rank(v, op, rb, 1, "relbias");
-        if (rb->shape.dims[0] == IR_DIM_T || rb->shape.dims[0] % 2 == 0)
-          vfail(v, op, "relbias %s must have an odd length without T", vstr(rb).s);
-      }
-      for (int i = 0; i < nqkv; i++) {
-        need_dtype(v, op, op->in[i], IR_F32, names[i]);
-        need_rank(v, op, op->in[i], i < 3 ? 3 : 2, names[i]);
-        if (op->in[i]->shape.dims[0] != IR_DIM_T)
-          vfail(v, op, "%s must be per-token ([T, ...]), got %s", names[i], vstr(op->in[i]).s);
-        for (int d = 1; d < op->in[i]->shape.rank; d++)
-          if (op->in[i]->shape.dims[d] == IR_DIM_T) vfail(v, op, "%s may have T only as its first dim", names[i]);
-      }
-      int64_t H = q->shape.dims[1], dk = q->shape.dims[2], Hkv = k->shape.dims[1], dv = vv->shape.dims[2];
-      if (k->shape.dims[2] != dk) vfail(v, op, "q %s and k %s differ in head size", vstr(q).s, vstr(k).s);
-      if (vv->shape.dims[1] != Hkv) vfail(v, op, "k %s and v %s differ in head count", vstr(k).s, vstr(vv).s);
-      if (H % Hkv) vfail(v, op, "%lld query heads do not divide into %lld KV heads", (long long)H, (long long)Hkv);
-      for (int i = 3; i < nqkv; i++)
-        if (op->in[i]->shape.dims[1] != H)
-          vfail(v, op, "%s must be [T, H] with H = %lld, got %s", names[i], (long long)H, vstr(op->in[i]).s);
-      need_float(v, op, "scale");
-      if (opt_int(v, op, "causal", 1) != 1) vfail(v, op, "only causal attention (causal = 1) is supported");
-      if (opt_int(v, op, "window", 0) < 0) vfail(v, op, "window must be >= 0");
-      int64_t sk[3] = {m->max_T, Hkv, dk}, sv[3] = {m->max_T, Hkv, dv}, skb[2] = {m->max_T, H};
-      need_state(v, op, "state_k", shape_of(3, sk));
-      need_state(v, op, "state_v", shape_of(3, sv));
-      if (nqkv == 5) need_state(v, op, "state_kb", shape_of(2, skb));
-      int64_t rs[3] = {IR_DIM_T, H, dv};
-      need_result(v, op, 0, IR_F32, shape_of(3, rs));
+    default:
+      gat_unreachable();
+  }
+}
+
+/* Attention: q, k, v (and the score biases qb, kb; a relbias table) against its KV-cache states. */
+static void verify_attention(Verifier *v, const IrOp *op) {
+  const IrModule *m = v->m;
+  /* relbias, when present, is the last operand (its index in the attr). */
+  int rbi = ir_op_attr(op, "relbias") ? (int)ir_op_int(op, "relbias", -1) : -1;
+  int nqkv = op->nin - (rbi >= 0);
+  if (rbi >= 0 && rbi != op->nin - 1) vfail(v, op, "relbias = %d must name the last operand", rbi);
+  if (nqkv != 3 && nqkv != 5) need_counts(v, op, 3, 3, 1);
+  need_counts(v, op, 3, 6, 1);
+  const IrValue *q = op->in[0], *k = op->in[1], *vv = op->in[2];
+  const char *names[5] = {"q", "k", "v", "qb", "kb"};
+  if (rbi >= 0) {
+    const IrValue *rb = op->in[rbi];
+    need_dtype(v, op, rb, IR_F32, "relbias");
+    need_rank(v, op, rb, 1, "relbias");
+    if (rb->shape.dims[0] == IR_DIM_T || rb->shape.dims[0] % 2 == 0)
+      vfail(v, op, "relbias %s must have an odd length without T", vstr(rb).s);
+  }
+  for (int i = 0; i < nqkv; i++) {
+    need_dtype(v, op, op->in[i], IR_F32, names[i]);
+    need_rank(v, op, op->in[i], i < 3 ? 3 : 2, names[i]);
+    if (op->in[i]->shape.dims[0] != IR_DIM_T)
+      vfail(v, op, "%s must be per-token ([T, ...]), got %s", names[i], vstr(op->in[i]).s);
+    for (int d = 1; d < op->in[i]->shape.rank; d++)
+      if (op->in[i]->shape.dims[d] == IR_DIM_T) vfail(v, op, "%s may have T only as its first dim", names[i]);
+  }
+  int64_t H = q->shape.dims[1], dk = q->shape.dims[2], Hkv = k->shape.dims[1], dv = vv->shape.dims[2];
+  if (k->shape.dims[2] != dk) vfail(v, op, "q %s and k %s differ in head size", vstr(q).s, vstr(k).s);
+  if (vv->shape.dims[1] != Hkv) vfail(v, op, "k %s and v %s differ in head count", vstr(k).s, vstr(vv).s);
+  if (H % Hkv) vfail(v, op, "%lld query heads do not divide into %lld KV heads", (long long)H, (long long)Hkv);
+  for (int i = 3; i < nqkv; i++)
+    if (op->in[i]->shape.dims[1] != H)
+      vfail(v, op, "%s must be [T, H] with H = %lld, got %s", names[i], (long long)H, vstr(op->in[i]).s);
+  need_float(v, op, "scale");
+  if (opt_int(v, op, "causal", 1) != 1) vfail(v, op, "only causal attention (causal = 1) is supported");
+  if (opt_int(v, op, "window", 0) < 0) vfail(v, op, "window must be >= 0");
+  int64_t sk[3] = {m->max_T, Hkv, dk}, sv[3] = {m->max_T, Hkv, dv}, skb[2] = {m->max_T, H};
+  need_state(v, op, "state_k", shape_of(3, sk));
+  need_state(v, op, "state_v", shape_of(3, sv));
+  if (nqkv == 5) need_state(v, op, "state_kb", shape_of(2, skb));
+  int64_t rs[3] = {IR_DIM_T, H, dv};
+  need_result(v, op, 0, IR_F32, shape_of(3, rs));
+}
+
+static void verify_kind(Verifier *v, const IrOp *op, const IrBlock *b) {
+  switch (op->kind) {
+    case IR_OP_INPUT:
+    case IR_OP_PARAM:
+    case IR_OP_CONST:
+    case IR_OP_POSITION:
+    case IR_OP_OUTPUT:
+      verify_source_op(v, op, b);
       return;
-    }
+    case IR_OP_UNARY:
+    case IR_OP_BINARY:
+    case IR_OP_SELECT:
+    case IR_OP_CAST:
+      verify_elementwise(v, op);
+      return;
+    case IR_OP_MATMUL:
+    case IR_OP_LINEAR:
+      verify_contraction(v, op);
+      return;
+    case IR_OP_REDUCE:
+    case IR_OP_SOFTMAX:
+    case IR_OP_RMS_NORM:
+    case IR_OP_LAYER_NORM:
+    case IR_OP_L2_NORM:
+    case IR_OP_GATHER:
+    case IR_OP_TOPK:
+      verify_row_op(v, op);
+      return;
+    case IR_OP_RESHAPE:
+    case IR_OP_TRANSPOSE:
+    case IR_OP_CONCAT:
+    case IR_OP_SPLIT:
+    case IR_OP_SLICE:
+      verify_layout(v, op);
+      return;
+    case IR_OP_ROPE:
+    case IR_OP_CONV1D:
+      verify_rope_conv(v, op);
+      return;
+    case IR_OP_ATTENTION: verify_attention(v, op); return;
+    case IR_OP_INDEX: verify_index(v, op); return;
     case IR_OP_SCAN: verify_scan(v, op); return;
     case IR_OP_MIXTURE: verify_mixture(v, op); return;
     case IR_OP_SKIP: verify_skip(v, op); return;

@@ -12,8 +12,10 @@
  *     conv, attention) with buffer arguments and sizes.
  *   - LK_COPY: a flat copy (reshape, outputs).
  *   - LK_SCAN / LK_MIXTURE / LK_SKIP: control around regions of kernels.
- * At -O0 there is one kernel per graph-IR op; fusion
- * will later merge LK_LOOP kernels by giving one domain several stores.
+ * Lowering (loopir_lower.c) makes one kernel per graph-IR op, which is what
+ * -O0 emits; the -O1/-O2 passes (compiler/passes/, docs/optimizer.md) then
+ * rewrite the module, e.g. fusing LK_LOOP kernels into one domain with
+ * several stores and turning contractions into LC_GEMM calls.
  *
  * Sizes may depend on a row count: dims equal to IR_DIM_T in a buffer's
  * shape (or a kernel's domain) stand for row variable `tvar` (0 = the T of
@@ -283,9 +285,10 @@ typedef struct LoopTensorInfo { /* params, inputs, outputs, states as the API se
 
 /* --target: what the emitted GEMM kernels assume about the CPU. NATIVE picks
  * the vector width from the compiler's target macros; PORTABLE is plain C11
- * loops (no vector extensions); the others fix width and register block
- * (X86_64: SSE2 4 floats, 4 x 8; AVX2: 8 floats + FMA, 6 x 16; AVX512: 16
- * floats, 8 x 32) and #error when compiled for a CPU without the features. */
+ * loops (no vector extensions; 4 x 8 tiles); the others fix width and register
+ * block, rows x columns (X86_64: SSE2 4 floats, 6 x 8; AVX2: 8 floats + FMA,
+ * 6 x 16; AVX512: 16 floats, 12 x 32; codegen/kernels_gemm.c GAT_MR x GAT_NR)
+ * and #error when compiled for a CPU without the features. */
 typedef enum LoopTarget { LT_NATIVE, LT_PORTABLE, LT_X86_64, LT_AVX2, LT_AVX512 } LoopTarget;
 typedef struct LoopPack {
   int param;          /* parameter index */

@@ -231,182 +231,200 @@ static int block_uses_position(const IrBlock *b, int rope_only) {
   return 0;
 }
 
-static void lower_op(Lower *L, const IrOp *op, PtrVec *into, int tvar) {
-  LoopModule *m = L->m;
-  const IrValue *r0 = op->nout > 0 ? op->out[0] : NULL;
-  int out = -1;
+/* ---- per-op lowering: one helper per op family; `out` is the op's first result buffer ---- */
+
+/* A model input: the caller's pointer, no kernel. */
+static void lower_input(Lower *L, const IrOp *op, int tvar) {
+  const IrValue *r0 = op->out[0];
+  int i = io_index(&L->im->inputs, ir_op_str(op, "name", ""));
+  if (i < 0) return lower_fail(L, op, "unknown input");
+  LoopBuf *b = loop_buf_new(L->m, LB_INPUT, r0->dtype, r0->shape, tvar, ir_op_str(op, "name", ""));
+  b->index = i;
+  L->vbuf[r0->id] = b->id;
+}
+
+/* A weight: the caller's pointer, no kernel. */
+static void lower_param(Lower *L, const IrOp *op, int tvar) {
+  const IrValue *r0 = op->out[0];
+  const char *name = ir_op_str(op, "name", "");
+  int i;
+  for (i = 0; i < L->im->params.len; i++)
+    if (strcmp(((IrParam *)L->im->params.data[i])->name, name) == 0) break;
+  if (i == L->im->params.len) return lower_fail(L, op, "unknown parameter");
+  LoopBuf *b = loop_buf_new(L->m, LB_PARAM, r0->dtype, r0->shape, tvar, name);
+  b->index = i;
+  L->vbuf[r0->id] = b->id;
+}
+
+/* A model output: a copy into the caller's pointer, so no value aliases it. */
+static void lower_output(Lower *L, const IrOp *op, PtrVec *into, int tvar) {
+  const char *name = ir_op_str(op, "name", "");
+  int i = io_index(&L->im->outputs, name);
+  if (i < 0) return lower_fail(L, op, "unknown output");
+  const IrValue *v = op->in[0];
+  LoopBuf *b = loop_buf_new(L->m, LB_OUTPUT, v->dtype, v->shape, tvar, name);
+  b->index = i;
+  LoopKernel *k = kernel_for(L, op, LK_COPY, tvar, into);
+  k->args[0] = buf_of(L, v);
+  k->out = b->id;
+  k->sizes[0] = size_dims(v->shape, 0, v->shape.rank, tvar);
+  k->nsizes = 1;
+}
+
+/* pos0 + t: the absolute position of row t at the top level. */
+static LoopExpr *expr_top_position(Lower *L) {
+  LoopExpr *v = loop_expr_new(L->m, LX_VAR, IR_I32);
+  v->var = 0;
+  return expr_bin(L, IR_FN_ADD, IR_I32, loop_expr_new(L->m, LX_POS0, IR_I32), v);
+}
+
+/* position: pos0 + t at the top, base + row in a packed region, the gathered positions in a routed one. */
+static void lower_position(Lower *L, const IrOp *op, PtrVec *into, int tvar, int out) {
+  if (L->cur_base >= 0) { /* a packed region: base + row */
+    LoopExpr *b = expr_load(L, L->cur_base, 1);
+    b->idx[0].c = 0;
+    LoopExpr *v = loop_expr_new(L->m, LX_VAR, IR_I32);
+    v->var = 0;
+    loop_kernel(L, op, tvar, into, out, expr_bin(L, IR_FN_ADD, IR_I32, b, v));
+    return;
+  }
+  if (L->cur_pos >= 0) { /* the routed rows' own positions */
+    LoopExpr *e = expr_load(L, L->cur_pos, 1);
+    idx_var(&e->idx[0], 0, 0);
+    loop_kernel(L, op, tvar, into, out, e);
+    return;
+  }
+  loop_kernel(L, op, tvar, into, out, expr_top_position(L));
+}
+
+/* The IrFn of a unary/binary op: attr fn is an int, or a name in parsed IR text. */
+static IrFn op_fn(const IrOp *op) {
+  IrFn fn = (IrFn)ir_op_int(op, "fn", 0);
+  if (ir_op_attr(op, "fn") && ir_op_attr(op, "fn")->kind == IR_ATTR_STR) fn = (IrFn)ir_fn_from_name(ir_op_str(op, "fn", ""));
+  return fn;
+}
+
+/* const, unary, binary, select, cast: one loop nest over the result with broadcast loads. */
+static void lower_elementwise(Lower *L, const IrOp *op, PtrVec *into, int tvar, int out) {
+  const IrValue *r0 = op->out[0];
+  int r = r0->shape.rank;
+  const int64_t *ext = r0->shape.dims;
+  LoopExpr *e;
   switch (op->kind) {
-  case IR_OP_INPUT: {
-    int i = io_index(&L->im->inputs, ir_op_str(op, "name", ""));
-    if (i < 0) return lower_fail(L, op, "unknown input");
-    LoopBuf *b = loop_buf_new(m, LB_INPUT, r0->dtype, r0->shape, tvar, ir_op_str(op, "name", ""));
-    b->index = i;
-    L->vbuf[r0->id] = b->id;
-    return;
-  }
-  case IR_OP_PARAM: {
-    const char *name = ir_op_str(op, "name", "");
-    int i;
-    for (i = 0; i < L->im->params.len; i++)
-      if (strcmp(((IrParam *)L->im->params.data[i])->name, name) == 0) break;
-    if (i == L->im->params.len) return lower_fail(L, op, "unknown parameter");
-    LoopBuf *b = loop_buf_new(m, LB_PARAM, r0->dtype, r0->shape, tvar, name);
-    b->index = i;
-    L->vbuf[r0->id] = b->id;
-    return;
-  }
-  case IR_OP_OUTPUT: {
-    const char *name = ir_op_str(op, "name", "");
-    int i = io_index(&L->im->outputs, name);
-    if (i < 0) return lower_fail(L, op, "unknown output");
-    const IrValue *v = op->in[0];
-    LoopBuf *b = loop_buf_new(m, LB_OUTPUT, v->dtype, v->shape, tvar, name);
-    b->index = i;
-    LoopKernel *k = kernel_for(L, op, LK_COPY, tvar, into);
-    k->args[0] = buf_of(L, v);
-    k->out = b->id;
-    k->sizes[0] = size_dims(v->shape, 0, v->shape.rank, tvar);
-    k->nsizes = 1;
-    return;
-  }
-  default:
+  case IR_OP_CONST:
+    e = loop_expr_new(L->m, LX_CONST, r0->dtype);
+    e->f = ir_op_float(op, "value", 0);
+    break;
+  case IR_OP_UNARY:
+    e = loop_expr_new(L->m, LX_UNARY, op->in[0]->dtype);
+    e->fn = op_fn(op);
+    e->a = load_bcast(L, buf_of(L, op->in[0]), r, ext);
+    break;
+  case IR_OP_BINARY: {
+    IrFn fn = op_fn(op);
+    e = expr_bin(L, fn, op->in[0]->dtype, load_bcast(L, buf_of(L, op->in[0]), r, ext),
+                 load_bcast(L, buf_of(L, op->in[1]), r, ext));
     break;
   }
-  /* every other op computes its results into fresh scratch buffers */
-  if (op->kind != IR_OP_SCAN)
-    for (int i = 0; i < op->nout; i++) {
-      int b = new_value_buf(L, op->out[i], tvar);
-      if (i == 0) out = b;
-    }
-  int r = r0 ? r0->shape.rank : 0;
-  const int64_t *ext = r0 ? r0->shape.dims : NULL;
-  IrDType dt = r0 ? r0->dtype : IR_F32;
-  switch (op->kind) {
-  case IR_OP_CONST: {
-    LoopExpr *e = loop_expr_new(m, LX_CONST, dt);
-    e->f = ir_op_float(op, "value", 0);
-    loop_kernel(L, op, tvar, into, out, e);
-    return;
-  }
-  case IR_OP_POSITION: {
-    if (L->cur_base >= 0) { /* a packed region: base + row */
-      LoopExpr *b = expr_load(L, L->cur_base, 1);
-      b->idx[0].c = 0;
-      LoopExpr *v = loop_expr_new(m, LX_VAR, IR_I32);
-      v->var = 0;
-      loop_kernel(L, op, tvar, into, out, expr_bin(L, IR_FN_ADD, IR_I32, b, v));
-      return;
-    }
-    if (L->cur_pos >= 0) { /* the routed rows' own positions */
-      LoopExpr *e = expr_load(L, L->cur_pos, 1);
-      idx_var(&e->idx[0], 0, 0);
-      loop_kernel(L, op, tvar, into, out, e);
-      return;
-    }
-    LoopExpr *v = loop_expr_new(m, LX_VAR, IR_I32);
-    v->var = 0;
-    loop_kernel(L, op, tvar, into, out, expr_bin(L, IR_FN_ADD, IR_I32, loop_expr_new(m, LX_POS0, IR_I32), v));
-    return;
-  }
-  case IR_OP_UNARY: {
-    LoopExpr *e = loop_expr_new(m, LX_UNARY, op->in[0]->dtype);
-    e->fn = (IrFn)ir_op_int(op, "fn", 0);
-    if (ir_op_attr(op, "fn") && ir_op_attr(op, "fn")->kind == IR_ATTR_STR) e->fn = (IrFn)ir_fn_from_name(ir_op_str(op, "fn", ""));
-    e->a = load_bcast(L, buf_of(L, op->in[0]), r, ext);
-    loop_kernel(L, op, tvar, into, out, e);
-    return;
-  }
-  case IR_OP_BINARY: {
-    IrFn fn = (IrFn)ir_op_int(op, "fn", 0);
-    if (ir_op_attr(op, "fn") && ir_op_attr(op, "fn")->kind == IR_ATTR_STR) fn = (IrFn)ir_fn_from_name(ir_op_str(op, "fn", ""));
-    loop_kernel(L, op, tvar, into, out,
-                expr_bin(L, fn, op->in[0]->dtype, load_bcast(L, buf_of(L, op->in[0]), r, ext),
-                         load_bcast(L, buf_of(L, op->in[1]), r, ext)));
-    return;
-  }
-  case IR_OP_SELECT: {
-    LoopExpr *e = loop_expr_new(m, LX_SELECT, dt);
+  case IR_OP_SELECT:
+    e = loop_expr_new(L->m, LX_SELECT, r0->dtype);
     e->a = load_bcast(L, buf_of(L, op->in[0]), r, ext);
     e->b = load_bcast(L, buf_of(L, op->in[1]), r, ext);
     e->c = load_bcast(L, buf_of(L, op->in[2]), r, ext);
-    loop_kernel(L, op, tvar, into, out, e);
-    return;
-  }
+    break;
   case IR_OP_CAST:
-    loop_kernel(L, op, tvar, into, out, load_bcast(L, buf_of(L, op->in[0]), r, ext));
-    return;
-  case IR_OP_MATMUL: {
-    /* out[..., i, j] = sum_k a[..., i, k] * b[..., k, j]; reduction var = r */
-    const IrValue *a = op->in[0], *b = op->in[1];
-    int kv = r;
-    int64_t K = a->shape.dims[a->shape.rank - 1];
-    LoopExpr *la = expr_load(L, buf_of(L, a), a->shape.rank), *lb = expr_load(L, buf_of(L, b), b->shape.rank);
-    for (int d = 0; d < a->shape.rank - 2; d++) {
-      int od = d + (r - 2) - (a->shape.rank - 2);
-      if (a->shape.dims[d] == 1 && ext[od] != 1) la->idx[d].c = 0; else idx_var(&la->idx[d], od, 0);
-    }
-    for (int d = 0; d < b->shape.rank - 2; d++) {
-      int od = d + (r - 2) - (b->shape.rank - 2);
-      if (b->shape.dims[d] == 1 && ext[od] != 1) lb->idx[d].c = 0; else idx_var(&lb->idx[d], od, 0);
-    }
-    idx_var(&la->idx[a->shape.rank - 2], r - 2, 0);
-    idx_var(&la->idx[a->shape.rank - 1], kv, 0);
-    idx_var(&lb->idx[b->shape.rank - 2], kv, 0);
-    idx_var(&lb->idx[b->shape.rank - 1], r - 1, 0);
-    loop_kernel(L, op, tvar, into, out, expr_reduce(L, IR_RED_SUM, kv, K, dt, expr_bin(L, IR_FN_MUL, dt, la, lb)));
-    return;
+    e = load_bcast(L, buf_of(L, op->in[0]), r, ext);
+    break;
+  default:
+    gat_unreachable();
   }
-  case IR_OP_LINEAR: {
-    const IrValue *x = op->in[0], *w = op->in[1];
-    int kv = r;
-    int64_t IN = w->shape.dims[1];
-    LoopExpr *lx = expr_load(L, buf_of(L, x), x->shape.rank), *lw = expr_load(L, buf_of(L, w), 2);
-    for (int d = 0; d < x->shape.rank - 1; d++) idx_var(&lx->idx[d], d, 0);
-    idx_var(&lx->idx[x->shape.rank - 1], kv, 0);
-    idx_var(&lw->idx[0], r - 1, 0);
-    idx_var(&lw->idx[1], kv, 0);
-    LoopExpr *e = expr_reduce(L, IR_RED_SUM, kv, IN, dt, expr_bin(L, IR_FN_MUL, dt, lx, lw));
-    if (op->nin > 2) {
-      LoopExpr *lb = expr_load(L, buf_of(L, op->in[2]), 1);
-      idx_var(&lb->idx[0], r - 1, 0);
-      e = expr_bin(L, IR_FN_ADD, dt, e, lb);
-    }
-    loop_kernel(L, op, tvar, into, out, e);
-    return;
+  loop_kernel(L, op, tvar, into, out, e);
+}
+
+/* Indexes the batch dims [0, rank-2) of a matmul operand x broadcast into the result's. */
+static void matmul_batch_idx(LoopExpr *lx, IrShape x, int r, const int64_t *ext) {
+  for (int d = 0; d < x.rank - 2; d++) {
+    int od = d + (r - 2) - (x.rank - 2);
+    if (x.dims[d] == 1 && ext[od] != 1) lx->idx[d].c = 0; else idx_var(&lx->idx[d], od, 0);
   }
-  case IR_OP_INDEX:
-    if (!op->expr) return lower_fail(L, op, "index op without a body");
-    loop_kernel(L, op, tvar, into, out, conv_index_expr(L, op, op->expr, dt));
-    return;
-  case IR_OP_REDUCE: {
-    const IrValue *x = op->in[0];
-    const IrAttr *axes = ir_op_attr(op, "axes");
-    IrReduceKind kind = (IrReduceKind)ir_op_int(op, "kind", 0);
-    const char *ks = ir_op_str(op, "kind", NULL);
-    if (ks) kind = !strcmp(ks, "sum") ? IR_RED_SUM : !strcmp(ks, "max") ? IR_RED_MAX : !strcmp(ks, "min") ? IR_RED_MIN : IR_RED_MEAN;
-    int is_red[IR_MAX_RANK] = {0}, var_of[IR_MAX_RANK];
-    for (int i = 0; axes && i < axes->n; i++) {
-      int64_t ax = axes->ints[i] < 0 ? axes->ints[i] + x->shape.rank : axes->ints[i];
-      if (ax < 0 || ax >= x->shape.rank) return lower_fail(L, op, "axis out of range");
-      is_red[ax] = 1;
-    }
-    int ov = 0, rv = r;
-    for (int d = 0; d < x->shape.rank; d++) var_of[d] = is_red[d] ? rv++ : ov++;
-    LoopExpr *e = expr_load(L, buf_of(L, x), x->shape.rank);
-    for (int d = 0; d < x->shape.rank; d++) idx_var(&e->idx[d], var_of[d], 0);
-    /* one nested reduction per axis, innermost = last axis */
-    for (int d = x->shape.rank - 1; d >= 0; d--)
-      if (is_red[d]) e = expr_reduce(L, kind, var_of[d], x->shape.dims[d], dt, e);
-    loop_kernel(L, op, tvar, into, out, e);
-    return;
+}
+
+/* out[..., i, j] = sum_k a[..., i, k] * b[..., k, j]; reduction var = r */
+static void lower_matmul(Lower *L, const IrOp *op, PtrVec *into, int tvar, int out) {
+  const IrValue *a = op->in[0], *b = op->in[1], *r0 = op->out[0];
+  int r = r0->shape.rank, kv = r;
+  IrDType dt = r0->dtype;
+  int64_t K = a->shape.dims[a->shape.rank - 1];
+  LoopExpr *la = expr_load(L, buf_of(L, a), a->shape.rank), *lb = expr_load(L, buf_of(L, b), b->shape.rank);
+  matmul_batch_idx(la, a->shape, r, r0->shape.dims);
+  matmul_batch_idx(lb, b->shape, r, r0->shape.dims);
+  idx_var(&la->idx[a->shape.rank - 2], r - 2, 0);
+  idx_var(&la->idx[a->shape.rank - 1], kv, 0);
+  idx_var(&lb->idx[b->shape.rank - 2], kv, 0);
+  idx_var(&lb->idx[b->shape.rank - 1], r - 1, 0);
+  loop_kernel(L, op, tvar, into, out, expr_reduce(L, IR_RED_SUM, kv, K, dt, expr_bin(L, IR_FN_MUL, dt, la, lb)));
+}
+
+/* out[..., n] = sum_k x[..., k] * w[n, k] (+ bias[n]) */
+static void lower_linear(Lower *L, const IrOp *op, PtrVec *into, int tvar, int out) {
+  const IrValue *x = op->in[0], *w = op->in[1];
+  int r = op->out[0]->shape.rank, kv = r;
+  IrDType dt = op->out[0]->dtype;
+  int64_t IN = w->shape.dims[1];
+  LoopExpr *lx = expr_load(L, buf_of(L, x), x->shape.rank), *lw = expr_load(L, buf_of(L, w), 2);
+  for (int d = 0; d < x->shape.rank - 1; d++) idx_var(&lx->idx[d], d, 0);
+  idx_var(&lx->idx[x->shape.rank - 1], kv, 0);
+  idx_var(&lw->idx[0], r - 1, 0);
+  idx_var(&lw->idx[1], kv, 0);
+  LoopExpr *e = expr_reduce(L, IR_RED_SUM, kv, IN, dt, expr_bin(L, IR_FN_MUL, dt, lx, lw));
+  if (op->nin > 2) {
+    LoopExpr *lb = expr_load(L, buf_of(L, op->in[2]), 1);
+    idx_var(&lb->idx[0], r - 1, 0);
+    e = expr_bin(L, IR_FN_ADD, dt, e, lb);
   }
+  loop_kernel(L, op, tvar, into, out, e);
+}
+
+/* reduce over attr axes: kept dims take the result's variables, reduced dims new ones after them. */
+static void lower_reduce(Lower *L, const IrOp *op, PtrVec *into, int tvar, int out) {
+  const IrValue *x = op->in[0];
+  const IrAttr *axes = ir_op_attr(op, "axes");
+  IrReduceKind kind = (IrReduceKind)ir_op_int(op, "kind", 0);
+  const char *ks = ir_op_str(op, "kind", NULL);
+  if (ks) kind = !strcmp(ks, "sum") ? IR_RED_SUM : !strcmp(ks, "max") ? IR_RED_MAX : !strcmp(ks, "min") ? IR_RED_MIN : IR_RED_MEAN;
+  int is_red[IR_MAX_RANK] = {0}, var_of[IR_MAX_RANK];
+  for (int i = 0; axes && i < axes->n; i++) {
+    int64_t ax = axes->ints[i] < 0 ? axes->ints[i] + x->shape.rank : axes->ints[i];
+    if (ax < 0 || ax >= x->shape.rank) return lower_fail(L, op, "axis out of range");
+    is_red[ax] = 1;
+  }
+  int ov = 0, rv = op->out[0]->shape.rank;
+  for (int d = 0; d < x->shape.rank; d++) var_of[d] = is_red[d] ? rv++ : ov++;
+  LoopExpr *e = expr_load(L, buf_of(L, x), x->shape.rank);
+  for (int d = 0; d < x->shape.rank; d++) idx_var(&e->idx[d], var_of[d], 0);
+  /* one nested reduction per axis, innermost = last axis */
+  for (int d = x->shape.rank - 1; d >= 0; d--)
+    if (is_red[d]) e = expr_reduce(L, kind, var_of[d], x->shape.dims[d], op->out[0]->dtype, e);
+  loop_kernel(L, op, tvar, into, out, e);
+}
+
+/* LK_CALL kernel for op writing `out` with the given call kind; the caller fills args and sizes. */
+static LoopKernel *call_kernel(Lower *L, const IrOp *op, PtrVec *into, int tvar, int out, LoopCallKind call) {
+  LoopKernel *k = kernel_for(L, op, LK_CALL, tvar, into);
+  k->call = call;
+  k->out = out;
+  return k;
+}
+
+/* softmax, the norms, gather, top-k: runtime row kernels sized [rows, row(, inner)]. */
+static void lower_row_call(Lower *L, const IrOp *op, PtrVec *into, int tvar, int out) {
+  const IrValue *x = op->in[0];
+  LoopKernel *k;
+  switch (op->kind) {
   case IR_OP_SOFTMAX: {
-    const IrValue *x = op->in[0];
     int64_t ax = ir_op_int(op, "axis", -1);
     if (ax < 0) ax += x->shape.rank;
-    LoopKernel *k = kernel_for(L, op, LK_CALL, tvar, into);
-    k->call = LC_SOFTMAX;
-    k->out = out;
+    k = call_kernel(L, op, into, tvar, out, LC_SOFTMAX);
     k->args[0] = buf_of(L, x);
     k->nargs = 1;
     k->sizes[0] = size_dims(x->shape, 0, (int)ax, tvar);
@@ -417,11 +435,9 @@ static void lower_op(Lower *L, const IrOp *op, PtrVec *into, int tvar) {
   }
   case IR_OP_RMS_NORM:
   case IR_OP_LAYER_NORM:
-  case IR_OP_L2_NORM: {
-    const IrValue *x = op->in[0];
-    LoopKernel *k = kernel_for(L, op, LK_CALL, tvar, into);
-    k->call = op->kind == IR_OP_RMS_NORM ? LC_RMS_NORM : op->kind == IR_OP_LAYER_NORM ? LC_LAYER_NORM : LC_L2_NORM;
-    k->out = out;
+  case IR_OP_L2_NORM:
+    k = call_kernel(L, op, into, tvar, out,
+                    op->kind == IR_OP_RMS_NORM ? LC_RMS_NORM : op->kind == IR_OP_LAYER_NORM ? LC_LAYER_NORM : LC_L2_NORM);
     k->nargs = 3;
     for (int i = 0; i < op->nin && i < 3; i++) k->args[i] = buf_of(L, op->in[i]);
     k->sizes[0] = size_dims(x->shape, 0, x->shape.rank - 1, tvar);
@@ -430,26 +446,20 @@ static void lower_op(Lower *L, const IrOp *op, PtrVec *into, int tvar) {
     k->reals[0] = ir_op_float(op, "eps", op->kind == IR_OP_L2_NORM ? 1e-6 : 1e-5);
     k->reals[1] = (double)ir_op_int(op, "plus_one", 0);
     return;
-  }
   case IR_OP_GATHER: {
-    const IrValue *t = op->in[0], *ix = op->in[1];
-    LoopKernel *k = kernel_for(L, op, LK_CALL, tvar, into);
-    k->call = LC_GATHER;
-    k->out = out;
-    k->args[0] = buf_of(L, t);
+    const IrValue *ix = op->in[1];
+    k = call_kernel(L, op, into, tvar, out, LC_GATHER);
+    k->args[0] = buf_of(L, x);
     k->args[1] = buf_of(L, ix);
     k->nargs = 2;
     k->sizes[0] = size_dims(ix->shape, 0, ix->shape.rank, tvar);
-    k->sizes[1] = size_dims(t->shape, 0, 1, tvar);
-    k->sizes[2] = size_dims(t->shape, 1, t->shape.rank, tvar);
+    k->sizes[1] = size_dims(x->shape, 0, 1, tvar);
+    k->sizes[2] = size_dims(x->shape, 1, x->shape.rank, tvar);
     k->nsizes = 3;
     return;
   }
-  case IR_OP_TOPK: {
-    const IrValue *x = op->in[0];
-    LoopKernel *k = kernel_for(L, op, LK_CALL, tvar, into);
-    k->call = LC_TOPK;
-    k->out = out;
+  case IR_OP_TOPK:
+    k = call_kernel(L, op, into, tvar, out, LC_TOPK);
     k->args[0] = buf_of(L, x);
     k->args[1] = buf_of(L, op->out[1]);
     k->nargs = 2;
@@ -458,7 +468,16 @@ static void lower_op(Lower *L, const IrOp *op, PtrVec *into, int tvar) {
     k->sizes[2] = size_k(ir_op_int(op, "k", 1));
     k->nsizes = 3;
     return;
+  default:
+    gat_unreachable();
   }
+}
+
+/* reshape, transpose, concat, split/slice: copies and permuted or offset loop nests. */
+static void lower_layout(Lower *L, const IrOp *op, PtrVec *into, int tvar, int out) {
+  const IrValue *r0 = op->out[0];
+  int r = r0->shape.rank;
+  switch (op->kind) {
   case IR_OP_RESHAPE: {
     LoopKernel *k = kernel_for(L, op, LK_COPY, tvar, into);
     k->args[0] = buf_of(L, op->in[0]);
@@ -508,238 +527,326 @@ static void lower_op(Lower *L, const IrOp *op, PtrVec *into, int tvar) {
     }
     return;
   }
-  case IR_OP_ROPE: {
-    const IrValue *x = op->in[0];
-    LoopKernel *k = kernel_for(L, op, LK_CALL, tvar, into);
-    k->call = LC_ROPE;
-    k->out = out;
-    k->args[0] = buf_of(L, x);
-    k->nargs = 1;
-    for (int d = 0; d < 3; d++) k->sizes[d] = size_dims(x->shape, d, d + 1, tvar);
-    k->sizes[3] = size_k(ir_op_int(op, "dims", x->shape.dims[2]));
-    k->nsizes = 4;
-    k->reals[0] = ir_op_float(op, "base", 10000.0);
-    if (L->cur_pos >= 0) { /* in a mixture/skip region: the rows' own positions (loopir.h LC_ROPE) */
-      k->args[1] = L->cur_pos;
-      k->nargs = 2;
-    }
-    return;
+  default:
+    gat_unreachable();
   }
-  case IR_OP_CONV1D: {
-    const IrValue *x = op->in[0], *w = op->in[1];
-    int64_t slot = ir_op_int(op, "state", -1);
-    if (slot < 0 || slot >= L->im->states.len) return lower_fail(L, op, "bad state slot");
-    LoopKernel *k = kernel_for(L, op, LK_CALL, tvar, into);
-    k->call = LC_CONV1D;
-    k->out = out;
-    k->args[0] = buf_of(L, x);
-    k->args[1] = buf_of(L, w);
-    k->args[2] = op->nin > 2 ? buf_of(L, op->in[2]) : -1;
-    k->args[3] = L->state_buf[slot];
-    k->nargs = 4;
-    k->sizes[0] = size_dims(x->shape, 0, 1, tvar);
-    k->sizes[1] = size_k(x->shape.dims[1]);
-    k->sizes[2] = size_k(w->shape.dims[2]);
-    k->nsizes = 3;
-    k->reals[0] = strcmp(ir_op_str(op, "act", "none"), "silu") == 0 ? 1 : 0;
-    return;
+}
+
+/* RoPE: a runtime call; in a mixture/skip region it also gets the rows' positions. */
+static void lower_rope(Lower *L, const IrOp *op, PtrVec *into, int tvar, int out) {
+  const IrValue *x = op->in[0];
+  LoopKernel *k = call_kernel(L, op, into, tvar, out, LC_ROPE);
+  k->args[0] = buf_of(L, x);
+  k->nargs = 1;
+  for (int d = 0; d < 3; d++) k->sizes[d] = size_dims(x->shape, d, d + 1, tvar);
+  k->sizes[3] = size_k(ir_op_int(op, "dims", x->shape.dims[2]));
+  k->nsizes = 4;
+  k->reals[0] = ir_op_float(op, "base", 10000.0);
+  if (L->cur_pos >= 0) { /* in a mixture/skip region: the rows' own positions (loopir.h LC_ROPE) */
+    k->args[1] = L->cur_pos;
+    k->nargs = 2;
   }
-  case IR_OP_ATTENTION: {
-    const IrValue *q = op->in[0], *kk = op->in[1], *v = op->in[2];
-    int64_t sk = ir_op_int(op, "state_k", -1), sv = ir_op_int(op, "state_v", -1),
-            skb = ir_op_int(op, "state_kb", -1);
-    if (sk < 0 || sv < 0 || sk >= L->im->states.len || sv >= L->im->states.len) return lower_fail(L, op, "bad KV state slots");
-    /* attr relbias: the last operand is the Toeplitz bias table (ir.h); it goes to
-       args[9] and its length to sizes[6], so a kernel can tell it is there. */
-    int rbi = ir_op_attr(op, "relbias") ? (int)ir_op_int(op, "relbias", -1) : -1;
-    int biased = op->nin - (rbi >= 0) > 3;
-    if (rbi >= 0 && rbi != op->nin - 1) return lower_fail(L, op, "relbias must be the last operand");
-    if (biased && (skb < 0 || skb >= L->im->states.len)) return lower_fail(L, op, "bad kb state slot");
-    LoopBuf *scratch = loop_buf_new(m, LB_SCRATCH, IR_F32, ir_shape_scalar(), tvar, "scores");
-    scratch->is_f64 = 1;
-    scratch->bytes = 8 * (m->max_T > 0 ? m->max_T : 1);
-    LoopKernel *k = kernel_for(L, op, LK_CALL, tvar, into);
-    k->call = LC_ATTENTION;
-    k->out = out;
-    k->args[0] = buf_of(L, q);
-    k->args[1] = buf_of(L, kk);
-    k->args[2] = buf_of(L, v);
-    k->args[3] = biased ? buf_of(L, op->in[3]) : -1;
-    k->args[4] = biased ? buf_of(L, op->in[4]) : -1;
-    k->args[5] = L->state_buf[sk];
-    k->args[6] = L->state_buf[sv];
-    k->args[7] = biased ? L->state_buf[skb] : -1;
-    k->args[8] = scratch->id;
-    k->args[9] = rbi >= 0 ? buf_of(L, op->in[rbi]) : -1;
-    k->nargs = 10;
-    if (L->cur_base >= 0) { /* under a skip/route: positions continue the packed rows */
-      k->args[10] = L->cur_base;
-      k->nargs = 11;
-    } else if (L->cur_pos >= 0) { /* under a `kv: previous` skip: the rows' absolute positions (loopir.h) */
-      k->args[10] = -1;
-      k->args[11] = L->cur_pos;
-      k->nargs = 12;
-    }
-    k->sizes[0] = size_dims(q->shape, 0, 1, tvar);
-    k->sizes[1] = size_k(q->shape.dims[1]);
-    k->sizes[2] = size_k(kk->shape.dims[1]);
-    k->sizes[3] = size_k(q->shape.dims[2]);
-    k->sizes[4] = size_k(v->shape.dims[2]);
-    k->sizes[5] = size_k(ir_op_int(op, "window", 0));
-    k->sizes[6] = size_k(rbi >= 0 ? op->in[rbi]->shape.dims[0] : 0);
-    k->nsizes = 7;
-    k->reals[0] = ir_op_float(op, "scale", 1.0 / sqrt((double)q->shape.dims[2]));
-    return;
+}
+
+/* Causal depthwise conv1d: a runtime call over its state slot (the last rows of earlier calls). */
+static void lower_conv1d(Lower *L, const IrOp *op, PtrVec *into, int tvar, int out) {
+  const IrValue *x = op->in[0], *w = op->in[1];
+  int64_t slot = ir_op_int(op, "state", -1);
+  if (slot < 0 || slot >= L->im->states.len) return lower_fail(L, op, "bad state slot");
+  LoopKernel *k = call_kernel(L, op, into, tvar, out, LC_CONV1D);
+  k->args[0] = buf_of(L, x);
+  k->args[1] = buf_of(L, w);
+  k->args[2] = op->nin > 2 ? buf_of(L, op->in[2]) : -1;
+  k->args[3] = L->state_buf[slot];
+  k->nargs = 4;
+  k->sizes[0] = size_dims(x->shape, 0, 1, tvar);
+  k->sizes[1] = size_k(x->shape.dims[1]);
+  k->sizes[2] = size_k(w->shape.dims[2]);
+  k->nsizes = 3;
+  k->reals[0] = strcmp(ir_op_str(op, "act", "none"), "silu") == 0 ? 1 : 0;
+}
+
+/* Attention: a runtime call with its KV-cache states and an f64 scores scratch (args: loopir.h LC_ATTENTION). */
+static void lower_attention(Lower *L, const IrOp *op, PtrVec *into, int tvar, int out) {
+  LoopModule *m = L->m;
+  const IrValue *q = op->in[0], *kk = op->in[1], *v = op->in[2];
+  int64_t sk = ir_op_int(op, "state_k", -1), sv = ir_op_int(op, "state_v", -1),
+          skb = ir_op_int(op, "state_kb", -1);
+  if (sk < 0 || sv < 0 || sk >= L->im->states.len || sv >= L->im->states.len) return lower_fail(L, op, "bad KV state slots");
+  /* attr relbias: the last operand is the Toeplitz bias table (ir.h); it goes to
+     args[9] and its length to sizes[6], so a kernel can tell it is there. */
+  int rbi = ir_op_attr(op, "relbias") ? (int)ir_op_int(op, "relbias", -1) : -1;
+  int biased = op->nin - (rbi >= 0) > 3;
+  if (rbi >= 0 && rbi != op->nin - 1) return lower_fail(L, op, "relbias must be the last operand");
+  if (biased && (skb < 0 || skb >= L->im->states.len)) return lower_fail(L, op, "bad kb state slot");
+  LoopBuf *scratch = loop_buf_new(m, LB_SCRATCH, IR_F32, ir_shape_scalar(), tvar, "scores");
+  scratch->is_f64 = 1;
+  scratch->bytes = 8 * (m->max_T > 0 ? m->max_T : 1);
+  LoopKernel *k = call_kernel(L, op, into, tvar, out, LC_ATTENTION);
+  k->args[0] = buf_of(L, q);
+  k->args[1] = buf_of(L, kk);
+  k->args[2] = buf_of(L, v);
+  k->args[3] = biased ? buf_of(L, op->in[3]) : -1;
+  k->args[4] = biased ? buf_of(L, op->in[4]) : -1;
+  k->args[5] = L->state_buf[sk];
+  k->args[6] = L->state_buf[sv];
+  k->args[7] = biased ? L->state_buf[skb] : -1;
+  k->args[8] = scratch->id;
+  k->args[9] = rbi >= 0 ? buf_of(L, op->in[rbi]) : -1;
+  k->nargs = 10;
+  if (L->cur_base >= 0) { /* under a skip/route: positions continue the packed rows */
+    k->args[10] = L->cur_base;
+    k->nargs = 11;
+  } else if (L->cur_pos >= 0) { /* under a `kv: previous` skip: the rows' absolute positions (loopir.h) */
+    k->args[10] = -1;
+    k->args[11] = L->cur_pos;
+    k->nargs = 12;
   }
-  case IR_OP_SCAN: {
-    const IrAttr *st = ir_op_attr(op, "states");
-    const IrBlock *reg = op->nregions ? op->regions[0] : NULL;
-    int n = st ? st->n : 0;
-    if (!reg || reg->nargs != n + 1 || reg->nyield != n + op->nout || op->nout < 1)
-      return lower_fail(L, op, "bad scan region");
-    int *res = ARENA_ARRAY(m->arena, int, op->nout);
-    for (int i = 0; i < op->nout; i++) res[i] = new_value_buf(L, op->out[i], tvar);
-    out = res[0];
-    LoopKernel *k = kernel_for(L, op, LK_SCAN, tvar, into);
-    LoopBuf *tb = loop_buf_new(m, LB_SCRATCH, IR_I32, ir_shape_scalar(), tvar, "t");
-    L->vbuf[reg->args[0]->id] = tb->id;
-    k->nstates = n;
-    k->state_bufs = ARENA_ARRAY(m->arena, int, n ? n : 1);
-    for (int i = 0; i < n; i++) {
-      if (st->ints[i] < 0 || st->ints[i] >= L->im->states.len) return lower_fail(L, op, "bad state slot");
-      k->state_bufs[i] = L->state_buf[st->ints[i]];
-      L->vbuf[reg->args[i + 1]->id] = k->state_bufs[i];
-    }
-    k->args[0] = tb->id;
-    k->out = out;
-    k->nxs = op->nout; /* the stacked results, one per emitted value */
-    k->xs = res;
-    k->nregions = 1;
-    k->regions = ARENA_ARRAY(m->arena, LoopRegion *, 1);
-    k->regions[0] = lower_region(L, reg, tvar, 0);
-    /* s_i' may be s_j's old buffer (a swap): all new values must be read
-     * before any state is overwritten, so such values go through a copy. */
-    k->state_tmp = ARENA_ARRAY(m->arena, int, n ? n : 1);
-    for (int i = 0; i < n; i++) {
-      k->state_tmp[i] = -1;
-      for (int j = 0; j < n; j++)
-        if (j != i && k->regions[0]->yields[i] == k->state_bufs[j]) {
-          const LoopBuf *sb = loop_buf(m, k->state_bufs[i]);
-          k->state_tmp[i] = loop_buf_new(m, LB_SCRATCH, sb->dtype, sb->shape, sb->tvar, "state_swap")->id;
-          break;
-        }
-    }
-    return;
+  k->sizes[0] = size_dims(q->shape, 0, 1, tvar);
+  k->sizes[1] = size_k(q->shape.dims[1]);
+  k->sizes[2] = size_k(kk->shape.dims[1]);
+  k->sizes[3] = size_k(q->shape.dims[2]);
+  k->sizes[4] = size_k(v->shape.dims[2]);
+  k->sizes[5] = size_k(ir_op_int(op, "window", 0));
+  k->sizes[6] = size_k(rbi >= 0 ? op->in[rbi]->shape.dims[0] : 0);
+  k->nsizes = 7;
+  k->reals[0] = ir_op_float(op, "scale", 1.0 / sqrt((double)q->shape.dims[2]));
+}
+
+/* scan: LK_SCAN around the region, the states bound to its arguments, swaps double-buffered. */
+static void lower_scan(Lower *L, const IrOp *op, PtrVec *into, int tvar) {
+  LoopModule *m = L->m;
+  const IrAttr *st = ir_op_attr(op, "states");
+  const IrBlock *reg = op->nregions ? op->regions[0] : NULL;
+  int n = st ? st->n : 0;
+  if (!reg || reg->nargs != n + 1 || reg->nyield != n + op->nout || op->nout < 1)
+    return lower_fail(L, op, "bad scan region");
+  int *res = ARENA_ARRAY(m->arena, int, op->nout);
+  for (int i = 0; i < op->nout; i++) res[i] = new_value_buf(L, op->out[i], tvar);
+  LoopKernel *k = kernel_for(L, op, LK_SCAN, tvar, into);
+  LoopBuf *tb = loop_buf_new(m, LB_SCRATCH, IR_I32, ir_shape_scalar(), tvar, "t");
+  L->vbuf[reg->args[0]->id] = tb->id;
+  k->nstates = n;
+  k->state_bufs = ARENA_ARRAY(m->arena, int, n ? n : 1);
+  for (int i = 0; i < n; i++) {
+    if (st->ints[i] < 0 || st->ints[i] >= L->im->states.len) return lower_fail(L, op, "bad state slot");
+    k->state_bufs[i] = L->state_buf[st->ints[i]];
+    L->vbuf[reg->args[i + 1]->id] = k->state_bufs[i];
   }
-  case IR_OP_MIXTURE:
-  case IR_OP_SKIP: {
-    int mix = op->kind == IR_OP_MIXTURE;
-    int nfixed = 2;
-    if (op->nregions < 1) return lower_fail(L, op, "no regions");
-    /* GateSkip's KV copy (attr kv_copy): the cache rows of the call's tokens come from
-       the previous attention first (LC_COPY_ROWS, loopir.h) */
-    const IrAttr *kvc = mix ? NULL : ir_op_attr(op, "kv_copy");
-    if (kvc && (L->cur_pos >= 0 || L->cur_base >= 0 || tvar != 0 || kvc->n % 2 != 0))
-      return lower_fail(L, op, "kv_copy outside the model body");
-    for (int i = 0; kvc && i < kvc->n; i += 2) {
-      int64_t a = kvc->ints[i], b = kvc->ints[i + 1];
-      if (a < 0 || b < 0 || a >= L->im->states.len || b >= L->im->states.len) return lower_fail(L, op, "bad kv_copy slot");
-      const IrState *sa = L->im->states.data[a];
-      LoopKernel *ck = kernel_for(L, op, LK_CALL, tvar, into);
-      ck->call = LC_COPY_ROWS;
-      ck->opname = "kv_copy";
-      ck->out = L->state_buf[b];
-      ck->args[0] = L->state_buf[a];
-      ck->nargs = 1;
-      ck->sizes[0] = (LoopSize){1, 1, tvar};
-      ck->sizes[1] = size_dims(sa->shape, 1, sa->shape.rank, tvar);
-      ck->nsizes = 2;
-    }
-    LoopKernel *k = kernel_for(L, op, mix ? LK_MIXTURE : LK_SKIP, tvar, into);
-    LoopBuf *rows = loop_buf_new(m, LB_SCRATCH, IR_I32, ir_shape(1, (int64_t[]){IR_DIM_T}), tvar, "rows");
-    k->args[0] = buf_of(L, op->in[0]);
-    k->args[1] = buf_of(L, op->in[1]);
-    k->args[2] = rows->id;
-    if (mix) {
-      LoopBuf *acc = loop_buf_new(m, LB_SCRATCH, IR_F32, op->out[0]->shape, tvar, "mix_acc");
-      acc->is_f64 = 1;
-      acc->bytes = gat_size_mul(acc->bytes, 2);
-      k->args[3] = acc->id;
-    }
-    k->out = out;
-    if (mix) k->sizes[0] = size_k(op->in[0]->shape.dims[1]);
-    if (!mix) { /* a router (route top(...) by r): see LK_SKIP in loopir.h */
-      k->reals[0] = ir_op_float(op, "capacity", 0.0);
-      k->reals[1] = (double)ir_op_int(op, "top_k", 0);
-      k->reals[2] = ir_op_float(op, "threshold", -1.0);
-      if (ir_op_attr(op, "cmp")) { /* a threshold skip: LoopKernel.skip_cmp */
-        static const char *const cmps[] = {"lt", "le", "gt", "ge"};
-        const char *c = ir_op_str(op, "cmp", "lt");
-        for (int i = 0; i < 4; i++)
-          if (!strcmp(c, cmps[i])) k->skip_cmp = i + 1;
-        k->reals[3] = ir_op_float(op, "cut", 0.0);
+  k->args[0] = tb->id;
+  k->out = res[0];
+  k->nxs = op->nout; /* the stacked results, one per emitted value */
+  k->xs = res;
+  k->nregions = 1;
+  k->regions = ARENA_ARRAY(m->arena, LoopRegion *, 1);
+  k->regions[0] = lower_region(L, reg, tvar, 0);
+  /* s_i' may be s_j's old buffer (a swap): all new values must be read
+   * before any state is overwritten, so such values go through a copy. */
+  k->state_tmp = ARENA_ARRAY(m->arena, int, n ? n : 1);
+  for (int i = 0; i < n; i++) {
+    k->state_tmp[i] = -1;
+    for (int j = 0; j < n; j++)
+      if (j != i && k->regions[0]->yields[i] == k->state_bufs[j]) {
+        const LoopBuf *sb = loop_buf(m, k->state_bufs[i]);
+        k->state_tmp[i] = loop_buf_new(m, LB_SCRATCH, sb->dtype, sb->shape, sb->tvar, "state_swap")->id;
+        break;
       }
+  }
+}
+
+/* GateSkip's KV copy (attr kv_copy): the cache rows of the call's tokens come from
+   the previous attention first (LC_COPY_ROWS, loopir.h). Returns 0 after a failure. */
+static int lower_kv_copy(Lower *L, const IrOp *op, const IrAttr *kvc, PtrVec *into, int tvar) {
+  if (L->cur_pos >= 0 || L->cur_base >= 0 || tvar != 0 || kvc->n % 2 != 0) {
+    lower_fail(L, op, "kv_copy outside the model body");
+    return 0;
+  }
+  for (int i = 0; i < kvc->n; i += 2) {
+    int64_t a = kvc->ints[i], b = kvc->ints[i + 1];
+    if (a < 0 || b < 0 || a >= L->im->states.len || b >= L->im->states.len) {
+      lower_fail(L, op, "bad kv_copy slot");
+      return 0;
     }
-    k->nxs = op->nin - nfixed;
-    k->xs = ARENA_ARRAY(m->arena, int, k->nxs ? k->nxs : 1);
-    for (int i = 0; i < k->nxs; i++) k->xs[i] = buf_of(L, op->in[nfixed + i]);
-    k->nregions = op->nregions;
-    k->regions = ARENA_ARRAY(m->arena, LoopRegion *, op->nregions);
-    /* Positions read inside the regions: the enclosing block's positions
-       travel as one more gathered operand (the last xs / region arg). */
-    int pos_parent = L->cur_pos, nx_ir = k->nxs;
-    int want_pos = 0;
-    int64_t rows_state = mix ? -1 : ir_op_int(op, "rows_state", -1);
-    if (rows_state >= 0) { /* packed rows: LK_SKIP state_bufs[0] (loopir.h) */
-      if (rows_state >= L->im->states.len) return lower_fail(L, op, "bad rows_state slot");
-      k->nstates = 1;
-      k->state_bufs = ARENA_ARRAY(m->arena, int, 1);
-      k->state_bufs[0] = L->state_buf[rows_state];
-    }
-    for (int e = 0; e < op->nregions; e++) want_pos |= block_uses_position(op->regions[e], rows_state >= 0);
-    want_pos |= kvc != NULL; /* the attention of a `kv: previous` region needs its rows' positions */
-    if (want_pos && pos_parent < 0) {
-      LoopBuf *pb = loop_buf_new(m, LB_SCRATCH, IR_I32, ir_shape(1, (int64_t[]){IR_DIM_T}), tvar, "positions");
-      LoopExpr *v = loop_expr_new(m, LX_VAR, IR_I32);
-      v->var = 0;
-      LoopKernel *pk = loop_kernel(L, op, tvar, into, pb->id,
-                                   expr_bin(L, IR_FN_ADD, IR_I32, loop_expr_new(m, LX_POS0, IR_I32), v));
-      pk->opname = "position";
-      /* the kernel must run before the mixture/skip kernel: swap them */
-      GAT_ASSERT(into->len >= 2 && into->data[into->len - 2] == k);
-      into->data[into->len - 2] = pk;
-      into->data[into->len - 1] = k;
-      pos_parent = pb->id;
-    }
+    const IrState *sa = L->im->states.data[a];
+    LoopKernel *ck = kernel_for(L, op, LK_CALL, tvar, into);
+    ck->call = LC_COPY_ROWS;
+    ck->opname = "kv_copy";
+    ck->out = L->state_buf[b];
+    ck->args[0] = L->state_buf[a];
+    ck->nargs = 1;
+    ck->sizes[0] = (LoopSize){1, 1, tvar};
+    ck->sizes[1] = size_dims(sa->shape, 1, sa->shape.rank, tvar);
+    ck->nsizes = 2;
+  }
+  return 1;
+}
+
+/* A skip's router and threshold attrs into reals/skip_cmp: see LK_SKIP in loopir.h. */
+static void skip_set_router(LoopKernel *k, const IrOp *op) {
+  k->reals[0] = ir_op_float(op, "capacity", 0.0);
+  k->reals[1] = (double)ir_op_int(op, "top_k", 0);
+  k->reals[2] = ir_op_float(op, "threshold", -1.0);
+  if (ir_op_attr(op, "cmp")) { /* a threshold skip: LoopKernel.skip_cmp */
+    static const char *const cmps[] = {"lt", "le", "gt", "ge"};
+    const char *c = ir_op_str(op, "cmp", "lt");
+    for (int i = 0; i < 4; i++)
+      if (!strcmp(c, cmps[i])) k->skip_cmp = i + 1;
+    k->reals[3] = ir_op_float(op, "cut", 0.0);
+  }
+}
+
+/* The buffer of the enclosing block's positions for a mixture/skip kernel k just pushed:
+   the parent's own, else a fresh pos0 + t kernel placed before k. */
+static int mix_parent_positions(Lower *L, const IrOp *op, LoopKernel *k, PtrVec *into, int tvar) {
+  if (L->cur_pos >= 0) return L->cur_pos;
+  LoopModule *m = L->m;
+  LoopBuf *pb = loop_buf_new(m, LB_SCRATCH, IR_I32, ir_shape(1, (int64_t[]){IR_DIM_T}), tvar, "positions");
+  LoopKernel *pk = loop_kernel(L, op, tvar, into, pb->id, expr_top_position(L));
+  pk->opname = "position";
+  /* the kernel must run before the mixture/skip kernel: swap them */
+  GAT_ASSERT(into->len >= 2 && into->data[into->len - 2] == k);
+  into->data[into->len - 2] = pk;
+  into->data[into->len - 1] = k;
+  return pb->id;
+}
+
+/* Lowers the mixture/skip regions of op into k, each with its own row variable; with want_pos
+   each region gets one more argument, its rows' positions. */
+static void lower_mix_regions(Lower *L, const IrOp *op, LoopKernel *k, int nx_ir, int want_pos, int64_t rows_state) {
+  LoopModule *m = L->m;
+  int saved_pos = L->cur_pos, saved_base = L->cur_base;
+  if (rows_state >= 0) L->cur_base = k->state_bufs[0];
+  for (int e = 0; e < op->nregions; e++) {
+    if (op->regions[e]->nargs != nx_ir || op->regions[e]->nyield != 1)
+      return lower_fail(L, op, "region signature does not match the operands");
+    int rtv = m->ntvars++;
+    int parg = -1;
+    if (want_pos)
+      parg = loop_buf_new(m, LB_SCRATCH, IR_I32, ir_shape(1, (int64_t[]){IR_DIM_T}), rtv, "positions")->id;
+    L->cur_pos = parg;
+    LoopRegion *reg = lower_region(L, op->regions[e], rtv, 1);
+    L->cur_pos = saved_pos;
+    if (e == op->nregions - 1) L->cur_base = saved_base;
     if (want_pos) {
-      int *xs = ARENA_ARRAY(m->arena, int, k->nxs + 1);
-      for (int i = 0; i < k->nxs; i++) xs[i] = k->xs[i];
-      xs[k->nxs++] = pos_parent;
-      k->xs = xs;
+      int *args = ARENA_ARRAY(m->arena, int, reg->nargs + 1);
+      for (int i = 0; i < reg->nargs; i++) args[i] = reg->args[i];
+      args[reg->nargs++] = parg;
+      reg->args = args;
     }
-    int saved_pos = L->cur_pos, saved_base = L->cur_base;
-    if (rows_state >= 0) L->cur_base = k->state_bufs[0];
-    for (int e = 0; e < op->nregions; e++) {
-      if (op->regions[e]->nargs != nx_ir || op->regions[e]->nyield != 1)
-        return lower_fail(L, op, "region signature does not match the operands");
-      int rtv = m->ntvars++;
-      int parg = -1;
-      if (want_pos)
-        parg = loop_buf_new(m, LB_SCRATCH, IR_I32, ir_shape(1, (int64_t[]){IR_DIM_T}), rtv, "positions")->id;
-      L->cur_pos = parg;
-      LoopRegion *reg = lower_region(L, op->regions[e], rtv, 1);
-      L->cur_pos = saved_pos;
-      if (e == op->nregions - 1) L->cur_base = saved_base;
-      if (want_pos) {
-        int *args = ARENA_ARRAY(m->arena, int, reg->nargs + 1);
-        for (int i = 0; i < reg->nargs; i++) args[i] = reg->args[i];
-        args[reg->nargs++] = parg;
-        reg->args = args;
-      }
-      k->regions[e] = reg;
-    }
-    return;
+    k->regions[e] = reg;
   }
+}
+
+/* mixture / skip: gather rows -> regions -> scatter (LK_MIXTURE / LK_SKIP in loopir.h). */
+static void lower_mixture_skip(Lower *L, const IrOp *op, PtrVec *into, int tvar, int out) {
+  LoopModule *m = L->m;
+  int mix = op->kind == IR_OP_MIXTURE;
+  int nfixed = 2;
+  if (op->nregions < 1) return lower_fail(L, op, "no regions");
+  const IrAttr *kvc = mix ? NULL : ir_op_attr(op, "kv_copy");
+  if (kvc && !lower_kv_copy(L, op, kvc, into, tvar)) return;
+  LoopKernel *k = kernel_for(L, op, mix ? LK_MIXTURE : LK_SKIP, tvar, into);
+  LoopBuf *rows = loop_buf_new(m, LB_SCRATCH, IR_I32, ir_shape(1, (int64_t[]){IR_DIM_T}), tvar, "rows");
+  k->args[0] = buf_of(L, op->in[0]);
+  k->args[1] = buf_of(L, op->in[1]);
+  k->args[2] = rows->id;
+  if (mix) {
+    LoopBuf *acc = loop_buf_new(m, LB_SCRATCH, IR_F32, op->out[0]->shape, tvar, "mix_acc");
+    acc->is_f64 = 1;
+    acc->bytes = gat_size_mul(acc->bytes, 2);
+    k->args[3] = acc->id;
+  }
+  k->out = out;
+  if (mix) k->sizes[0] = size_k(op->in[0]->shape.dims[1]);
+  if (!mix) skip_set_router(k, op); /* a router (route top(...) by r): see LK_SKIP in loopir.h */
+  k->nxs = op->nin - nfixed;
+  k->xs = ARENA_ARRAY(m->arena, int, k->nxs ? k->nxs : 1);
+  for (int i = 0; i < k->nxs; i++) k->xs[i] = buf_of(L, op->in[nfixed + i]);
+  k->nregions = op->nregions;
+  k->regions = ARENA_ARRAY(m->arena, LoopRegion *, op->nregions);
+  /* Positions read inside the regions: the enclosing block's positions
+     travel as one more gathered operand (the last xs / region arg). */
+  int nx_ir = k->nxs;
+  int want_pos = 0;
+  int64_t rows_state = mix ? -1 : ir_op_int(op, "rows_state", -1);
+  if (rows_state >= 0) { /* packed rows: LK_SKIP state_bufs[0] (loopir.h) */
+    if (rows_state >= L->im->states.len) return lower_fail(L, op, "bad rows_state slot");
+    k->nstates = 1;
+    k->state_bufs = ARENA_ARRAY(m->arena, int, 1);
+    k->state_bufs[0] = L->state_buf[rows_state];
+  }
+  for (int e = 0; e < op->nregions; e++) want_pos |= block_uses_position(op->regions[e], rows_state >= 0);
+  want_pos |= kvc != NULL; /* the attention of a `kv: previous` region needs its rows' positions */
+  if (want_pos) {
+    int pos_parent = mix_parent_positions(L, op, k, into, tvar);
+    int *xs = ARENA_ARRAY(m->arena, int, k->nxs + 1);
+    for (int i = 0; i < k->nxs; i++) xs[i] = k->xs[i];
+    xs[k->nxs++] = pos_parent;
+    k->xs = xs;
+  }
+  lower_mix_regions(L, op, k, nx_ir, want_pos, rows_state);
+}
+
+static void lower_op(Lower *L, const IrOp *op, PtrVec *into, int tvar) {
+  switch (op->kind) {
+  case IR_OP_INPUT:
+    return lower_input(L, op, tvar);
+  case IR_OP_PARAM:
+    return lower_param(L, op, tvar);
+  case IR_OP_OUTPUT:
+    return lower_output(L, op, into, tvar);
+  case IR_OP_SCAN: /* makes its own result buffers */
+    return lower_scan(L, op, into, tvar);
+  default:
+    break;
+  }
+  /* every other op computes its results into fresh scratch buffers */
+  int out = -1;
+  for (int i = 0; i < op->nout; i++) {
+    int b = new_value_buf(L, op->out[i], tvar);
+    if (i == 0) out = b;
+  }
+  switch (op->kind) {
+  case IR_OP_CONST:
+  case IR_OP_UNARY:
+  case IR_OP_BINARY:
+  case IR_OP_SELECT:
+  case IR_OP_CAST:
+    return lower_elementwise(L, op, into, tvar, out);
+  case IR_OP_POSITION:
+    return lower_position(L, op, into, tvar, out);
+  case IR_OP_MATMUL:
+    return lower_matmul(L, op, into, tvar, out);
+  case IR_OP_LINEAR:
+    return lower_linear(L, op, into, tvar, out);
+  case IR_OP_INDEX:
+    if (!op->expr) return lower_fail(L, op, "index op without a body");
+    loop_kernel(L, op, tvar, into, out, conv_index_expr(L, op, op->expr, op->out[0]->dtype));
+    return;
+  case IR_OP_REDUCE:
+    return lower_reduce(L, op, into, tvar, out);
+  case IR_OP_SOFTMAX:
+  case IR_OP_RMS_NORM:
+  case IR_OP_LAYER_NORM:
+  case IR_OP_L2_NORM:
+  case IR_OP_GATHER:
+  case IR_OP_TOPK:
+    return lower_row_call(L, op, into, tvar, out);
+  case IR_OP_RESHAPE:
+  case IR_OP_TRANSPOSE:
+  case IR_OP_CONCAT:
+  case IR_OP_SPLIT:
+  case IR_OP_SLICE:
+    return lower_layout(L, op, into, tvar, out);
+  case IR_OP_ROPE:
+    return lower_rope(L, op, into, tvar, out);
+  case IR_OP_CONV1D:
+    return lower_conv1d(L, op, into, tvar, out);
+  case IR_OP_ATTENTION:
+    return lower_attention(L, op, into, tvar, out);
+  case IR_OP_MIXTURE:
+  case IR_OP_SKIP:
+    return lower_mixture_skip(L, op, into, tvar, out);
   default:
     return lower_fail(L, op, "op kind not supported by the loop IR");
   }

@@ -132,6 +132,197 @@ static int parse_int(const char *opt, const char *s, long long *out) {
   return 1;
 }
 
+/* What main does after one argument: go on with the next, or exit with a status. */
+enum { MAIN_ARG_NEXT = -1 };
+
+/* The subcommand in argv[1], if any; returns the index of the first option. */
+static int main_parse_command(int argc, char **argv, DriverOptions *o) {
+  static const struct {
+    const char *name;
+    DriverCommand command;
+  } cmds[] = {{"run", DRIVER_RUN}, {"init", DRIVER_INIT}, {"check-weights", DRIVER_CHECK_WEIGHTS}, {"bench", DRIVER_BENCH}};
+  o->command = DRIVER_COMPILE;
+  for (size_t c = 0; argc > 1 && c < sizeof cmds / sizeof cmds[0]; c++)
+    if (strcmp(argv[1], cmds[c].name) == 0) {
+      o->command = cmds[c].command;
+      return 2;
+    }
+  return 1;
+}
+
+/* Options without a value that switch one setting; returns 0 when a is none of them. */
+static int main_parse_flag(DriverOptions *o, const char *a) {
+  if (!strcmp(a, "--dump-ast")) o->dump_ast = 1;
+  else if (!strcmp(a, "--dump-ir")) o->dump_ir = 1;
+  else if (!strcmp(a, "--dump-loops")) o->dump_loops = 1;
+  else if (!strcmp(a, "--interp")) o->interp = 1;
+  else if (!strcmp(a, "--no-verify")) o->verify = 0;
+  else if (!strcmp(a, "-fno-fuse")) o->no_fuse = 1;
+  else if (!strcmp(a, "-fno-tile")) o->no_tile = 1;
+  else if (!strcmp(a, "-fno-pack")) o->no_pack = 1;
+  else if (!strcmp(a, "-fno-fold-scales")) o->no_fold_scales = 1;
+  else if (!strcmp(a, "-fno-prologue")) o->no_prologue = 1;
+  else if (!strcmp(a, "-fno-glu")) o->no_glu = 1;
+  else if (!strcmp(a, "-fno-chunk")) o->no_chunk = 1;
+  else if (!strcmp(a, "-fno-concat")) o->no_concat = 1;
+  else if (!strcmp(a, "-fno-gate")) o->no_gate = 1;
+  else if (!strcmp(a, "-fno-scanfuse")) o->no_scanfuse = 1;
+  else if (!strcmp(a, "-fscanfuse")) o->force_scanfuse = 1;
+  else if (!strcmp(a, "-fno-memplan")) o->no_memplan = 1;
+  else if (!strcmp(a, "-fno-f32-math")) o->no_f32_math = 1;
+  else if (!strcmp(a, "--stats")) o->stats = 1;
+  else if (!strcmp(a, "--profile")) o->profile = 1;
+  else if (!strcmp(a, "--jit")) o->jit = 1;
+  else if (!strcmp(a, "-O0") || !strcmp(a, "-O1") || !strcmp(a, "-O2")) o->opt_level = a[2] - '0';
+  else return 0;
+  return 1;
+}
+
+/* Options with an integer value (argv[*i + 1], consumed): MAIN_ARG_NEXT, 2 on an error,
+   or 0 when argv[*i] is none of them. */
+static int main_parse_int_option(DriverOptions *o, int argc, char **argv, int *i) {
+  const char *a = argv[*i];
+  long long v;
+  if (strcmp(a, "--max-seq") && strcmp(a, "--step") && strcmp(a, "--seed") && strcmp(a, "-T") &&
+      strcmp(a, "--decode") && strcmp(a, "--reps"))
+    return 0;
+  if (!need_arg(argc, argv, *i) || !parse_int(a, argv[*i + 1], &v)) return 2;
+  if (!strcmp(a, "--max-seq")) {
+    if (v < 1 || v > GAT_LIMIT_MAX_T) {
+      fprintf(stderr, "gattnc: error: --max-seq must be in 1..%lld\n", (long long)GAT_LIMIT_MAX_T);
+      return 2;
+    }
+    o->max_seq = v;
+  } else if (!strcmp(a, "--step")) {
+    if (v < 0) {
+      fprintf(stderr, "gattnc: error: --step must not be negative\n");
+      return 2;
+    }
+    o->step = v;
+  } else if (!strcmp(a, "--seed")) {
+    o->seed = (uint64_t)v;
+  } else { /* -T, --decode, --reps (bench) */
+    if (v < 0 || (v < 1 && a[1] == 'T')) {
+      fprintf(stderr, "gattnc: error: '%s' must be positive\n", a);
+      return 2;
+    }
+    if (a[1] == 'T') o->bench_T = v;
+    else if (a[2] == 'd') o->bench_decode = v;
+    else o->bench_reps = v > 0 ? v : 1;
+  }
+  (*i)++;
+  return MAIN_ARG_NEXT;
+}
+
+/* Options with a string value (the next argument, or after '=' in the same one):
+   MAIN_ARG_NEXT, 2 on an error, or 0 when argv[*i] is none of them. */
+static int main_parse_str_option(DriverOptions *o, int argc, char **argv, int *i) {
+  const char *a = argv[*i];
+  const char **dst = !strcmp(a, "-o")              ? &o->output
+                     : !strcmp(a, "--embed-weights") ? &o->embed_weights
+                     : !strcmp(a, "--model")         ? &o->model
+                     : !strcmp(a, "--weights")       ? &o->weights
+                     : !strcmp(a, "--inputs")        ? &o->inputs
+                     : !strcmp(a, "--plot")          ? &o->bench_plot
+                     : !strcmp(a, "--dump-after")    ? &o->dump_after
+                                                     : NULL;
+  if (dst) {
+    if (!need_arg(argc, argv, *i)) return 2;
+    *dst = argv[++*i];
+    return MAIN_ARG_NEXT;
+  }
+  if (!strncmp(a, "--dump-after=", 13)) {
+    o->dump_after = a + 13;
+  } else if (!strcmp(a, "--set")) {
+    if (!need_arg(argc, argv, *i)) return 2;
+    if (o->nsets >= 32) {
+      fprintf(stderr, "gattnc: error: at most 32 --set options\n");
+      return 2;
+    }
+    o->sets[o->nsets++] = argv[++*i];
+  } else if (!strcmp(a, "--count")) {
+    /* compile: a flag; run: the JSON file the counters go to */
+    if (o->command == DRIVER_RUN) {
+      if (!need_arg(argc, argv, *i)) return 2;
+      o->count_path = argv[++*i];
+    } else {
+      o->count = 1;
+    }
+  } else {
+    return 0;
+  }
+  return MAIN_ARG_NEXT;
+}
+
+/* Backend and target options (--target, -march, --emit, -mcpu, --backend): MAIN_ARG_NEXT,
+   2 on an error, or 0 when argv[*i] is none of them. */
+static int main_parse_backend_option(DriverOptions *o, int argc, char **argv, int *i) {
+  const char *a = argv[*i];
+  if (!strncmp(a, "--target=", 9) && gemm_target_of(a + 9) >= 0) { /* C backend GEMM target */
+    o->gemm_target = gemm_target_of(a + 9);
+  } else if (!strncmp(a, "-march=", 7)) {
+    o->march = a + 7;
+  } else if (!strncmp(a, "--emit=", 7)) { /* LLVM backend options (driver_llvm.c) */
+    o->emit = a + 7;
+    if (strcmp(o->emit, "c") && strcmp(o->emit, "llvm") && strcmp(o->emit, "bc") && strcmp(o->emit, "obj") &&
+        strcmp(o->emit, "asm")) {
+      fprintf(stderr, "gattnc: error: --emit must be c, llvm, bc, obj or asm, not '%s'\n", o->emit);
+      return 2;
+    }
+  } else if (!strcmp(a, "--target") || !strncmp(a, "--target=", 9)) {
+    if (a[8] != '=' && !need_arg(argc, argv, *i)) return 2;
+    o->target = a[8] == '=' ? a + 9 : argv[++*i];
+  } else if (!strncmp(a, "-mcpu=", 6)) {
+    o->mcpu = a + 6;
+  } else if (!strncmp(a, "--backend=", 10)) {
+    o->backend = a + 10;
+    if (strcmp(o->backend, "c") && strcmp(o->backend, "llvm")) {
+      fprintf(stderr, "gattnc: error: --backend must be c or llvm, not '%s'\n", o->backend);
+      return 2;
+    }
+  } else {
+    return 0;
+  }
+  return MAIN_ARG_NEXT;
+}
+
+/* One command-line argument at argv[*i] (advancing *i past a value it takes):
+   MAIN_ARG_NEXT, or the status main exits with (0 after --help/--version, 2 on an error). */
+static int main_parse_arg(DriverOptions *o, int argc, char **argv, int *i) {
+  const char *a = argv[*i];
+  int rc;
+  if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+    usage(stdout);
+    return 0;
+  }
+  if (!strcmp(a, "--version")) {
+    printf("gattnc 0.1.0\n");
+#if GAT_HAVE_LLVM
+    printf("backends: c llvm\n"); /* tests probe this line: the LLVM backend is optional */
+#else
+    printf("backends: c\n");
+#endif
+    return 0;
+  }
+  if (main_parse_flag(o, a)) return MAIN_ARG_NEXT;
+  if ((rc = main_parse_int_option(o, argc, argv, i)) != 0) return rc;
+  if ((rc = main_parse_str_option(o, argc, argv, i)) != 0) return rc;
+  if ((rc = main_parse_backend_option(o, argc, argv, i)) != 0) return rc;
+  if (a[0] == '-' && a[1]) {
+    fprintf(stderr, "gattnc: error: unknown option '%s' (see gattnc --help)\n", a);
+    return 2;
+  }
+  if (!o->input) {
+    o->input = a;
+  } else if (o->command == DRIVER_CHECK_WEIGHTS && !o->weights) {
+    o->weights = a;
+  } else {
+    fprintf(stderr, "gattnc: error: more than one input file ('%s' and '%s')\n", o->input, a);
+    return 2;
+  }
+  return MAIN_ARG_NEXT;
+}
+
 int main(int argc, char **argv) {
   DriverOptions o;
   memset(&o, 0, sizeof o);
@@ -140,181 +331,9 @@ int main(int argc, char **argv) {
   o.bench_T = 512;
   o.bench_decode = 128;
   o.bench_reps = 5;
-  int i = 1;
-  if (argc > 1 && strcmp(argv[1], "run") == 0) {
-    o.command = DRIVER_RUN;
-    i = 2;
-  } else if (argc > 1 && strcmp(argv[1], "init") == 0) {
-    o.command = DRIVER_INIT;
-    i = 2;
-  } else if (argc > 1 && strcmp(argv[1], "check-weights") == 0) {
-    o.command = DRIVER_CHECK_WEIGHTS;
-    i = 2;
-  } else if (argc > 1 && strcmp(argv[1], "bench") == 0) {
-    o.command = DRIVER_BENCH;
-    i = 2;
-  } else {
-    o.command = DRIVER_COMPILE;
-  }
-  for (; i < argc; i++) {
-    const char *a = argv[i];
-    long long v;
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      usage(stdout);
-      return 0;
-    } else if (!strcmp(a, "--version")) {
-      printf("gattnc 0.1.0\n");
-#if GAT_HAVE_LLVM
-      printf("backends: c llvm\n"); /* tests probe this line: the LLVM backend is optional */
-#else
-      printf("backends: c\n");
-#endif
-      return 0;
-    } else if (!strcmp(a, "-o")) {
-      if (!need_arg(argc, argv, i)) return 2;
-      o.output = argv[++i];
-    } else if (!strcmp(a, "--dump-ast")) {
-      o.dump_ast = 1;
-    } else if (!strcmp(a, "--dump-ir")) {
-      o.dump_ir = 1;
-    } else if (!strcmp(a, "--dump-loops")) {
-      o.dump_loops = 1;
-    } else if (!strcmp(a, "--embed-weights")) {
-      if (!need_arg(argc, argv, i)) return 2;
-      o.embed_weights = argv[++i];
-    } else if (!strcmp(a, "--model")) {
-      if (!need_arg(argc, argv, i)) return 2;
-      o.model = argv[++i];
-    } else if (!strcmp(a, "--max-seq")) {
-      if (!need_arg(argc, argv, i) || !parse_int(a, argv[i + 1], &v)) return 2;
-      if (v < 1 || v > GAT_LIMIT_MAX_T) {
-        fprintf(stderr, "gattnc: error: --max-seq must be in 1..%lld\n", (long long)GAT_LIMIT_MAX_T);
-        return 2;
-      }
-      o.max_seq = v;
-      i++;
-    } else if (!strcmp(a, "--interp")) {
-      o.interp = 1;
-    } else if (!strcmp(a, "--weights")) {
-      if (!need_arg(argc, argv, i)) return 2;
-      o.weights = argv[++i];
-    } else if (!strcmp(a, "--inputs")) {
-      if (!need_arg(argc, argv, i)) return 2;
-      o.inputs = argv[++i];
-    } else if (!strcmp(a, "--step")) {
-      if (!need_arg(argc, argv, i) || !parse_int(a, argv[i + 1], &v)) return 2;
-      if (v < 0) {
-        fprintf(stderr, "gattnc: error: --step must not be negative\n");
-        return 2;
-      }
-      o.step = v;
-      i++;
-    } else if (!strcmp(a, "--seed")) {
-      if (!need_arg(argc, argv, i) || !parse_int(a, argv[i + 1], &v)) return 2;
-      o.seed = (uint64_t)v;
-      i++;
-    } else if (!strcmp(a, "--no-verify")) {
-      o.verify = 0;
-    } else if (!strcmp(a, "-fno-fuse")) {
-      o.no_fuse = 1;
-    } else if (!strcmp(a, "-fno-tile")) {
-      o.no_tile = 1;
-    } else if (!strcmp(a, "-fno-pack")) {
-      o.no_pack = 1;
-    } else if (!strcmp(a, "-fno-fold-scales")) {
-      o.no_fold_scales = 1;
-    } else if (!strcmp(a, "-fno-prologue")) {
-      o.no_prologue = 1;
-    } else if (!strcmp(a, "-fno-glu")) {
-      o.no_glu = 1;
-    } else if (!strcmp(a, "-fno-chunk")) {
-      o.no_chunk = 1;
-    } else if (!strcmp(a, "-fno-concat")) {
-      o.no_concat = 1;
-    } else if (!strcmp(a, "-fno-gate")) {
-      o.no_gate = 1;
-    } else if (!strcmp(a, "-fno-scanfuse")) {
-      o.no_scanfuse = 1;
-    } else if (!strcmp(a, "-fscanfuse")) {
-      o.force_scanfuse = 1;
-    } else if (!strncmp(a, "--target=", 9) && gemm_target_of(a + 9) >= 0) { /* C backend GEMM target */
-      o.gemm_target = gemm_target_of(a + 9);
-    } else if (!strncmp(a, "-march=", 7)) {
-      o.march = a + 7;
-    } else if (!strcmp(a, "-fno-memplan")) {
-      o.no_memplan = 1;
-    } else if (!strcmp(a, "-fno-f32-math")) {
-      o.no_f32_math = 1;
-    } else if (!strcmp(a, "--stats")) {
-      o.stats = 1;
-    } else if (!strcmp(a, "--plot")) {
-      if (!need_arg(argc, argv, i)) return 2;
-      o.bench_plot = argv[++i];
-    } else if (!strncmp(a, "--dump-after=", 13)) {
-      o.dump_after = a + 13;
-    } else if (!strcmp(a, "--dump-after")) {
-      if (!need_arg(argc, argv, i)) return 2;
-      o.dump_after = argv[++i];
-    } else if (!strcmp(a, "--profile")) {
-      o.profile = 1;
-    } else if (!strcmp(a, "--set")) {
-      if (!need_arg(argc, argv, i)) return 2;
-      if (o.nsets >= 32) {
-        fprintf(stderr, "gattnc: error: at most 32 --set options\n");
-        return 2;
-      }
-      o.sets[o.nsets++] = argv[++i];
-    } else if (!strcmp(a, "--count")) {
-      /* compile: a flag; run: the JSON file the counters go to */
-      if (o.command == DRIVER_RUN) {
-        if (!need_arg(argc, argv, i)) return 2;
-        o.count_path = argv[++i];
-      } else {
-        o.count = 1;
-      }
-    } else if (!strcmp(a, "-T") || !strcmp(a, "--decode") || !strcmp(a, "--reps")) {
-      if (!need_arg(argc, argv, i) || !parse_int(a, argv[i + 1], &v)) return 2;
-      if (v < 0 || (v < 1 && a[1] == 'T')) {
-        fprintf(stderr, "gattnc: error: '%s' must be positive\n", a);
-        return 2;
-      }
-      if (a[1] == 'T') o.bench_T = v;
-      else if (a[2] == 'd') o.bench_decode = v;
-      else o.bench_reps = v > 0 ? v : 1;
-      i++;
-    } else if (!strcmp(a, "-O0") || !strcmp(a, "-O1") || !strcmp(a, "-O2")) {
-      o.opt_level = a[2] - '0';
-    } else if (!strncmp(a, "--emit=", 7)) { /* LLVM backend options (driver_llvm.c) */
-      o.emit = a + 7;
-      if (strcmp(o.emit, "c") && strcmp(o.emit, "llvm") && strcmp(o.emit, "bc") && strcmp(o.emit, "obj") &&
-          strcmp(o.emit, "asm")) {
-        fprintf(stderr, "gattnc: error: --emit must be c, llvm, bc, obj or asm, not '%s'\n", o.emit);
-        return 2;
-      }
-    } else if (!strcmp(a, "--target") || !strncmp(a, "--target=", 9)) {
-      if (a[8] != '=' && !need_arg(argc, argv, i)) return 2;
-      o.target = a[8] == '=' ? a + 9 : argv[++i];
-    } else if (!strncmp(a, "-mcpu=", 6)) {
-      o.mcpu = a + 6;
-    } else if (!strcmp(a, "--jit")) {
-      o.jit = 1;
-    } else if (!strncmp(a, "--backend=", 10)) {
-      o.backend = a + 10;
-      if (strcmp(o.backend, "c") && strcmp(o.backend, "llvm")) {
-        fprintf(stderr, "gattnc: error: --backend must be c or llvm, not '%s'\n", o.backend);
-        return 2;
-      }
-    } else if (a[0] == '-' && a[1]) {
-      fprintf(stderr, "gattnc: error: unknown option '%s' (see gattnc --help)\n", a);
-      return 2;
-    } else if (!o.input) {
-      o.input = a;
-    } else if (o.command == DRIVER_CHECK_WEIGHTS && !o.weights) {
-      o.weights = a;
-    } else {
-      fprintf(stderr, "gattnc: error: more than one input file ('%s' and '%s')\n", o.input, a);
-      return 2;
-    }
+  for (int i = main_parse_command(argc, argv, &o); i < argc; i++) {
+    int rc = main_parse_arg(&o, argc, argv, &i);
+    if (rc != MAIN_ARG_NEXT) return rc;
   }
   if (!o.input) {
     usage(stderr);

@@ -741,150 +741,200 @@ static void poison_branch_names(Sema *S, AstList *body) {
   }
 }
 
+/* const and let: bind each name to its value (const: a compile-time scalar). */
+static void exec_let(Sema *S, AstStmt *st) {
+  for (int i = 0; i < st->names.len; i++) {
+    const char *name = st->names.items[i];
+    Val v = sema_eval(S, st->values.items[i]);
+    if (st->kind == AST_STMT_CONST && v.kind != VAL_POISON && !val_is_scalar(v)) {
+      diag_error(((AstExpr *)st->values.items[i])->loc,
+                 "const '%s' must be a compile-time scalar, not %s (use let or a plain assignment)",
+                 name, val_kind_name(v));
+      v = val_poison();
+    }
+    if (v.kind == VAL_TUPLE || v.kind == VAL_NONE) {
+      diag_error(st->loc, "'%s' cannot hold %s", name, val_kind_name(v));
+      v = val_poison();
+    }
+    env_define(S, S->env, name, v, st->loc);
+  }
+}
+
+/* input and output declarations: a model input op, or an output to assign later. */
+static void exec_io_decl(Sema *S, AstStmt *st) {
+  const char *name = st->names.items[0];
+  const char *what = st->kind == AST_STMT_INPUT ? "input" : "output";
+  if (S->layer_depth > 0 || S->block != S->m->body || S->env != S->model_env) {
+    diag_error(st->loc, "'%s' declarations belong at the top level of a model", what);
+    return;
+  }
+  if (st->type->kind != AST_TYPE_TENSOR) {
+    diag_error(st->type->loc, "%s '%s' must have a tensor type such as f32[T, 64]", what, name);
+    env_define(S, S->env, name, val_poison(), st->loc);
+    return;
+  }
+  IrShape shape;
+  if (sema_eval_type_shape(S, st->type, &shape) < 0) {
+    env_define(S, S->env, name, val_poison(), st->loc);
+    return;
+  }
+  IrDType dt = dtype_of(st->type);
+  for (int i = 0; i < S->m->inputs.len; i++)
+    if (strcmp(((IrIO *)S->m->inputs.data[i])->name, name) == 0) {
+      diag_error(st->loc, "'%s' is already declared as an input", name);
+      return;
+    }
+  if (find_output(S, name)) {
+    diag_error(st->loc, "'%s' is already declared as an output", name);
+    diag_note(find_output(S, name)->loc, "declared here");
+    return;
+  }
+  if (st->kind == AST_STMT_INPUT) {
+    ir_module_add_input(S->m, name, dt, shape);
+    IrOp *op = sema_op(S, IR_OP_INPUT, 0, NULL, st->loc);
+    ir_op_set_str(S->m, op, "name", name);
+    IrValue *v = ir_op_add_result(S->m, op, dt, shape);
+    env_define(S, S->env, name, val_tensor(v), st->loc);
+  } else {
+    OutputDecl *o = ARENA_NEW(S->a, OutputDecl);
+    o->name = name;
+    o->dtype = dt;
+    o->shape = shape;
+    o->loc = st->loc;
+    ptrvec_push(&S->outputs, o);
+  }
+}
+
+/* param: a weight of the model, named in the current scope. */
+static void exec_param(Sema *S, AstStmt *st) {
+  /* A templated name `weight_ih_l{k}` gives the full name weight_ih_l0 and
+   * binds the local name with the `{...}` parts removed (weight_ih_l), so
+   * the body of a repeat can use it. */
+  const char *name = st->names.items[0];
+  const char *local = name;
+  if (strchr(name, '{')) {
+    StrBuf sb = {0};
+    for (const char *p = name; *p; p++) {
+      if (*p == '{') {
+        const char *e = strchr(p, '}');
+        if (e) {
+          p = e;
+          continue;
+        }
+      }
+      sb_appendn(&sb, p, 1);
+    }
+    local = arena_strdup(S->a, sb_cstr(&sb));
+    sb_free(&sb);
+    name = sema_subst_param_name(S, name, st->loc);
+    if (!name) {
+      env_define(S, S->env, local, val_poison(), st->loc);
+      return;
+    }
+  }
+  Val result = val_poison();
+  if (st->type->kind != AST_TYPE_TENSOR) {
+    diag_error(st->type->loc, "param '%s' must have a tensor type such as f32[64]", name);
+  } else {
+    IrShape shape;
+    IrInit init;
+    int ok = sema_eval_type_shape(S, st->type, &shape) == 0;
+    if (ok && ir_shape_has_T(shape)) {
+      diag_error(st->type->loc, "param '%s' cannot have the sequence dimension T in its shape", name);
+      ok = 0;
+    }
+    if (eval_init(S, st->init, &init) < 0) ok = 0;
+    if (ok) {
+      IrValue *v = sema_param(S, sema_join_scope(S, S->scope, name), dtype_of(st->type), shape, init, st->loc);
+      if (v) result = val_tensor(v);
+    }
+  }
+  env_define(S, S->env, local, result, st->loc);
+}
+
+/* repeat i in lo..hi: the body once per i, each in its own environment (and scope). */
+static void exec_repeat(Sema *S, AstStmt *st, RetCtx *ret) {
+  Val lo = sema_eval(S, st->lo), hi = sema_eval(S, st->hi);
+  if (lo.kind == VAL_POISON || hi.kind == VAL_POISON) return;
+  if (lo.kind != VAL_INT || hi.kind != VAL_INT) {
+    AstExpr *badb = lo.kind != VAL_INT ? st->lo : st->hi;
+    diag_error(badb->loc, "repeat bounds must be compile-time ints ('%s' is %s)", sema_expr_str(S, badb),
+               val_kind_name(lo.kind != VAL_INT ? lo : hi));
+    return;
+  }
+  if (hi.i > lo.i && (uint64_t)hi.i - (uint64_t)lo.i > GAT_LIMIT_REPEAT) {
+    diag_error(st->hi->loc, "repeat %lld..%lld has %llu iterations; the limit is %d", (long long)lo.i,
+               (long long)hi.i, (unsigned long long)((uint64_t)hi.i - (uint64_t)lo.i), GAT_LIMIT_REPEAT);
+    return;
+  }
+  Env *saved_env = S->env;
+  const char *saved_scope = S->scope;
+  for (int64_t i = lo.i; i < hi.i; i++) {
+    S->env = env_new(S, saved_env, 0);
+    env_define(S, S->env, st->var, val_int(i), st->loc);
+    if (st->scope) {
+      const char *s = sema_subst_scope(S, st->scope, st->scope_loc);
+      S->scope = s ? sema_join_scope(S, saved_scope, s) : saved_scope;
+    }
+    int errs = diag_error_count();
+    exec_stmts(S, &st->body, ret);
+    S->env = saved_env;
+    S->scope = saved_scope;
+    if (diag_error_count() > errs) break; /* the same mistake in every iteration: say it once */
+    if (ret && ret->returned) break;
+  }
+}
+
+/* max T = N: the largest T the model accepts. */
+static void exec_max_seq(Sema *S, AstStmt *st) {
+  if (S->layer_depth > 0 || S->block != S->m->body) {
+    diag_error(st->loc, "'max T = N' belongs at the top level of a model");
+    return;
+  }
+  Val v = sema_eval(S, st->value);
+  if (v.kind == VAL_POISON) return;
+  if (v.kind != VAL_INT || v.i < 1) {
+    diag_error(st->loc, "max T must be a positive compile-time int");
+    return;
+  }
+  if (v.i > GAT_LIMIT_MAX_T) {
+    diag_error(st->loc, "max T = %lld is out of range: the limit is %lld (2^31 - 1)", (long long)v.i,
+               (long long)GAT_LIMIT_MAX_T);
+    return;
+  }
+  S->m->max_T = v.i;
+}
+
+/* if at compile time: elaborates the taken branch only. */
+static void exec_if(Sema *S, AstStmt *st, RetCtx *ret) {
+  /* A compile-time choice: only the taken branch is elaborated, in the
+   * current environment, so its bindings (and parameters) exist after the
+   * `if` exactly as if the branch had been written inline. */
+  Val c = sema_eval(S, st->cond);
+  if (c.kind == VAL_POISON) return;
+  if (c.kind != VAL_BOOL) {
+    const char *what = c.kind == VAL_TENSOR
+                           ? arena_printf(S->a, "a run-time %s tensor (use select(c, a, b) to choose per element)",
+                                          sema_type_str(S, c.t->dtype, c.t->shape))
+                           : val_kind_name(c);
+    diag_error(st->cond->loc, "the condition of 'if' must be a compile-time bool, not %s ('%s')", what,
+               sema_expr_str(S, st->cond));
+    poison_branch_names(S, &st->body);
+    poison_branch_names(S, &st->else_body);
+    return;
+  }
+  exec_stmts(S, c.i ? &st->body : &st->else_body, ret);
+}
+
 static void exec_stmt(Sema *S, AstStmt *st, RetCtx *ret) {
   switch (st->kind) {
   case AST_STMT_CONST:
-  case AST_STMT_LET:
-    for (int i = 0; i < st->names.len; i++) {
-      const char *name = st->names.items[i];
-      Val v = sema_eval(S, st->values.items[i]);
-      if (st->kind == AST_STMT_CONST && v.kind != VAL_POISON && !val_is_scalar(v)) {
-        diag_error(((AstExpr *)st->values.items[i])->loc,
-                   "const '%s' must be a compile-time scalar, not %s (use let or a plain assignment)",
-                   name, val_kind_name(v));
-        v = val_poison();
-      }
-      if (v.kind == VAL_TUPLE || v.kind == VAL_NONE) {
-        diag_error(st->loc, "'%s' cannot hold %s", name, val_kind_name(v));
-        v = val_poison();
-      }
-      env_define(S, S->env, name, v, st->loc);
-    }
-    return;
+  case AST_STMT_LET: exec_let(S, st); return;
   case AST_STMT_ASSIGN: exec_assign(S, st); return;
   case AST_STMT_INPUT:
-  case AST_STMT_OUTPUT: {
-    const char *name = st->names.items[0];
-    const char *what = st->kind == AST_STMT_INPUT ? "input" : "output";
-    if (S->layer_depth > 0 || S->block != S->m->body || S->env != S->model_env) {
-      diag_error(st->loc, "'%s' declarations belong at the top level of a model", what);
-      return;
-    }
-    if (st->type->kind != AST_TYPE_TENSOR) {
-      diag_error(st->type->loc, "%s '%s' must have a tensor type such as f32[T, 64]", what, name);
-      env_define(S, S->env, name, val_poison(), st->loc);
-      return;
-    }
-    IrShape shape;
-    if (sema_eval_type_shape(S, st->type, &shape) < 0) {
-      env_define(S, S->env, name, val_poison(), st->loc);
-      return;
-    }
-    IrDType dt = dtype_of(st->type);
-    for (int i = 0; i < S->m->inputs.len; i++)
-      if (strcmp(((IrIO *)S->m->inputs.data[i])->name, name) == 0) {
-        diag_error(st->loc, "'%s' is already declared as an input", name);
-        return;
-      }
-    if (find_output(S, name)) {
-      diag_error(st->loc, "'%s' is already declared as an output", name);
-      diag_note(find_output(S, name)->loc, "declared here");
-      return;
-    }
-    if (st->kind == AST_STMT_INPUT) {
-      ir_module_add_input(S->m, name, dt, shape);
-      IrOp *op = sema_op(S, IR_OP_INPUT, 0, NULL, st->loc);
-      ir_op_set_str(S->m, op, "name", name);
-      IrValue *v = ir_op_add_result(S->m, op, dt, shape);
-      env_define(S, S->env, name, val_tensor(v), st->loc);
-    } else {
-      OutputDecl *o = ARENA_NEW(S->a, OutputDecl);
-      o->name = name;
-      o->dtype = dt;
-      o->shape = shape;
-      o->loc = st->loc;
-      ptrvec_push(&S->outputs, o);
-    }
-    return;
-  }
-  case AST_STMT_PARAM: {
-    /* A templated name `weight_ih_l{k}` gives the full name weight_ih_l0 and
-     * binds the local name with the `{...}` parts removed (weight_ih_l), so
-     * the body of a repeat can use it. */
-    const char *name = st->names.items[0];
-    const char *local = name;
-    if (strchr(name, '{')) {
-      StrBuf sb = {0};
-      for (const char *p = name; *p; p++) {
-        if (*p == '{') {
-          const char *e = strchr(p, '}');
-          if (e) {
-            p = e;
-            continue;
-          }
-        }
-        sb_appendn(&sb, p, 1);
-      }
-      local = arena_strdup(S->a, sb_cstr(&sb));
-      sb_free(&sb);
-      name = sema_subst_param_name(S, name, st->loc);
-      if (!name) {
-        env_define(S, S->env, local, val_poison(), st->loc);
-        return;
-      }
-    }
-    Val result = val_poison();
-    if (st->type->kind != AST_TYPE_TENSOR) {
-      diag_error(st->type->loc, "param '%s' must have a tensor type such as f32[64]", name);
-    } else {
-      IrShape shape;
-      IrInit init;
-      int ok = sema_eval_type_shape(S, st->type, &shape) == 0;
-      if (ok && ir_shape_has_T(shape)) {
-        diag_error(st->type->loc, "param '%s' cannot have the sequence dimension T in its shape", name);
-        ok = 0;
-      }
-      if (eval_init(S, st->init, &init) < 0) ok = 0;
-      if (ok) {
-        IrValue *v = sema_param(S, sema_join_scope(S, S->scope, name), dtype_of(st->type), shape, init, st->loc);
-        if (v) result = val_tensor(v);
-      }
-    }
-    env_define(S, S->env, local, result, st->loc);
-    return;
-  }
-  case AST_STMT_REPEAT: {
-    Val lo = sema_eval(S, st->lo), hi = sema_eval(S, st->hi);
-    if (lo.kind == VAL_POISON || hi.kind == VAL_POISON) return;
-    if (lo.kind != VAL_INT || hi.kind != VAL_INT) {
-      AstExpr *badb = lo.kind != VAL_INT ? st->lo : st->hi;
-      diag_error(badb->loc, "repeat bounds must be compile-time ints ('%s' is %s)", sema_expr_str(S, badb),
-                 val_kind_name(lo.kind != VAL_INT ? lo : hi));
-      return;
-    }
-    if (hi.i > lo.i && (uint64_t)hi.i - (uint64_t)lo.i > GAT_LIMIT_REPEAT) {
-      diag_error(st->hi->loc, "repeat %lld..%lld has %llu iterations; the limit is %d", (long long)lo.i,
-                 (long long)hi.i, (unsigned long long)((uint64_t)hi.i - (uint64_t)lo.i), GAT_LIMIT_REPEAT);
-      return;
-    }
-    Env *saved_env = S->env;
-    const char *saved_scope = S->scope;
-    for (int64_t i = lo.i; i < hi.i; i++) {
-      S->env = env_new(S, saved_env, 0);
-      env_define(S, S->env, st->var, val_int(i), st->loc);
-      if (st->scope) {
-        const char *s = sema_subst_scope(S, st->scope, st->scope_loc);
-        S->scope = s ? sema_join_scope(S, saved_scope, s) : saved_scope;
-      }
-      int errs = diag_error_count();
-      exec_stmts(S, &st->body, ret);
-      S->env = saved_env;
-      S->scope = saved_scope;
-      if (diag_error_count() > errs) break; /* the same mistake in every iteration: say it once */
-      if (ret && ret->returned) break;
-    }
-    return;
-  }
+  case AST_STMT_OUTPUT: exec_io_decl(S, st); return;
+  case AST_STMT_PARAM: exec_param(S, st); return;
+  case AST_STMT_REPEAT: exec_repeat(S, st, ret); return;
   case AST_STMT_RETURN: {
     if (!ret) {
       diag_error(st->loc, "'return' is only allowed in a layer (or a mixture body)");
@@ -895,45 +945,8 @@ static void exec_stmt(Sema *S, AstStmt *st, RetCtx *ret) {
     ret->loc = st->loc;
     return;
   }
-  case AST_STMT_MAXSEQ: {
-    if (S->layer_depth > 0 || S->block != S->m->body) {
-      diag_error(st->loc, "'max T = N' belongs at the top level of a model");
-      return;
-    }
-    Val v = sema_eval(S, st->value);
-    if (v.kind == VAL_POISON) return;
-    if (v.kind != VAL_INT || v.i < 1) {
-      diag_error(st->loc, "max T must be a positive compile-time int");
-      return;
-    }
-    if (v.i > GAT_LIMIT_MAX_T) {
-      diag_error(st->loc, "max T = %lld is out of range: the limit is %lld (2^31 - 1)", (long long)v.i,
-                 (long long)GAT_LIMIT_MAX_T);
-      return;
-    }
-    S->m->max_T = v.i;
-    return;
-  }
-  case AST_STMT_IF: {
-    /* A compile-time choice: only the taken branch is elaborated, in the
-     * current environment, so its bindings (and parameters) exist after the
-     * `if` exactly as if the branch had been written inline. */
-    Val c = sema_eval(S, st->cond);
-    if (c.kind == VAL_POISON) return;
-    if (c.kind != VAL_BOOL) {
-      const char *what = c.kind == VAL_TENSOR
-                             ? arena_printf(S->a, "a run-time %s tensor (use select(c, a, b) to choose per element)",
-                                            sema_type_str(S, c.t->dtype, c.t->shape))
-                             : val_kind_name(c);
-      diag_error(st->cond->loc, "the condition of 'if' must be a compile-time bool, not %s ('%s')", what,
-                 sema_expr_str(S, st->cond));
-      poison_branch_names(S, &st->body);
-      poison_branch_names(S, &st->else_body);
-      return;
-    }
-    exec_stmts(S, c.i ? &st->body : &st->else_body, ret);
-    return;
-  }
+  case AST_STMT_MAXSEQ: exec_max_seq(S, st); return;
+  case AST_STMT_IF: exec_if(S, st, ret); return;
   }
 }
 
@@ -1039,16 +1052,10 @@ static int check_scalar_arg(Sema *S, AstParam *p, Val *v, SrcLoc loc, const char
   return -1;
 }
 
-static Val instantiate_layer(Sema *S, AstDecl *L, AstExpr *call) {
-  for (int i = 0; i < S->inst_stack.len; i++)
-    if (S->inst_stack.data[i] == L) {
-      diag_error(call->loc, "layer '%s' calls itself (recursion is not allowed)", L->name);
-      return val_poison();
-    }
+/* The actual arguments of a call to layer L, by parameter: vals/locs/given[k] for param k.
+   Returns 0, or -1 after an error (too many, unknown or repeated names, poison values). */
+static int layer_match_args(Sema *S, AstDecl *L, AstExpr *call, Val *vals, SrcLoc *locs, int *given) {
   int np = L->params.len;
-  Val *vals = ARENA_ARRAY(S->a, Val, np ? np : 1);
-  SrcLoc *locs = ARENA_ARRAY(S->a, SrcLoc, np ? np : 1);
-  int *given = ARENA_ARRAY(S->a, int, np ? np : 1);
   int bad = 0, pos = 0;
   for (int i = 0; i < call->args.len; i++) {
     AstArg *arg = call->args.items[i];
@@ -1081,12 +1088,51 @@ static Val instantiate_layer(Sema *S, AstDecl *L, AstExpr *call) {
     locs[k] = arg->loc;
     if (v.kind == VAL_POISON) bad = 1;
   }
-  const char *sub = call->scope ? sema_subst_scope(S, call->scope, call->scope_loc) : NULL;
-  if (call->scope && !sub) bad = 1;
-  if (bad) return val_poison();
+  return bad ? -1 : 0;
+}
 
-  Env *frame = env_new(S, S->globals, 1);
-  Env *saved_env = S->env;
+/* Binds tensor argument k's value and the plain names of its shape pattern in frame.
+   Returns 0, or -1 after an error. */
+static int layer_bind_tensor(Sema *S, AstDecl *L, AstExpr *call, Env *frame, int k, const Val *vals,
+                             const SrcLoc *locs, const int *given) {
+  AstParam *p = L->params.items[k];
+  if (!given[k]) {
+    diag_error(call->loc, "missing argument '%s' in call to layer '%s'", p->name, L->name);
+    return -1;
+  }
+  if (vals[k].kind != VAL_TENSOR) {
+    diag_error(locs[k], "argument '%s' of layer '%s' must be a tensor %s, not %s", p->name, L->name,
+               pattern_str(S, p->type, frame), val_kind_name(vals[k]));
+    return -1;
+  }
+  IrValue *t = vals[k].t;
+  if (t->dtype != dtype_of(p->type) || t->shape.rank != p->type->dims.len) {
+    diag_error(locs[k], "argument '%s' of layer '%s' has shape %s but the layer expects %s", p->name,
+               L->name, sema_type_str(S, t->dtype, t->shape), pattern_str(S, p->type, frame));
+    return -1;
+  }
+  int bad = 0;
+  for (int d = 0; d < p->type->dims.len; d++) {
+    AstExpr *de = p->type->dims.items[d];
+    if (de->kind != AST_EXPR_NAME || strcmp(de->name, "T") == 0 || env_lookup(frame, de->name)) continue;
+    if (t->shape.dims[d] == IR_DIM_T) {
+      diag_error(locs[k], "argument '%s' of layer '%s' has shape %s: dimension '%s' would be the sequence "
+                 "dimension; write T in the layer's pattern", p->name, L->name,
+                 sema_type_str(S, t->dtype, t->shape), de->name);
+      bad = 1;
+      continue;
+    }
+    env_define(S, frame, de->name, val_int(t->shape.dims[d]), de->loc);
+  }
+  env_define(S, frame, p->name, vals[k], p->loc);
+  return bad ? -1 : 0;
+}
+
+/* Binds every parameter of L in frame (S->env is frame afterwards): A explicit scalars, B tensors
+   with their pattern names, C scalar defaults; then D checks every tensor pattern. Returns 0 or -1. */
+static int layer_bind_params(Sema *S, AstDecl *L, AstExpr *call, Env *frame, Val *vals, const SrcLoc *locs,
+                             const int *given) {
+  int np = L->params.len, bad = 0;
   /* A: explicit scalar arguments. */
   for (int k = 0; k < np; k++) {
     AstParam *p = L->params.items[k];
@@ -1095,41 +1141,10 @@ static Val instantiate_layer(Sema *S, AstDecl *L, AstExpr *call) {
     env_define(S, frame, p->name, vals[k], p->loc);
   }
   /* B: tensor arguments; bind the plain names of their shape patterns. */
-  for (int k = 0; k < np; k++) {
-    AstParam *p = L->params.items[k];
-    if (p->type->kind != AST_TYPE_TENSOR) continue;
-    if (!given[k]) {
-      diag_error(call->loc, "missing argument '%s' in call to layer '%s'", p->name, L->name);
+  for (int k = 0; k < np; k++)
+    if (((AstParam *)L->params.items[k])->type->kind == AST_TYPE_TENSOR &&
+        layer_bind_tensor(S, L, call, frame, k, vals, locs, given) < 0)
       bad = 1;
-      continue;
-    }
-    if (vals[k].kind != VAL_TENSOR) {
-      diag_error(locs[k], "argument '%s' of layer '%s' must be a tensor %s, not %s", p->name, L->name,
-                 pattern_str(S, p->type, frame), val_kind_name(vals[k]));
-      bad = 1;
-      continue;
-    }
-    IrValue *t = vals[k].t;
-    if (t->dtype != dtype_of(p->type) || t->shape.rank != p->type->dims.len) {
-      diag_error(locs[k], "argument '%s' of layer '%s' has shape %s but the layer expects %s", p->name,
-                 L->name, sema_type_str(S, t->dtype, t->shape), pattern_str(S, p->type, frame));
-      bad = 1;
-      continue;
-    }
-    for (int d = 0; d < p->type->dims.len; d++) {
-      AstExpr *de = p->type->dims.items[d];
-      if (de->kind != AST_EXPR_NAME || strcmp(de->name, "T") == 0 || env_lookup(frame, de->name)) continue;
-      if (t->shape.dims[d] == IR_DIM_T) {
-        diag_error(locs[k], "argument '%s' of layer '%s' has shape %s: dimension '%s' would be the sequence "
-                   "dimension; write T in the layer's pattern", p->name, L->name,
-                   sema_type_str(S, t->dtype, t->shape), de->name);
-        bad = 1;
-        continue;
-      }
-      env_define(S, frame, de->name, val_int(t->shape.dims[d]), de->loc);
-    }
-    env_define(S, frame, p->name, vals[k], p->loc);
-  }
   /* C: defaults of scalar parameters (may use earlier names and bound dims).
    * A default that calls the layer itself recurses like the body would. */
   S->env = frame;
@@ -1167,7 +1182,69 @@ static Val instantiate_layer(Sema *S, AstDecl *L, AstExpr *call) {
       }
     }
   }
-  if (bad) {
+  return bad ? -1 : 0;
+}
+
+/* The value a layer body returned, checked against the declared return type(s) evaluated
+   in the instance's env; poison after an error. */
+static Val layer_check_result(Sema *S, AstDecl *L, const RetCtx *ret) {
+  Val result = ret->value;
+  int nr = L->rets.len;
+  if ((nr == 1 && result.kind == VAL_TUPLE) || (nr > 1 && (result.kind != VAL_TUPLE || result.n != nr))) {
+    diag_error(ret->loc, "layer '%s' declares %d result%s but returns %d", L->name, nr, nr == 1 ? "" : "s",
+               result.kind == VAL_TUPLE ? result.n : 1);
+    result = val_poison();
+  }
+  for (int r = 0; r < nr && result.kind != VAL_POISON; r++) {
+    AstType *ty = L->rets.items[r];
+    Val rv = nr == 1 ? result : result.items[r];
+    if (ty->kind != AST_TYPE_TENSOR) {
+      AstParam fake = {.loc = ty->loc, .name = "result", .type = ty};
+      if (check_scalar_arg(S, &fake, &rv, ret->loc, L->name) < 0) result = val_poison();
+      continue;
+    }
+    if (rv.kind == VAL_POISON) {
+      result = val_poison();
+      break;
+    }
+    if (rv.kind != VAL_TENSOR) {
+      diag_error(ret->loc, "layer '%s' must return a tensor %s, not %s", L->name, pattern_str(S, ty, S->env),
+                 val_kind_name(rv));
+      result = val_poison();
+      break;
+    }
+    IrShape want;
+    if (sema_eval_type_shape(S, ty, &want) < 0) {
+      result = val_poison();
+      break;
+    }
+    if (rv.t->dtype != dtype_of(ty) || !ir_shape_eq(rv.t->shape, want)) {
+      diag_error(ret->loc, "layer '%s' returns %s but declares %s", L->name,
+                 sema_type_str(S, rv.t->dtype, rv.t->shape), pattern_str(S, ty, S->env));
+      result = val_poison();
+    }
+  }
+  return result;
+}
+
+static Val instantiate_layer(Sema *S, AstDecl *L, AstExpr *call) {
+  for (int i = 0; i < S->inst_stack.len; i++)
+    if (S->inst_stack.data[i] == L) {
+      diag_error(call->loc, "layer '%s' calls itself (recursion is not allowed)", L->name);
+      return val_poison();
+    }
+  int np = L->params.len;
+  Val *vals = ARENA_ARRAY(S->a, Val, np ? np : 1);
+  SrcLoc *locs = ARENA_ARRAY(S->a, SrcLoc, np ? np : 1);
+  int *given = ARENA_ARRAY(S->a, int, np ? np : 1);
+  int bad = layer_match_args(S, L, call, vals, locs, given) < 0;
+  const char *sub = call->scope ? sema_subst_scope(S, call->scope, call->scope_loc) : NULL;
+  if (call->scope && !sub) bad = 1;
+  if (bad) return val_poison();
+
+  Env *frame = env_new(S, S->globals, 1);
+  Env *saved_env = S->env;
+  if (layer_bind_params(S, L, call, frame, vals, locs, given) < 0) {
     S->env = saved_env;
     return val_poison();
   }
@@ -1191,42 +1268,7 @@ static Val instantiate_layer(Sema *S, AstDecl *L, AstExpr *call) {
       diag_error(L->loc, "layer '%s' ends without 'return'", L->name);
     result = L->rets.len > 0 ? val_poison() : (Val){.kind = VAL_NONE};
   } else if (result.kind != VAL_POISON && L->rets.len > 0) {
-    /* The declared return type(s), evaluated in the instance's env. */
-    int nr = L->rets.len;
-    if ((nr == 1 && result.kind == VAL_TUPLE) || (nr > 1 && (result.kind != VAL_TUPLE || result.n != nr))) {
-      diag_error(ret.loc, "layer '%s' declares %d result%s but returns %d", L->name, nr, nr == 1 ? "" : "s",
-                 result.kind == VAL_TUPLE ? result.n : 1);
-      result = val_poison();
-    }
-    for (int r = 0; r < nr && result.kind != VAL_POISON; r++) {
-      AstType *ty = L->rets.items[r];
-      Val rv = nr == 1 ? result : result.items[r];
-      if (ty->kind != AST_TYPE_TENSOR) {
-        AstParam fake = {.loc = ty->loc, .name = "result", .type = ty};
-        if (check_scalar_arg(S, &fake, &rv, ret.loc, L->name) < 0) result = val_poison();
-        continue;
-      }
-      if (rv.kind == VAL_POISON) {
-        result = val_poison();
-        break;
-      }
-      if (rv.kind != VAL_TENSOR) {
-        diag_error(ret.loc, "layer '%s' must return a tensor %s, not %s", L->name, pattern_str(S, ty, S->env),
-                   val_kind_name(rv));
-        result = val_poison();
-        break;
-      }
-      IrShape want;
-      if (sema_eval_type_shape(S, ty, &want) < 0) {
-        result = val_poison();
-        break;
-      }
-      if (rv.t->dtype != dtype_of(ty) || !ir_shape_eq(rv.t->shape, want)) {
-        diag_error(ret.loc, "layer '%s' returns %s but declares %s", L->name,
-                   sema_type_str(S, rv.t->dtype, rv.t->shape), pattern_str(S, ty, S->env));
-        result = val_poison();
-      }
-    }
+    result = layer_check_result(S, L, &ret);
   }
   S->inst_stack.len--;
   S->layer_depth--;
@@ -1234,9 +1276,6 @@ static Val instantiate_layer(Sema *S, AstDecl *L, AstExpr *call) {
   S->scope = saved_scope;
   S->origin = saved_origin;
   S->env = saved_env;
-  if (diag_error_count() > errs && result.kind != VAL_POISON) {
-    /* an error inside the body: keep the shape if we have one, so callers go on */
-  }
   return result;
 }
 
