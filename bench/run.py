@@ -22,8 +22,9 @@ or its matmuls run on the reference BLAS at well under 1 GFLOP/s: the
 runner prints torch's measured matmul speed so that this shows.
 
 Machine probes, in the same C program family: peak single-core FMA
-throughput (12 independent vector FMA chains in registers, as in `gattnc
-bench`) and a STREAM-like triad a[i] = b[i] + s * c[i] over 3 x 64 MiB of
+throughput (bench/peak_probe.h, shared with `gattnc bench`: independent FMA
+chains on vectors of the target's native width, as many as its registers
+hold) and a STREAM-like triad a[i] = b[i] + s * c[i] over 3 x 64 MiB of
 doubles (24 bytes per element counted). Derived columns: O0/O2 and
 PyTorch/O2 speed-ups, -O2 prefill GFLOP/s (operation counts of the loop IR
 from `gattnc --stats`; M4 counts every expert on every row, an upper bound)
@@ -100,15 +101,7 @@ PROBE_C = r"""
 #include <stdlib.h>
 #include <time.h>
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
-typedef float pv __attribute__((vector_size(64)));
-/* peak: 12 independent FMA chains of 16 floats, in registers */
-static __attribute__((noinline, optimize("fp-contract=fast"))) float probe(long n, float s) {
-  pv a[12], x = (pv){0} + s; int i; long k;
-  for (i = 0; i < 12; i++) a[i] = x * (float)i;
-  for (k = 0; k < n; k++) for (i = 0; i < 12; i++) a[i] = a[i] * x + x;
-  for (i = 1; i < 12; i++) a[0] += a[i];
-  return a[0][0];
-}
+#include "peak_probe.h" /* the FMA probe of `gattnc bench` too */
 static __attribute__((noinline)) void triad(double *restrict a, const double *restrict b, const double *restrict c, long n, double s) {
   for (long i = 0; i < n; i++) a[i] = b[i] + s * c[i];
 }
@@ -117,7 +110,7 @@ int main(int argc, char **argv) {
   double best = 0, bw = 0, t0;
   float sink = 0;
   for (int r = 0; r < 5; r++) {
-    t0 = now(); sink += probe(n, 0.999f); double g = (double)n * 12 * 32 / (now() - t0) * 1e-9;
+    t0 = now(); sink += gat_peak_probe(n, 0.999f); double g = (double)n * GAT_PEAK_FLOPS_PER_ITER / (now() - t0) * 1e-9;
     if (g > best) best = g;
   }
   double *a = malloc(8 * m), *b = malloc(8 * m), *c = malloc(8 * m);
@@ -137,7 +130,7 @@ def probes(work, quick):
     with open(src, "w") as f:
         f.write(PROBE_C)
     exe = os.path.join(work, "probe")
-    sh([cc(), "-std=gnu11", "-O3", "-march=native", src, "-o", exe])
+    sh([cc(), "-std=gnu11", "-O3", "-march=native", "-I", os.path.dirname(os.path.abspath(__file__)), src, "-o", exe])
     out = sh([exe] + (["2000000", str((16 << 20) // 8)] if quick else []))
     vals = dict(re.findall(r"(\w+) ([0-9.e+-]+)", out))
     return float(vals["peak_gflops"]), float(vals["triad_gbs"])

@@ -27,6 +27,9 @@
 #include "passes/pass.h"
 #include "tensor.h"
 
+/* bench/peak_probe.h, line by line (CMakeLists.txt) */
+extern const char *const gat_bench_peak_probe_text[];
+
 #ifndef GAT_RUNTIME_DIR
 #define GAT_RUNTIME_DIR "runtime"
 #endif
@@ -270,17 +273,9 @@ static void harness(StrBuf *h, const IrModule *m, int64_t T, int64_t D, int64_t 
             "  b = malloc((size_t)len + 64);\n"
             "  if (fread(b, 1, (size_t)len, f) != (size_t)len) { perror(p); exit(2); }\n"
             "  fclose(f); if (n) *n = (size_t)len; return b;\n}\n"
-            "static int cmp(const void *a, const void *b) { uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b; return x < y ? -1 : x > y; }\n"
-            "#if defined(__GNUC__) || defined(__clang__)\n"
-            "typedef float pv __attribute__((vector_size(64)));\n"
-            "/* peak probe: 12 independent FMA chains in registers */\n"
-            "static __attribute__((noinline, optimize(\"fp-contract=fast\"))) float probe(long n, float s) {\n"
-            "  pv a[12], x = (pv){0} + s; int i; long k;\n"
-            "  for (i = 0; i < 12; i++) a[i] = x * (float)i;\n"
-            "  for (k = 0; k < n; k++) for (i = 0; i < 12; i++) a[i] = a[i] * x + x;\n"
-            "  for (i = 1; i < 12; i++) a[0] += a[i];\n"
-            "  return a[0][0];\n}\n"
-            "#endif\n");
+            "static int cmp(const void *a, const void *b) { uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b; return x < y ? -1 : x > y; }\n");
+  /* the FMA peak probe, bench/peak_probe.h embedded at build time (cmake/gat_embed.c) */
+  for (const char *const *l = gat_bench_peak_probe_text; *l; l++) sb_append(h, *l);
   sb_append(h, "int main(int argc, char **argv) {\n  size_t wl; void *w = rd(argv[1], &wl);\n  int r; uint64_t t0, times[1024];\n");
   sb_printf(h, "  %s *m = calloc(1, sizeof *m);\n  unsigned char *arena = aligned_alloc(64, (%s_ARENA_BYTES + 63) / 64 * 64);\n", N, "BM");
   sb_printf(h, "  const int64_t T = %lld, D = %lld, reps = %lld;\n", (long long)T, (long long)D, (long long)reps);
@@ -324,7 +319,9 @@ static void harness(StrBuf *h, const IrModule *m, int64_t T, int64_t D, int64_t 
               (long long)sweep[i], (long long)(sr / 2));
     sb_free(&cs);
   }
-  sb_append(h, "#if defined(__GNUC__) || defined(__clang__)\n  { long n = 20000000; float s; t0 = gat_time_ns(); s = probe(n, 0.999f); printf(\"peak_gflops %.1f %g\\n\", (double)n * 12 * 32 / (double)(gat_time_ns() - t0), (double)s); }\n#endif\n");
+  sb_append(h, "#ifdef GAT_HAVE_PEAK_PROBE\n  { long n = 20000000; float s; t0 = gat_time_ns(); s = gat_peak_probe(n, 0.999f); "
+               "printf(\"peak_gflops %.1f %g\\n\", (double)n * GAT_PEAK_FLOPS_PER_ITER / (double)(gat_time_ns() - t0), "
+               "(double)s); }\n#endif\n");
   sb_append(h, "  return 0;\n}\n");
   sb_free(&call);
   sb_free(&call1);
