@@ -16,7 +16,13 @@ calls of one token each, continuing from the prefill's state (positions
 call, then the same 100 frames streamed one per call from a fresh state.
 Each measurement is the median of --reps runs (after one warm-up run),
 with min and max. PyTorch runs in a child process with OPENBLAS_NUM_THREADS=1,
-OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset and torch.set_num_threads(1);
+OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset and torch.set_num_threads(1),
+configured as a user tuning it would: glibc's malloc keeps freed activations
+instead of returning them to the kernel (GLIBC_TUNABLES=glibc.malloc.
+mmap_threshold=33554432:glibc.malloc.trim_threshold=17179869184; with the
+defaults every large tensor is a fresh mmap and its page faults cost PyTorch
+30-60% here). That tuned figure is the "PyTorch" column and the ratios; the
+figure with glibc's defaults is printed beside it, labelled, from the same run.
 Debian's python3-torch needs libopenblas0-pthread (scripts/install-deps.sh)
 or its matmuls run on the reference BLAS at well under 1 GFLOP/s: the
 runner prints torch's measured matmul speed so that this shows.
@@ -242,8 +248,14 @@ def gattnc_stats(gattnc, gat, T):
 
 # ---- PyTorch side (a child process: the BLAS environment must be set before torch loads) ----
 
-def torch_env():
+# glibc malloc thresholds that keep freed activations in the heap (see the docstring)
+TORCH_MALLOC_TUNING = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=17179869184"
+
+
+def torch_env(tuned=True):
     env = dict(os.environ)
+    if tuned:
+        env["GLIBC_TUNABLES"] = ":".join(x for x in (env.get("GLIBC_TUNABLES"), TORCH_MALLOC_TUNING) if x)
     for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
         env.pop(k, None)
     env["OPENBLAS_NUM_THREADS"] = "1"
@@ -304,11 +316,11 @@ def torch_worker(a):
     return 0
 
 
-def torch_time(key, wpath, T, D, reps, vocab, chunked, matmul):
+def torch_time(key, wpath, T, D, reps, vocab, chunked, matmul, tuned=True):
     cmd = [sys.executable, os.path.abspath(__file__), "--torch-worker", key, "--weights", wpath, "--T", str(T),
            "--decode", str(D), "--reps", str(reps), "--vocab", str(vocab)]
     cmd += (["--chunked"] if chunked else []) + (["--matmul"] if matmul else [])
-    out = sh(cmd, env=torch_env())
+    out = sh(cmd, env=torch_env(tuned))
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -429,8 +441,13 @@ def main():
                           + ("  (reference BLAS? install libopenblas0-pthread)" if matmul < 2 else ""), flush=True)
                 row["pt"] = {"prefill_runs": pt["prefill"], "decode_runs": pt["decode"], "prefill": med(pt["prefill"]),
                              "decode": med(pt["decode"])}
-                print(f"  {name} PyTorch: prefill {fmt_t(pt['prefill'], 1e3, 3)} ms, decode "
+                print(f"  {name} PyTorch (malloc tuned): prefill {fmt_t(pt['prefill'], 1e3, 3)} ms, decode "
                       f"{fmt_t(pt['decode'], 1e3, 3)} ms/token", flush=True)
+                pu = torch_time(k, wpath, T, D, reps, vocab, chunked, False, tuned=False)
+                row["pt_default"] = {"prefill_runs": pu["prefill"], "decode_runs": pu["decode"],
+                                     "prefill": med(pu["prefill"]), "decode": med(pu["decode"])}
+                print(f"  {name} PyTorch (glibc malloc defaults): prefill {fmt_t(pu['prefill'], 1e3, 3)} ms, decode "
+                      f"{fmt_t(pu['decode'], 1e3, 3)} ms/token", flush=True)
             rows.append(row)
         md = report(rows, peak, bw, matmul, reps, ccflags, quick, a.o0_reps if a.o0_reps and a.o0_reps < reps else None)
         print()
@@ -458,34 +475,38 @@ def report(rows, peak, bw, matmul, reps, ccflags, quick, o0_reps=None):
              + f"; gattnc C built with `cc {' '.join(ccflags)}`"
              + (" (--quick: tiny sizes, not representative)" if quick else "") + ".")
     L.append("")
-    L.append("| model | workload | -O0 | -O2 | PyTorch | O0/O2 | PyTorch/O2 | -O2 GFLOP/s | % peak |")
-    L.append("|---|---|---|---|---|---|---|---|---|")
+    L.append("| model | workload | -O0 | -O2 | PyTorch | PyTorch, default malloc | O0/O2 | PyTorch/O2 | -O2 GFLOP/s | % peak |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        pt = r.get("pt")
+        pt, pu = r.get("pt"), r.get("pt_default")
         fl = r["stats"]["flops_prefill"]
         gf = fl / r["o2"]["prefill"] * 1e-9
         work = f"prefill T={r['T']}" if r["key"] != "m5" else f"utterance {r['T']} frames"
         L.append(f"| {r['name']} | {work} | {fmt_t(r['o0']['prefill_runs'], 1e3, 2)} ms | "
                  f"{fmt_t(r['o2']['prefill_runs'], 1e3, 2)} ms | "
                  + (f"{fmt_t(pt['prefill_runs'], 1e3, 2)} ms" if pt else "-") + " | "
+                 + (f"{fmt_t(pu['prefill_runs'], 1e3, 2)} ms" if pu else "-") + " | "
                  f"{r['o0']['prefill'] / r['o2']['prefill']:.2f}x | "
                  + (f"{pt['prefill'] / r['o2']['prefill']:.2f}x" if pt else "-") + " | "
                  f"{gf:.2f}{'*' if r['key'] == 'm4' else ''} | {100 * gf / peak:.1f}% |")
     L.append("")
-    L.append("| model | decode | -O0 ms/token | -O2 ms/token | PyTorch ms/token | O0/O2 | PyTorch/O2 | weights MB | weights/bandwidth ms | -O2 / bound |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|")
+    L.append("| model | decode | -O0 ms/token | -O2 ms/token | PyTorch ms/token | PyTorch, default malloc | O0/O2 | PyTorch/O2 | weights MB | weights/bandwidth ms | -O2 / bound |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        pt = r.get("pt")
+        pt, pu = r.get("pt"), r.get("pt_default")
         wb = r["stats"]["weight_bytes"]
         bound = wb / (bw * 1e9)
         work = f"{r['D']} tokens after {r['T']}" if r["key"] != "m5" else f"{r['D']} frames streamed"
         L.append(f"| {r['name']} | {work} | {fmt_t(r['o0']['decode_runs'], 1e3, 3)} | {fmt_t(r['o2']['decode_runs'], 1e3, 3)} | "
                  + (fmt_t(pt["decode_runs"], 1e3, 3) if pt else "-") + " | "
+                 + (fmt_t(pu["decode_runs"], 1e3, 3) if pu else "-") + " | "
                  f"{r['o0']['decode'] / r['o2']['decode']:.2f}x | "
                  + (f"{pt['decode'] / r['o2']['decode']:.2f}x" if pt else "-") + " | "
                  f"{wb / 1e6:.1f} | {bound * 1e3:.3f} | {r['o2']['decode'] / bound:.2f}x |")
     L.append("")
-    L.append("O0/O2 and PyTorch/O2: time ratios (> 1: gattnc -O2 is faster). GFLOP/s: operation counts of the "
+    L.append("O0/O2 and PyTorch/O2: time ratios (> 1: gattnc -O2 is faster). PyTorch: one thread, OpenBLAS, "
+             "glibc malloc thresholds raised so freed activations stay in the heap (`GLIBC_TUNABLES=" + TORCH_MALLOC_TUNING
+             + "`); default malloc: the same run with glibc's defaults. GFLOP/s: operation counts of the "
              "loop IR (`gattnc --stats`) over the -O2 prefill time; % peak against the FMA probe. "
              "*M4: every expert counted on every row (an upper bound; top-2 of 8 do the work). "
              "weights/bandwidth: the time to read every weight once at triad bandwidth, a lower bound "
