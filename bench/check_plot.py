@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Test of `gattnc bench FILE --plot OUT.svg` (compiler/driver_plot.c): runs
+"""Test of `gattnc bench FILE --plot OUT.svg` (compiler/driver/driver_plot.c): runs
 the T sweep on a tiny model (examples/tiny_lm.gat at max T = 256, so
 T = 64, 128, 256), then checks that the SVG parses as XML (Python's own
 parser), is an <svg> document with one series per level (-O0, -O2), each

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Long-sequence drift of the recurrences in compiler/std/{attention,mega}.gat:
+"""Long-sequence drift of the recurrences in compiler/front/std/{attention,mega}.gat:
 the Mega EMA (`mega_ema`, a scan with state [D, n]) and the forget-gate
 cumulative sum of forgetting attention (`forgetting_attention`, whose
 c_t = sum f_s grows like t and is stored in f32 in the KV cache's key bias).

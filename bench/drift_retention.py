@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Long-sequence drift of the RetNet, HGRN, HGRN2 and GSA layers
-(compiler/std/retention.gat): gattnc's f32 state against the float64
+(compiler/front/std/retention.gat): gattnc's f32 state against the float64
 references of tests/e2e/test_layer_{retnet,hgrn,gsa}.py at T = 16384.
 
 Prints, per layer and per mode (compiled C prefill, compiled C one-token

@@ -1,10 +1,10 @@
-# Embeds the standard library (every compiler/std/*.gat, in name order) into
+# Embeds the standard library (every compiler/front/std/*.gat, in name order) into
 # the compiler as C strings, without needing xxd: bytes are written as hex
 # escapes, 32 per line. Produces gat_std_files[] = {name, text} (NULL-terminated).
 # Inputs: DIR (the std folder), OUT (the .c file to write).
 file(GLOB STD_FILES "${DIR}/*.gat")
 list(SORT STD_FILES)
-set(C "/* generated from the .gat files of compiler/std by cmake/embed.cmake; do not edit */\n")
+set(C "/* generated from the .gat files of compiler/front/std by cmake/embed.cmake; do not edit */\n")
 string(APPEND C "#include <stddef.h>\n#include \"frontend.h\"\n")
 set(TABLE "")
 set(K 0)

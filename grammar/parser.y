@@ -1,7 +1,7 @@
 /* parser.y — the .gat grammar (docs/language.md, "Grammar summary").
  *
  * Pure, reentrant and conflict-free (%expect 0). Actions only build AST nodes
- * through the constructors of compiler/ast.c and set each node's location to
+ * through the constructors of compiler/front/ast.c and set each node's location to
  * its first token (@1); a few purely syntactic checks (a reduction's variables
  * are names, a mixture body ends with `return`, type names are known) are
  * done here because they are about how the text is written, not what it

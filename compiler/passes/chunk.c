@@ -1,9 +1,9 @@
 /* chunk.c — pass_chunk (-O2, -fno-chunk): recognises the scans of the std
  * library's linear-attention layers and marks them for the chunked prefill
- * kernels of codegen/kernels_scan.c (LoopKernel.scan_chunk, loopir.h).
+ * kernels of codegen/kernels/kernels_scan.c (LoopKernel.scan_chunk, loopir.h).
  *
  * Two region shapes are recognised, exactly as loop_lower + pass_fuse leave
- * them for compiler/std/gla.gat and compiler/std/deltanet.gat (t is the scan
+ * them for compiler/front/std/gla.gat and compiler/front/std/deltanet.gat (t is the scan
  * index, every other index a plain domain or reduction variable):
  *   GLA (2 kernels):   S'[h,i,j] = exp(gk[t,h,i]) * S[h,i,j] + k[t,h,i] * v[t,h,j]
  *                      e[h,j]    = sum(i) q[t,h,i] * S'[h,i,j] * c

@@ -7,10 +7,10 @@
  * conversion per load and store; the scan steps of GLA / DeltaNet / GRU spend
  * their time in exactly such nests. This pass sets LoopKernel.f32_math on
  * them: lets, body and reductions are then evaluated in float, and the C
- * backend (codegen/emit_c.c) makes them vectorizable:
+ * backend (codegen/c/emit_c.c) makes them vectorizable:
  *   - the elementwise functions exp, log, tanh, sigmoid, silu, softplus,
  *     logsigmoid, gelu_tanh, relu, rsqrt, max, min become the branch-free
- *     float functions of codegen/kernels_math.c (at most ~2.7 ulp from
+ *     float functions of codegen/kernels/kernels_math.c (at most ~2.7 ulp from
  *     double libm), so a gate nest is a vector loop instead of one libm call
  *     per element;
  *   - a sum/mean whose operand reads consecutive elements along the summed

@@ -12,7 +12,7 @@ nor running the demo needs this script or the fortunes package.
 
 The module tree mirrors fortune.gat, so `state_dict()` names are the .gat
 parameter names (`gattnc examples/fortune/fortune.gat --dump-ir | grep ^param`).
-The GLA layer follows compiler/std/std.gat's `gla` exactly:
+The GLA layer follows compiler/front/std/std.gat's `gla` exactly:
     q, k = x Wq, x Wk  (H heads of K = D/2/H),  v = x Wv  (H heads of V = D/H)
     gk   = logsigmoid(gk_proj.1(gk_proj.0(x))) / 16            (log decay <= 0)
     S_t  = diag(exp gk_t) S_{t-1} + k_t v_t^T,   o_t = S_t^T q_t * K^-0.5

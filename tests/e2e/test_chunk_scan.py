@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Chunked linear-attention scans (pass chunk, codegen/kernels_scan.c): the
+"""Chunked linear-attention scans (pass chunk, codegen/kernels/kernels_scan.c): the
 compiled -O2 C of GLA, DeltaNet and Gated DeltaNet layers whose prefill runs
 the chunked kernel (T >= 32 rows per call) against
 
@@ -18,7 +18,7 @@ the chunked kernel (T >= 32 rows per call) against
      is with -fno-chunk or at -O1.
 
 With --backend jit (the ctest `_jit` entry) the compiled runs above are the LLVM
-backend's (codegen/emit_llvm_scan.c builds the same kernels as IR), and besides:
+backend's (codegen/llvm/emit_llvm_scan.c builds the same kernels as IR), and besides:
 
   4. LLVM (JIT) against the C backend's chunked kernel on the same inputs: one
      prefill and calls of 330 tokens at T = 1000, and the steep GLA below;

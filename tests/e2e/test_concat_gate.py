@@ -21,7 +21,7 @@
 3. --dump-after: -O2 shows the segmented GEMM and the gated one; -fno-concat
    and -fno-gate remove them.
 With --backend jit (the LLVM backend, ctest's _jit entry) every compiled run above
-is an LLVM JIT run with both passes on (codegen/emit_llvm_gemm.c, gat.gemm_seg_f32),
+is an LLVM JIT run with both passes on (codegen/llvm/emit_llvm_gemm.c, gat.gemm_seg_f32),
 the loop IR is dumped with --emit=llvm's pass options, and in addition:
 4. the emitted LLVM IR (--emit=llvm) calls gat.gemm_seg_f32 once per segmented or
    gated GEMM (none with -fno-concat -fno-gate);

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Gated softmax attention (std `gated_attention`, `gated_attention_qknorm`,
-`qwen_gated_attention`, `qwen3_next_attention`; compiler/std/attention.gat)
+`qwen_gated_attention`, `qwen3_next_attention`; compiler/front/std/attention.gat)
 against a PyTorch reference written from the math of
 docs/layers.md, "Gated softmax attention" (float64, the full T x T attention
 matrix with an explicit causal / window mask).

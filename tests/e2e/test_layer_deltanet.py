@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Gated DeltaNet, DeltaNet and DeltaNet with output gate (compiler/std/deltanet.gat)
+"""Gated DeltaNet, DeltaNet and DeltaNet with output gate (compiler/front/std/deltanet.gat)
 against a PyTorch reference written from the math of docs/layers.md,
 "Gated DeltaNet and DeltaNet" and "Shared pieces of the delta-rule layers" in
 float64 (no fla code is used or imported).

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Forgetting attention, FoX (std `forgetting_attention`,
 `forgetting_attention_gated`, `forgetting_attention_pro`;
-compiler/std/attention.gat), against a PyTorch reference written from the
+compiler/front/std/attention.gat), against a PyTorch reference written from the
 math of docs/layers.md, "Forgetting attention, FoX" in float64:
 
   f_t = logsigmoid(f_proj x_t) per head, c_t = sum_{s<=t} f_s,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The GLU feed-forward family (compiler/std/glu.gat) against PyTorch written
+"""The GLU feed-forward family (compiler/front/std/glu.gat) against PyTorch written
 from the math of docs/layers.md, "GLU feed-forward family" in float64:
 
     FFN(x) = (act(x W_gate^T) * x W_up^T) W_down^T

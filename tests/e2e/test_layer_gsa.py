@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""GSA, gated slot attention (std `gsa`, compiler/std/retention.gat), against a
+"""GSA, gated slot attention (std `gsa`, compiler/front/std/retention.gat), against a
 PyTorch reference written from the math of docs/layers.md, "GSA: gated slot
 attention": two separate passes over the whole sequence (float64), the way the
 paper states it, while the .gat layer runs both in one scan with two states.

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """HGRN (elementwise) and HGRN2 (GLA with a tied input gate), std `hgrn`,
-`hgrn_lb`, `hgrn2`, `hgrn2_lb` (compiler/std/retention.gat), against PyTorch
+`hgrn_lb`, `hgrn2`, `hgrn2_lb` (compiler/front/std/retention.gat), against PyTorch
 references written from the math of docs/layers.md, "HGRN and HGRN2" (float64,
 recurrent).
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Mega (std `mega_ema`, `mega`; compiler/std/mega.gat) against a PyTorch
+"""Mega (std `mega_ema`, `mega`; compiler/front/std/mega.gat) against a PyTorch
 reference written from the math of docs/layers.md,
 "Mega: EMA + single-head gated attention" in float64.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""MoA, mixture of attention heads (std `moa`, compiler/std/mixattn.gat),
+"""MoA, mixture of attention heads (std `moa`, compiler/front/std/mixattn.gat),
 against float64 PyTorch references written from the math of docs/layers.md
 ("Mixture-of-attention layers", MoA):
 

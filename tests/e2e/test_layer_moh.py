@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """MoH, mixture-of-head attention (std `moh_attention`,
-compiler/std/mixattn.gat), against float64 PyTorch references written from the
+compiler/front/std/mixattn.gat), against float64 PyTorch references written from the
 math of docs/layers.md ("Mixture-of-attention layers", MoH):
 
   o = causal MHA (fused qkv [3, H, d], scale d^-1/2, optional RoPE)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""RetNet multi-scale retention (std `retnet`, compiler/std/retention.gat)
+"""RetNet multi-scale retention (std `retnet`, compiler/front/std/retention.gat)
 against a PyTorch reference written from the math of docs/layers.md,
 "RetNet: multi-scale retention" (float64, recurrent form; a parallel form
 checks the recurrent one).

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Classic gated recurrences (compiler/std/rnn.gat) against PyTorch:
+"""Classic gated recurrences (compiler/front/std/rnn.gat) against PyTorch:
 
   * gru, gru2       vs torch.nn.GRU (num_layers 1 and 2), loaded with
                     load_state_dict from gattnc's own weight file, so the
@@ -11,7 +11,7 @@
                     z = sigma(W_z x + b_iz + W_hz h + b_hz)
                     n = tanh(W_n x + b_in + W_hn (r * h) + b_hn)
                     h' = (1 - z) * n + z * h
-  * gla (compiler/std/gla.gat, fla defaults, 2 heads, D 32) vs gla_ref of
+  * gla (compiler/front/std/gla.gat, fla defaults, 2 heads, D 32) vs gla_ref of
     test_std_layers.py (the float64 recurrent form from docs/layers.md,
     "GLA: gated linear attention"), which tests it at T = 12 only; here it
     runs at every T below;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""SwitchHead (std `switchhead`, compiler/std/mixattn.gat) against float64
+"""SwitchHead (std `switchhead`, compiler/front/std/mixattn.gat) against float64
 PyTorch references written from the math of docs/layers.md
 ("Mixture-of-attention layers", SwitchHead):
 

@@ -9,7 +9,7 @@
 #include "frontend.h"
 #include "fuzz_common.h"
 #include "ir.h"
-#include "passes/pass.h"
+#include "pass.h"
 
 static FILE *sink;
 

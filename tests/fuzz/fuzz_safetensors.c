@@ -1,5 +1,5 @@
 /* fuzz_safetensors.c — libFuzzer target: the compiler's safetensors reader
- * (compiler/safetensors.c, used by `gattnc run` for weights and inputs and by
+ * (compiler/interp/safetensors.c, used by `gattnc run` for weights and inputs and by
  * --embed-weights). Every input must be read or rejected with a message;
  * what is read must hold exactly the bytes its shape announces. */
 #include "fuzz_common.h"

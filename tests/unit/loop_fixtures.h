@@ -14,7 +14,7 @@
 extern "C" {
 #include "frontend.h"
 #include "ir.h"
-#include "passes/pass.h"
+#include "pass.h"
 }
 
 namespace loop_fixtures {

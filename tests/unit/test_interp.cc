@@ -1,5 +1,5 @@
-// test_interp.cc — the reference interpreter (compiler/interp.c) and the
-// deterministic weight init (compiler/weights_init.c), through the C API.
+// test_interp.cc — the reference interpreter (compiler/interp/interp.c) and the
+// deterministic weight init (compiler/interp/weights_init.c), through the C API.
 // Modules are built with the ir.c constructors; expectations are worked out
 // by hand (or from the op's formula written independently here), never
 // copied from the interpreter's own output. State tests check that T tokens

@@ -28,7 +28,7 @@ extern "C" {
 #include "frontend.h"
 #include "interp.h"
 #include "ir.h"
-#include "passes/pass.h"
+#include "pass.h"
 #include "tensor.h"
 #ifdef GAT_HAVE_LLVM
 #include "emit_llvm.h"

@@ -1,4 +1,4 @@
-// test_llvm_gemv.cc — the LLVM backend's -O2 GEMM (codegen/emit_llvm_gemm.c) against a naive
+// test_llvm_gemv.cc — the LLVM backend's -O2 GEMM (codegen/llvm/emit_llvm_gemm.c) against a naive
 // double reference computed here from the weights: the decode GEMV path (M = 1, 2: each packed
 // panel streamed through the whole K, eight accumulators), the blocked path with packed A (row
 // blocks of 8 MR rows, micro-panel tails, GEMV row tails), K = 263 (no multiple of the K blocks of
@@ -23,7 +23,7 @@ extern "C" {
 #include "backend_llvm.h"
 #include "frontend.h"
 #include "ir.h"
-#include "passes/pass.h"
+#include "pass.h"
 #include "tensor.h"
 }
 

@@ -33,7 +33,7 @@ extern "C" {
 #include "frontend.h"
 #include "ir.h"
 #include "kernels_math.h"
-#include "passes/pass.h"
+#include "pass.h"
 #include "tensor.h"
 #include "util.h"
 #ifdef GAT_HAVE_LLVM

@@ -19,7 +19,7 @@ extern "C" {
 #include "frontend.h"
 #include "interp.h"
 #include "ir.h"
-#include "passes/pass.h"
+#include "pass.h"
 #include "tensor.h"
 }
 

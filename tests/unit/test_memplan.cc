@@ -21,7 +21,7 @@
 extern "C" {
 #include "frontend.h"
 #include "loopir.h"
-#include "passes/pass.h"
+#include "pass.h"
 #include "util.h"
 }
 

@@ -1,10 +1,10 @@
 // test_parser.cc — the .gat front end (grammar/lexer.l, grammar/parser.y,
-// compiler/ast.c): every construct of docs/language.md, precedence, newline
+// compiler/front/ast.c): every construct of docs/language.md, precedence, newline
 // handling, and error reporting with exact positions.
 //
 // Expected trees are written by hand from the grammar and precedence rules in
 // docs/language.md, in the S-expression format documented at the top of
-// compiler/ast.c; error expectations are the positions a reader counts in the
+// compiler/front/ast.c; error expectations are the positions a reader counts in the
 // source text.
 #include <gtest/gtest.h>
 

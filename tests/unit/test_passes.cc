@@ -17,7 +17,7 @@ extern "C" {
 #include "backend.h"
 #include "interp.h"
 #include "ir.h"
-#include "passes/pass.h"
+#include "pass.h"
 #include "tensor.h"
 }
 

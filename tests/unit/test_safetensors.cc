@@ -1,4 +1,4 @@
-// test_safetensors.cc — safetensors reading/writing (compiler/safetensors.c):
+// test_safetensors.cc — safetensors reading/writing (compiler/interp/safetensors.c):
 // round trips, deterministic output, dtype conversions checked against
 // hand-derived values, and corrupt files that must each be rejected with a
 // message naming the problem (and the tensor, when there is one). The rule

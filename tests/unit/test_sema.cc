@@ -1,8 +1,8 @@
-// test_sema.cc — sema + lowering (compiler/sema*.c, frontend.c): constant
+// test_sema.cc — sema + lowering (compiler/front/sema*.c, frontend.c): constant
 // folding, shape inference of the builtins, parameter names and shapes,
 // layer instantiation, scopes, scan/mixture/skip structure, imports, and the
 // error messages (text and line:col). Expectations are derived by hand from
-// docs/language.md and compiler/ir.h, never copied from our own output.
+// docs/language.md and compiler/ir/ir.h, never copied from our own output.
 #include <gtest/gtest.h>
 
 #include <cmath>

@@ -1,4 +1,4 @@
-// test_sema_stream.cc — the streaming contract (compiler/sema_stream.c,
+// test_sema_stream.cc — the streaming contract (compiler/front/sema_stream.c,
 // docs/language.md "The streaming contract"): reads of other tokens inside a
 // scan step are located errors, legal step reads compile silently, and
 // sequence-level operations outside scans give one warning per source place

@@ -1,5 +1,5 @@
 // test_vecmath.cc — the f32 functions of -O2 f32_math nests (codegen/kernels/vecmath.c)
-// and the lane sums of the C backend (codegen/emit_c.c):
+// and the lane sums of the C backend (codegen/c/emit_c.c):
 //   - accuracy: the emitted function text is compiled (cc -O3 -march=native, the
 //     flags of -O2 builds) with loops calling each function, and every result over
 //     wide input ranges (float bit patterns walked with a stride, both signs) is
@@ -35,7 +35,7 @@ extern "C" {
 #include "interp.h"
 #include "ir.h"
 #include "kernels_math.h"
-#include "passes/pass.h"
+#include "pass.h"
 #include "tensor.h"
 #include "util.h"
 }
