@@ -158,6 +158,8 @@ static inline double gat_gelu_tanh(double x) {
 static inline double gat_relu(double x) { return x > 0 ? x : 0.0; }
 static inline double gat_max(double a, double b) { return a > b ? a : b; }
 static inline double gat_min(double a, double b) { return a < b ? a : b; }
+/* select of generated code: both operands evaluated (see emit_c.c, LX_SELECT) */
+static inline double gat_sel(int c, double a, double b) { return c ? a : b; }
 /* f32 results are stored rounded; i32 results truncated toward zero. */
 static inline int32_t gat_to_i32(double x) {
   if (x != x) return 0;

@@ -371,7 +371,12 @@ static void emit_expr_raw(Emit *E, StrBuf *pre, int depth, int ktvar, const Loop
     emit_expr(E, pre, depth, ktvar, x->a, &a);
     emit_expr(E, pre, depth, ktvar, x->b, &b);
     emit_expr(E, pre, depth, ktvar, x->c, &c);
-    sb_printf(o, "(%s != %s ? %s : %s)", sb_cstr(&a), E->f32 ? "0.0f" : "0.0", sb_cstr(&b), sb_cstr(&c));
+    /* both branches as arguments, so both loads are unconditional (every index is in
+     * bounds: sema checks them over the whole range). A `c ? b[i] : d[i]` becomes
+     * masked loads, which GCC 12.2 -O3 -mavx2 miscompiles in short nested loops: it
+     * reuses the first vector's mask for all of them (tests/gen/regress/select_branch_loads_*.gat). */
+    sb_printf(o, "%s(%s != %s, %s, %s)", E->f32 ? "gat_vm_sel" : "gat_sel", sb_cstr(&a), E->f32 ? "0.0f" : "0.0",
+              sb_cstr(&b), sb_cstr(&c));
     break;
   case LX_REDUCE: {
     if (x == E->red_acc) { /* red_outer: summed into acc[] before the store loop */
