@@ -512,8 +512,10 @@ def ort_time(ort_env, key, wpath, T, D, reps, vocab, chunked, work):
 
 
 def svg_bars(path, rows):
-    """Grouped bars (log scale) of prefill and decode times per model: -O0, -O2, PyTorch."""
-    series = [("-O0", "#d62728"), ("-O2", "#1f77b4"), ("PyTorch", "#2ca02c")]
+    """Grouped bars (log scale) of prefill and decode times per model: -O0, -O2, PyTorch,
+    ONNX Runtime (prefill only)."""
+    series = [("-O0", "#d62728"), ("-O2", "#1f77b4"), ("PyTorch", "#2ca02c"), ("ONNX Runtime", "#9467bd")]
+    keys = ("o0", "o2", "pt", "ort")
     W, H, L, B, Tp = 860, 420, 70, 90, 40
     panels = [("prefill (ms)", "prefill", 1e3), ("decode per token (ms)", "decode", 1e3)]
     pw = (W - L - 20) / 2 - 30
@@ -521,7 +523,7 @@ def svg_bars(path, rows):
            f'<rect width="{W}" height="{H}" fill="white"/>']
     for pi, (title, key, sc) in enumerate(panels):
         x0 = L + pi * (pw + 60)
-        vals = [r[s][key] * sc for r in rows for s in ("o0", "o2", "pt") if r.get(s)]
+        vals = [r[s][key] * sc for r in rows for s in keys if r.get(s) and key in r[s]]
         lo = math.floor(math.log10(min(vals))) if vals else 0
         hi = math.ceil(math.log10(max(vals))) if vals else 1
         hi = max(hi, lo + 1)
@@ -535,12 +537,12 @@ def svg_bars(path, rows):
         gw = pw / max(len(rows), 1)
         for i, r in enumerate(rows):
             for j, (lab, col) in enumerate(series):
-                v = r.get(("o0", "o2", "pt")[j])
-                if not v:
+                v = r.get(keys[j])
+                if not v or key not in v:
                     continue
                 t = v[key] * sc
-                bx = x0 + i * gw + gw * (0.15 + 0.23 * j)
-                out.append(f'<rect x="{bx:.1f}" y="{Y(t):.1f}" width="{gw * 0.22:.1f}" height="{Tp + ph - Y(t):.1f}" fill="{col}">'
+                bx = x0 + i * gw + gw * (0.1 + 0.2 * j)
+                out.append(f'<rect x="{bx:.1f}" y="{Y(t):.1f}" width="{gw * 0.19:.1f}" height="{Tp + ph - Y(t):.1f}" fill="{col}">'
                            f'<title>{r["name"]} {lab}: {t:.3g}</title></rect>')
             out.append(f'<text x="{x0 + (i + 0.5) * gw:.1f}" y="{Tp + ph + 14}" text-anchor="middle">{r["key"].upper()}</text>')
     for j, (lab, col) in enumerate(series):
