@@ -739,7 +739,8 @@ def report(rows, peak, bw, matmul, reps, ccflags, quick, o0_reps=None, ort_label
              "is not installed. sgemm: OpenBLAS in the tuned PyTorch process, the speed a tuned "
              "library reaches on the model's GEMMs. GFLOP/s: operation counts of the "
              "loop IR (`gattnc --stats`) over the -O2 prefill time; % peak against the FMA probe. "
-             "*M4: every expert counted on every row (an upper bound; top-2 of 8 do the work). "
+             "*M4: every expert counted on every row (an upper bound; top-2 of 8 do the work; "
+             "its PyTorch model, and so its ONNX graph, does compute every expert). "
              "weights/bandwidth: the time to read every weight once at triad bandwidth, a lower bound "
              "for a decode step that touches all weights (M4 reads 2 of 8 experts per token).")
     return "\n".join(L) + "\n"
