@@ -6,6 +6,7 @@ vs PyTorch eager, same weights, one thread, all in one run.
   /usr/bin/python3 bench/run.py [--gattnc build/gattnc] [--md bench/results.md]
                                 [--svg bench/results.svg] [--reps 5] [--models m1,m5]
   /usr/bin/python3 bench/run.py --quick     (tiny sizes, M1 and M5 only: a CI smoke test)
+      [--ort-dir DIR] [--no-ort] [--no-torch]
 
 Per model: `gattnc init` weights (seed 0) loaded by both sides; gattnc
 compiles the model at -O2 and at -O0 to C, which is built with
@@ -27,6 +28,29 @@ Debian's python3-torch needs libopenblas0-pthread (scripts/install-deps.sh)
 or its matmuls run on the reference BLAS at well under 1 GFLOP/s: the
 runner prints torch's measured matmul speed so that this shows.
 
+Peer columns. "PyTorch": eager PyTorch as above (prefill and decode).
+"ONNX Runtime" (prefill only): each model's PyTorch prefill forward (the
+whole T-token call from a fresh state, same weights and input as the
+PyTorch column) exported with torch.onnx.export (opset 17, in a child with
+the PyTorch environment), checked with onnx.checker when python3-onnx is
+installed, and run by bench/ort_time.js under npm's onnxruntime-node
+(pinned version below) in a session with one intra-op and one inter-op
+thread, sequential execution, graphOptimizationLevel 'all', CPU provider:
+one warm-up run whose output must match PyTorch's within 1e-4
+(max|diff| / max|PyTorch|), then --reps timed runs. A model whose forward
+does not export (M3 and M6: torch 1.13 has no ONNX export of
+linalg_solve_triangular, which their chunked prefill uses; the recurrent
+form would unroll T x layers steps), or does not match, gets "–" and the
+reason. onnxruntime-node ships its native library in the npm package
+(bin/napi-v6/linux/x64/libonnxruntime.so.1); its install script only
+fetches optional CUDA files, so `npm i --ignore-scripts` is all it needs,
+plus `node` on PATH. The runner looks for it in --ort-dir (default
+$XDG_CACHE_HOME/gattnc-bench/ort, else ~/.cache/gattnc-bench/ort) and
+installs it there when missing (npm, 300 s timeout), except under --quick,
+which never touches the network: without an install its column is
+"– (not installed: ...)" and the run goes on. To install by hand:
+  npm i --ignore-scripts --prefix ~/.cache/gattnc-bench/ort onnxruntime-node@1.31.1
+
 Machine probes, in the same C program family: peak single-core FMA
 throughput (bench/peak_probe.h, shared with `gattnc bench`: independent FMA
 chains on vectors of the target's native width, as many as its registers
@@ -37,6 +61,9 @@ from `gattnc --stats`; M4 counts every expert on every row, an upper bound)
 as a percentage of the peak probe, and -O2 decode time per token against
 weight bytes / triad bandwidth, the time to stream every weight once
 (M4 touches only its top-2 of 8 experts per token, so it can beat that).
+And what a tuned library reaches: OpenBLAS sgemm (torch.mm in the tuned
+PyTorch child, one thread) at M1's GEMM shapes, M = T rows by (K, N) of its
+projections, SwiGLU and lm_head, in GFLOP/s and % of the peak probe.
 
 Writes the table to stdout and as markdown to --md (default
 bench/results.md; --quick: the work directory), optionally an SVG bar chart
@@ -281,6 +308,7 @@ def torch_worker(a):
         for _ in range(5):
             x @ y
         res["matmul_gflops"] = 2 * 512 ** 3 * 5 / (time.perf_counter() - t0) * 1e-9
+        res["sgemm"] = sgemm_probe(torch, a.matmul)
     m = mod.load(a.weights, torch.float32)
     g = torch.Generator().manual_seed(0)
     T, D = a.T, a.decode
@@ -316,20 +344,178 @@ def torch_worker(a):
     return 0
 
 
+def sgemm_shapes():
+    """(K, N) of M1's GEMMs (bench/m1_gated_attention.py, the counterpart of the .gat):
+    q/k/v/g projections, o_proj, SwiGLU gate/up, down, lm_head."""
+    sys.path.insert(0, HERE)
+    import m1_gated_attention as m1
+    hd = m1.HEADS * m1.HEAD_DIM
+    return [(m1.D, hd), (hd, m1.D), (m1.D, m1.HIDDEN), (m1.HIDDEN, m1.D), (m1.D, m1.VOCAB)]
+
+
+def sgemm_probe(torch, M):
+    """What a tuned library reaches on one core: torch.mm (OpenBLAS sgemm) of an
+    [M, K] activation by a transposed [N, K] weight, as nn.Linear calls it; median of
+    7 runs after 2 warm-ups per shape. Returns [(K, N, GFLOP/s)]."""
+    out = []
+    for K, N in dict.fromkeys(sgemm_shapes()):
+        x, w = torch.randn(M, K), torch.randn(N, K)
+        ts = []
+        for r in range(9):
+            t0 = time.perf_counter()
+            torch.mm(x, w.t())
+            ts.append(time.perf_counter() - t0)
+        out.append((K, N, 2 * M * K * N / med(ts[2:]) * 1e-9))
+    return out
+
+
 def torch_time(key, wpath, T, D, reps, vocab, chunked, matmul, tuned=True):
     cmd = [sys.executable, os.path.abspath(__file__), "--torch-worker", key, "--weights", wpath, "--T", str(T),
            "--decode", str(D), "--reps", str(reps), "--vocab", str(vocab)]
-    cmd += (["--chunked"] if chunked else []) + (["--matmul"] if matmul else [])
+    cmd += (["--chunked"] if chunked else []) + (["--matmul", str(matmul)] if matmul else [])
     out = sh(cmd, env=torch_env(tuned))
     return json.loads(out.strip().splitlines()[-1])
+
+
+# ---- ONNX Runtime side (npm onnxruntime-node run by bench/ort_time.js; prefill only) ----
+
+ORT_NPM = "onnxruntime-node@1.31.1"  # pinned so that figures from different days compare
+ORT_OPSET = 17  # the newest opset torch 1.13 exports
+ORT_TOL = 1e-4  # max|ORT - PyTorch| / max|PyTorch| on the same input, float32 both (as the --check harness)
+ORT_SESSION = "1 intra-op + 1 inter-op thread, sequential execution, graphOptimizationLevel 'all', CPU EP"
+
+
+def ort_default_dir():
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "gattnc-bench", "ort")
+
+
+def ort_setup(d, may_install):
+    """Finds (or, if may_install, npm-installs) onnxruntime-node in d and loads it once.
+    Returns (environment for node, version) or (None, why not)."""
+    import glob
+    import platform
+    node = shutil.which("node")
+    if not node:
+        return None, "no `node` on PATH"
+    mods = os.path.join(d, "node_modules")
+    pkg = os.path.join(mods, "onnxruntime-node")
+    if not os.path.isdir(pkg):
+        if not may_install:
+            return None, f"no {pkg}; --quick never installs it (run once without --quick, or see --ort-dir)"
+        npm = shutil.which("npm")
+        if not npm:
+            return None, "no `npm` on PATH"
+        os.makedirs(d, exist_ok=True)
+        print(f"  installing {ORT_NPM} into {d} (npm i --ignore-scripts) ...", flush=True)
+        try:
+            p = subprocess.run([npm, "i", "--ignore-scripts", "--no-audit", "--no-fund", "--prefix", d, ORT_NPM],
+                               capture_output=True, text=True, timeout=300)
+        except subprocess.TimeoutExpired:
+            return None, "npm install timed out after 300 s"
+        if p.returncode:
+            return None, "npm install failed: " + (p.stderr.strip().splitlines() or ["?"])[-1]
+    arch = {"x86_64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine(), platform.machine())
+    osname = {"linux": "linux", "darwin": "darwin", "win32": "win32"}.get(sys.platform, sys.platform)
+    if not glob.glob(os.path.join(pkg, "bin", "napi-v*", osname, arch, "*onnxruntime*")):
+        return None, f"{pkg} ships no native library for {osname}/{arch}"
+    env = dict(os.environ, NODE_PATH=mods)
+    p = subprocess.run([node, "-e", "const o = require('onnxruntime-node'); console.log(o.env.versions.node)"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    if p.returncode:
+        return None, "onnxruntime-node does not load: " + (p.stderr.strip().splitlines() or ["?"])[0]
+    return env, p.stdout.strip()
+
+
+def onnx_worker(a):
+    """--onnx-worker: exports the PyTorch model's prefill (the whole T-token forward from a
+    fresh state, the same input as the PyTorch timing) to a.out/model.onnx, checks it with
+    onnx.checker, writes the input and PyTorch's output; prints one JSON line."""
+    import warnings
+    import torch
+    torch.set_num_threads(1)
+    sys.path.insert(0, HERE)
+    stem, _, kind = MODELS[a.onnx_worker]
+    mod = __import__(stem)
+    import refmodels as rm
+    m = mod.load(a.weights, torch.float32)
+    g = torch.Generator().manual_seed(0)  # as torch_worker draws it
+    T, D = a.T, a.decode
+    if kind == "kws":
+        x, kw = torch.randn(max(T, D), KWS_FEATURES, generator=g)[:T].contiguous(), {}
+    else:
+        x = torch.randint(0, a.vocab, (T + D,), generator=g, dtype=torch.int32)[:T].contiguous()
+        kw = rm.lm_modes(a.chunked)[0]
+
+    class Prefill(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            return self.m(x, **kw)[0]
+
+    f = Prefill().eval()
+    path = os.path.join(a.out, "model.onnx")
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(f, (x,), path, input_names=["x"], output_names=["y"], opset_version=ORT_OPSET)
+    except Exception as e:  # an export failure is a result ("–"), not a crash of the runner
+        why = re.split(r"\.\s", (str(e).strip().splitlines() or ["?"])[0])[0][:200]  # its first sentence
+        print(json.dumps({"error": f"torch.onnx.export failed: {type(e).__name__}: {why}"}))
+        return 0
+    try:
+        import onnx
+    except ImportError:
+        checked = "not checked (no python3-onnx)"
+    else:
+        try:
+            onnx.checker.check_model(path)
+        except Exception as e:
+            print(json.dumps({"error": "onnx.checker rejects the export: " + str(e).strip()[:200]}))
+            return 0
+        checked = f"onnx {onnx.__version__} checker ok"
+    with torch.no_grad():
+        y = f(x)
+    xin, ref = os.path.join(a.out, "in.bin"), os.path.join(a.out, "ref.bin")
+    x.numpy().tofile(xin)
+    y.float().numpy().tofile(ref)
+    print(json.dumps({"model": path, "input": xin, "dtype": "float32" if kind == "kws" else "int32",
+                      "shape": list(x.shape), "ref": ref, "checked": checked}))
+    return 0
+
+
+def ort_time(ort_env, key, wpath, T, D, reps, vocab, chunked, work):
+    """The ONNX Runtime prefill of one model: {"prefill_runs": [...], ...} or {"skip": why}."""
+    out = os.path.join(work, f"{key}_onnx")
+    os.makedirs(out, exist_ok=True)
+    cmd = [sys.executable, os.path.abspath(__file__), "--onnx-worker", key, "--weights", wpath, "--T", str(T),
+           "--decode", str(D), "--vocab", str(vocab), "--out", out] + (["--chunked"] if chunked else [])
+    info = json.loads(sh(cmd, env=torch_env()).strip().splitlines()[-1])
+    if "error" in info:
+        return {"skip": info["error"]}
+    p = subprocess.run(["node", os.path.join(HERE, "ort_time.js"), info["model"], info["input"], info["dtype"],
+                        ",".join(map(str, info["shape"])), info["ref"], str(reps), str(ORT_TOL)],
+                       env=ort_env, capture_output=True, text=True, timeout=3600)
+    lines = p.stdout.strip().splitlines()
+    if p.returncode or not lines:
+        return {"skip": f"bench/ort_time.js failed ({p.returncode}): " + (p.stderr.strip().splitlines() or ["?"])[-1]}
+    res = json.loads(lines[-1])
+    if "error" in res:
+        return {"skip": res["error"]}
+    return {"prefill_runs": res["prefill"], "prefill": med(res["prefill"]), "rel": res["rel"],
+            "checked": info["checked"]}
 
 
 # ---- report -------------------------------------------------------------------------
 
 
 def svg_bars(path, rows):
-    """Grouped bars (log scale) of prefill and decode times per model: -O0, -O2, PyTorch."""
-    series = [("-O0", "#d62728"), ("-O2", "#1f77b4"), ("PyTorch", "#2ca02c")]
+    """Grouped bars (log scale) of prefill and decode times per model: -O0, -O2, PyTorch,
+    ONNX Runtime (prefill only)."""
+    series = [("-O0", "#d62728"), ("-O2", "#1f77b4"), ("PyTorch", "#2ca02c"), ("ONNX Runtime", "#9467bd")]
+    keys = ("o0", "o2", "pt", "ort")
     W, H, L, B, Tp = 860, 420, 70, 90, 40
     panels = [("prefill (ms)", "prefill", 1e3), ("decode per token (ms)", "decode", 1e3)]
     pw = (W - L - 20) / 2 - 30
@@ -337,7 +523,7 @@ def svg_bars(path, rows):
            f'<rect width="{W}" height="{H}" fill="white"/>']
     for pi, (title, key, sc) in enumerate(panels):
         x0 = L + pi * (pw + 60)
-        vals = [r[s][key] * sc for r in rows for s in ("o0", "o2", "pt") if r.get(s)]
+        vals = [r[s][key] * sc for r in rows for s in keys if r.get(s) and key in r[s]]
         lo = math.floor(math.log10(min(vals))) if vals else 0
         hi = math.ceil(math.log10(max(vals))) if vals else 1
         hi = max(hi, lo + 1)
@@ -351,12 +537,12 @@ def svg_bars(path, rows):
         gw = pw / max(len(rows), 1)
         for i, r in enumerate(rows):
             for j, (lab, col) in enumerate(series):
-                v = r.get(("o0", "o2", "pt")[j])
-                if not v:
+                v = r.get(keys[j])
+                if not v or key not in v:
                     continue
                 t = v[key] * sc
-                bx = x0 + i * gw + gw * (0.15 + 0.23 * j)
-                out.append(f'<rect x="{bx:.1f}" y="{Y(t):.1f}" width="{gw * 0.22:.1f}" height="{Tp + ph - Y(t):.1f}" fill="{col}">'
+                bx = x0 + i * gw + gw * (0.1 + 0.2 * j)
+                out.append(f'<rect x="{bx:.1f}" y="{Y(t):.1f}" width="{gw * 0.19:.1f}" height="{Tp + ph - Y(t):.1f}" fill="{col}">'
                            f'<title>{r["name"]} {lab}: {t:.3g}</title></rect>')
             out.append(f'<text x="{x0 + (i + 0.5) * gw:.1f}" y="{Tp + ph + 14}" text-anchor="middle">{r["key"].upper()}</text>')
     for j, (lab, col) in enumerate(series):
@@ -381,18 +567,26 @@ def main():
     ap.add_argument("--svg", help="also write a bar chart SVG")
     ap.add_argument("--workdir", help="build directory (default: a temporary one, removed)")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch side")
+    ap.add_argument("--ort-dir", help="directory holding node_modules/onnxruntime-node (default "
+                    "$XDG_CACHE_HOME/gattnc-bench/ort or ~/.cache/gattnc-bench/ort; installed there with npm "
+                    "when missing, except with --quick)")
+    ap.add_argument("--no-ort", action="store_true", help="skip the ONNX Runtime column")
     # internal: the PyTorch child process
     ap.add_argument("--torch-worker", help=argparse.SUPPRESS)
+    ap.add_argument("--onnx-worker", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--weights", help=argparse.SUPPRESS)
     ap.add_argument("--vocab", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--chunked", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--matmul", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--matmul", type=int, default=0, help=argparse.SUPPRESS)  # sgemm probe rows M
     a = ap.parse_args()
     if a.torch_worker:
         a.T = a.T or 16
         a.decode = a.decode if a.decode is not None else 0
         a.reps = a.reps or 1
         return torch_worker(a)
+    if a.onnx_worker:
+        return onnx_worker(a)
 
     quick = a.quick
     keys = a.models.split(",") if a.models else (["m1", "m5"] if quick else list(MODELS))
@@ -413,7 +607,14 @@ def main():
         peak, bw = probes(work, quick)
         print(f"machine: peak FMA probe {peak:.1f} GFLOP/s (one core), triad {bw:.2f} GB/s; gattnc {gattnc}; "
               f"cc {' '.join(ccflags)}; {reps} timed runs per measurement (+1 warm-up)", flush=True)
-        rows, matmul = [], None
+        if a.no_ort:
+            ort_env, ort_ver = None, "--no-ort"
+        else:
+            ort_env, ort_ver = ort_setup(os.path.abspath(a.ort_dir or ort_default_dir()), not quick)
+        ort_label = (f"onnxruntime-node {ort_ver}, {ORT_SESSION}; graphs: torch.onnx.export (opset {ORT_OPSET}) "
+                     f"of the PyTorch prefill" if ort_env else f"– (not installed: {ort_ver})")
+        print(f"ONNX Runtime: {ort_label}", flush=True)
+        rows, matmul, sgemm = [], None, None
         for k in keys:
             stem, name, kind = MODELS[k]
             gat = os.path.join(HERE, stem + ".gat")
@@ -432,11 +633,14 @@ def main():
                 row["o%d" % level] = {"prefill_runs": pre, "decode_runs": dec, "prefill": med(pre), "decode": med(dec)}
                 print(f"  {name} -O{level}: prefill {fmt_t(pre, 1e3, 3)} ms, decode {fmt_t(dec, 1e3, 3)} ms/token",
                       flush=True)
+            chunked = k in ("m2", "m3", "m6")  # their bench(): chunked prefill + recurrent decode
             if not a.no_torch:
-                chunked = k in ("m2", "m3", "m6")  # their bench(): chunked prefill + recurrent decode
-                pt = torch_time(k, wpath, T, D, reps, vocab, chunked, matmul is None)
+                pt = torch_time(k, wpath, T, D, reps, vocab, chunked, lmT if matmul is None else 0)
                 if matmul is None:
-                    matmul = pt.get("matmul_gflops")
+                    matmul, sgemm = pt.get("matmul_gflops"), pt.get("sgemm")
+                    print("  OpenBLAS sgemm (torch.mm, one thread) at M1's GEMM shapes, M = "
+                          f"{lmT}: " + ", ".join(f"KxN {K}x{N} {g:.1f} GFLOP/s ({100 * g / peak:.0f}% peak)"
+                                                 for K, N, g in sgemm), flush=True)
                     print(f"  PyTorch {pt['torch']}: single-thread 512^3 matmul {matmul:.2f} GFLOP/s"
                           + ("  (reference BLAS? install libopenblas0-pthread)" if matmul < 2 else ""), flush=True)
                 row["pt"] = {"prefill_runs": pt["prefill"], "decode_runs": pt["decode"], "prefill": med(pt["prefill"]),
@@ -448,8 +652,15 @@ def main():
                                      "prefill": med(pu["prefill"]), "decode": med(pu["decode"])}
                 print(f"  {name} PyTorch (glibc malloc defaults): prefill {fmt_t(pu['prefill'], 1e3, 3)} ms, decode "
                       f"{fmt_t(pu['decode'], 1e3, 3)} ms/token", flush=True)
+            if ort_env:
+                row["ort"] = ort_time(ort_env, k, wpath, T, D, reps, vocab, chunked, work)
+                o = row["ort"]
+                print(f"  {name} ONNX Runtime: " + (f"prefill {fmt_t(o['prefill_runs'], 1e3, 3)} ms (output within "
+                                                     f"{o['rel']:.1e} of PyTorch's; {o['checked']})"
+                                                     if "skip" not in o else f"– ({o['skip']})"), flush=True)
             rows.append(row)
-        md = report(rows, peak, bw, matmul, reps, ccflags, quick, a.o0_reps if a.o0_reps and a.o0_reps < reps else None)
+        md = report(rows, peak, bw, matmul, reps, ccflags, quick, a.o0_reps if a.o0_reps and a.o0_reps < reps else None,
+                    ort_label, sgemm, lmT)
         print()
         print(md)
         with open(md_path, "w") as f:
@@ -465,7 +676,7 @@ def main():
     return 0
 
 
-def report(rows, peak, bw, matmul, reps, ccflags, quick, o0_reps=None):
+def report(rows, peak, bw, matmul, reps, ccflags, quick, o0_reps=None, ort_label="–", sgemm=None, sgemm_m=0):
     """The markdown table (also printed)."""
     L = []
     L.append(f"Machine: one core; FMA peak probe {peak:.1f} GFLOP/s, triad bandwidth {bw:.2f} GB/s"
@@ -474,11 +685,21 @@ def report(rows, peak, bw, matmul, reps, ccflags, quick, o0_reps=None):
              + (f" (-O0: {o0_reps} run{'s' if o0_reps > 1 else ''}, no warm-up)" if o0_reps else "")
              + f"; gattnc C built with `cc {' '.join(ccflags)}`"
              + (" (--quick: tiny sizes, not representative)" if quick else "") + ".")
+    if sgemm:
+        L.append(f"OpenBLAS sgemm (`torch.mm`, one thread) at M1's GEMM shapes, M = {sgemm_m}: "
+                 + ", ".join(f"K x N {K} x {N}: {g:.1f} GFLOP/s ({100 * g / peak:.0f}% of peak)" for K, N, g in sgemm)
+                 + ".")
+    L.append(f"ONNX Runtime: {ort_label}.")
     L.append("")
-    L.append("| model | workload | -O0 | -O2 | PyTorch | PyTorch, default malloc | O0/O2 | PyTorch/O2 | -O2 GFLOP/s | % peak |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|")
+    L.append("| model | workload | -O0 | -O2 | PyTorch | PyTorch, default malloc | ONNX Runtime | O0/O2 | PyTorch/O2 "
+             "| ORT/O2 | -O2 GFLOP/s | % peak |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    skips = []
     for r in rows:
-        pt, pu = r.get("pt"), r.get("pt_default")
+        pt, pu, ort = r.get("pt"), r.get("pt_default"), r.get("ort")
+        if ort and "skip" in ort:
+            skips.append(f"{r['key'].upper()}: {ort['skip']}")
+            ort = None
         fl = r["stats"]["flops_prefill"]
         gf = fl / r["o2"]["prefill"] * 1e-9
         work = f"prefill T={r['T']}" if r["key"] != "m5" else f"utterance {r['T']} frames"
@@ -486,9 +707,14 @@ def report(rows, peak, bw, matmul, reps, ccflags, quick, o0_reps=None):
                  f"{fmt_t(r['o2']['prefill_runs'], 1e3, 2)} ms | "
                  + (f"{fmt_t(pt['prefill_runs'], 1e3, 2)} ms" if pt else "-") + " | "
                  + (f"{fmt_t(pu['prefill_runs'], 1e3, 2)} ms" if pu else "-") + " | "
+                 + (f"{fmt_t(ort['prefill_runs'], 1e3, 2)} ms" if ort else "–") + " | "
                  f"{r['o0']['prefill'] / r['o2']['prefill']:.2f}x | "
                  + (f"{pt['prefill'] / r['o2']['prefill']:.2f}x" if pt else "-") + " | "
+                 + (f"{ort['prefill'] / r['o2']['prefill']:.2f}x" if ort else "–") + " | "
                  f"{gf:.2f}{'*' if r['key'] == 'm4' else ''} | {100 * gf / peak:.1f}% |")
+    if skips:
+        L.append("")
+        L.append("ONNX Runtime –: " + "; ".join(skips) + ".")
     L.append("")
     L.append("| model | decode | -O0 ms/token | -O2 ms/token | PyTorch ms/token | PyTorch, default malloc | O0/O2 | PyTorch/O2 | weights MB | weights/bandwidth ms | -O2 / bound |")
     L.append("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -506,9 +732,15 @@ def report(rows, peak, bw, matmul, reps, ccflags, quick, o0_reps=None):
     L.append("")
     L.append("O0/O2 and PyTorch/O2: time ratios (> 1: gattnc -O2 is faster). PyTorch: one thread, OpenBLAS, "
              "glibc malloc thresholds raised so freed activations stay in the heap (`GLIBC_TUNABLES=" + TORCH_MALLOC_TUNING
-             + "`); default malloc: the same run with glibc's defaults. GFLOP/s: operation counts of the "
+             + "`); default malloc: the same run with glibc's defaults. ONNX Runtime / ORT/O2: prefill "
+             "only, the PyTorch model's prefill forward exported with torch.onnx.export and run by "
+             "onnxruntime-node (bench/ort_time.js) after its output matched PyTorch's within "
+             f"{ORT_TOL:g} (max|diff| / max|PyTorch|); – when it cannot be exported, does not match or "
+             "is not installed. sgemm: OpenBLAS in the tuned PyTorch process, the speed a tuned "
+             "library reaches on the model's GEMMs. GFLOP/s: operation counts of the "
              "loop IR (`gattnc --stats`) over the -O2 prefill time; % peak against the FMA probe. "
-             "*M4: every expert counted on every row (an upper bound; top-2 of 8 do the work). "
+             "*M4: every expert counted on every row (an upper bound; top-2 of 8 do the work; "
+             "its PyTorch model, and so its ONNX graph, does compute every expert). "
              "weights/bandwidth: the time to read every weight once at triad bandwidth, a lower bound "
              "for a decode step that touches all weights (M4 reads 2 of 8 experts per token).")
     return "\n".join(L) + "\n"
