@@ -1,6 +1,6 @@
 /* gemm.c — the GEMM micro-kernel of -O2 code (LC_GEMM: linear layers and
  * matmuls with a weight operand), written once. The C backend pastes this
- * file into NAME.c (kernels_gemm.c, after a per---target block that fixes
+ * file into NAME.c (kernels_gemm.c, after a block that fixes, per --target,
  * GAT_VL and GAT_MR); the LLVM backend links its bitcode, compiled by clang
  * once per vector width (CMakeLists.txt, -DGAT_VL -DGAT_MR
  * -DGAT_GEMM_FN=), so both backends run the same tiles and get the same bits.
@@ -82,9 +82,8 @@ typedef float gat_vf __attribute__((vector_size(GAT_VL * 4), aligned(4), may_ali
 /* dst = W (N x K, strides sn, sk) packed: panel p = K rows of GAT_NR floats. Folded scales
  * (gattnc pass scalefold): each element is W * scale * alpha[0] * vec[k] (1 + vec[k] when
  * vec1), rounded once; alpha / vec NULL = 1. */
-GAT_GEMM_FN void gat_gemm_pack(float *dst, const float *w, int64_t N, int64_t K, int64_t sn, int64_t sk,
-                          int64_t k0, int64_t kc, double scale, const float *alpha, const float *vec,
-                          int vec1) {
+GAT_GEMM_FN void gat_gemm_pack(float *dst, const float *w, int64_t N, int64_t K, int64_t sn, int64_t sk, int64_t k0,
+                               int64_t kc, double scale, const float *alpha, const float *vec, int vec1) {
   (void)K; /* rows are addressed through sk */
   const double s = alpha ? scale * (double)alpha[0] : scale;
   for (int64_t j0 = 0; j0 < N; j0 += GAT_NR)
@@ -276,8 +275,8 @@ static void gat_gemm_epi(float *ci, int nr, const float *rs, const float *bias, 
  * micro-panels (GAT_MR x GAT_NR register tiles); the epilogue runs on each tile after its
  * last K block, while it is in cache. */
 GAT_GEMM_FN void gat_gemm_f32(float *c, const float *a, const float *bp, const float *w, int64_t sn, int64_t sk,
-                         float *scratch, const float *bias, const float *res, const float *rs, int64_t M,
-                         int64_t N, int64_t K, int act) {
+                              float *scratch, const float *bias, const float *res, const float *rs, int64_t M, int64_t N,
+                              int64_t K, int act) {
   float ap[GAT_APACK];
   const int epi = bias || act || res || rs;
   if (bp && M <= GAT_ROWS) {
@@ -340,9 +339,8 @@ GAT_GEMM_FN void gat_gemm_f32(float *c, const float *a, const float *bp, const f
 #ifndef GAT_KCG
 #define GAT_KCG 128
 #endif
-GAT_GEMM_FN void gat_gemm_glu_f32(float *c, const float *a, const float *bw, const float *bu,
-                                              const float *bias, const float *biasu, const float *rs, int64_t M,
-                                              int64_t N, int64_t K, int act) {
+GAT_GEMM_FN void gat_gemm_glu_f32(float *c, const float *a, const float *bw, const float *bu, const float *bias,
+                                  const float *biasu, const float *rs, int64_t M, int64_t N, int64_t K, int act) {
   float ap[GAT_APACK];
   float tw[GAT_MCG * GAT_NR], tu[GAT_MCG * GAT_NR];
   int64_t mcg = (K > 0 ? GAT_APACK / K : GAT_MCG) / GAT_MR * GAT_MR;
@@ -398,8 +396,8 @@ typedef struct gat_gemm_seg {
   int64_t N;
   int act;
 } gat_gemm_seg;
-GAT_GEMM_FN void gat_gemm_seg_f32(const float *a, const float *rs, int64_t M, int64_t K,
-                                              const gat_gemm_seg *sg, int nseg) {
+GAT_GEMM_FN void gat_gemm_seg_f32(const float *a, const float *rs, int64_t M, int64_t K, const gat_gemm_seg *sg,
+                                  int nseg) {
   if (M == 1 && (nseg > 1 || sg->N > GAT_NR)) {
     /* decode: segment by segment and panel by panel through the whole K, so each packed weight is
      * read as one sequential stream (K blocks outermost jump between panels every GAT_KC rows:
