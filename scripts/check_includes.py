@@ -43,6 +43,9 @@ ALLOWED = {
     "interp": {"ir", "base", "runtime"},  # one safetensors rule set, the runtime's
     "loopir": {"ir", "base"},
     "kernels": {"loopir", "ir", "base"},  # what passes may ask of a kernel
+    # the kernels written once (codegen/kernels/*.c but kernels_*.c): code that ends up in
+    # generated C and LLVM modules, so it may use what generated code uses and nothing else
+    "kernel_src": {"runtime"},
     "passes": {"kernels", "loopir", "ir", "base"},
     "c": {"kernels", "loopir", "ir", "base"},
     "llvm": {"kernels", "loopir", "ir", "base", "runtime"},  # never c: see EXCEPTIONS
@@ -84,6 +87,8 @@ def include_find_all(root):
 
 
 def include_stage_of(path):
+    if os.path.dirname(path) == "codegen/kernels" and not os.path.basename(path).startswith("kernels_"):
+        return "kernel_src"
     folder = os.path.dirname(path)
     while folder and folder not in STAGES:
         folder = os.path.dirname(folder)

@@ -764,7 +764,7 @@ static void emit_call_gemm(StrBuf *o, const LoopKernel *k, StrBuf *s) {
     arg_or_null(o, k->args[8]);
     sb_append(o, ", ");
     arg_or_null(o, k->args[6]);
-    sb_printf(o, ", %s, %s, %s, %d);\n", sb_cstr(&s[0]), sb_cstr(&s[1]), sb_cstr(&s[2]), k->epi_act);
+    sb_printf(o, ", %s, %s, %s, %d);\n", sb_cstr(&s[0]), sb_cstr(&s[1]), sb_cstr(&s[2]), kernels_gemm_act_code(k->epi_act));
     return;
   }
   sb_printf(o, "gat_gemm_f32(b%d, b%d, ", k->out, k->args[0]);
@@ -779,7 +779,7 @@ static void emit_call_gemm(StrBuf *o, const LoopKernel *k, StrBuf *s) {
   arg_or_null(o, k->args[3]);
   sb_append(o, ", ");
   arg_or_null(o, k->nargs > 6 ? k->args[6] : -1);
-  sb_printf(o, ", %s, %s, %s, %d);\n", sb_cstr(&s[0]), sb_cstr(&s[1]), sb_cstr(&s[2]), k->epi_act);
+  sb_printf(o, ", %s, %s, %s, %d);\n", sb_cstr(&s[0]), sb_cstr(&s[1]), sb_cstr(&s[2]), kernels_gemm_act_code(k->epi_act));
 }
 
 static void emit_call(Emit *E, const LoopKernel *k) {

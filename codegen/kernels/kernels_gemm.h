@@ -1,9 +1,8 @@
-/* kernels_gemm.h — emission of the GEMM/GEMV micro-kernels into generated C
- * (-O2, pass_gemm). The kernels are text: static functions placed once in
- * NAME.c when the loop IR has LC_GEMM calls, portable C11 with a GCC/Clang
- * vector-extension fast path selected by the target macros (__AVX512F__,
- * __AVX__, otherwise 128-bit vectors) and a plain-loop fallback for other
- * compilers. No BLAS. */
+/* kernels_gemm.h — the GEMM/GEMV micro-kernel of -O2 code (pass_gemm),
+ * written once in codegen/kernels/gemm.c: its emission into generated C (static
+ * functions placed once in NAME.c when the loop IR has LC_GEMM calls, portable
+ * C11 with a GCC/Clang vector-extension fast path and a plain-loop fallback),
+ * and the numbering of its epilogue activations, which both backends use. */
 #ifndef GATTNC_KERNELS_GEMM_H
 #define GATTNC_KERNELS_GEMM_H
 
@@ -20,5 +19,8 @@ void kernels_gemm_emit_target(StrBuf *o, int target);
 void kernels_gemm_seg_call(StrBuf *o, const LoopKernel *k, const char *M, const char *K);
 /* 1 if `fn` can be applied by the GEMM epilogue (epi_act = 1 + fn). */
 int kernels_gemm_act_ok(IrFn fn);
+/* The `act` argument of gemm.c's entry points (GAT_ACT_*) for a loop-IR epi_act (0: none,
+ * else 1 + IrFn); -1 if the epilogue has no such activation. Both backends pass this. */
+int kernels_gemm_act_code(int epi_act);
 
 #endif

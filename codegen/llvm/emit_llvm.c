@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "emit_llvm_int.h"
+#include "kernels_gemm.h"
 #include "gat_runtime.h"
 #include "kernels_attention.h"
 
@@ -889,9 +890,8 @@ void ll_emit_call_kernel(LL *L, const LoopKernel *k) {
       ll_fail(L, "not supported by the LLVM backend: GEMM epilogue activation %d", k->epi_act);
       return;
     }
-    ll_gemm_declare(L);
     int rs = k->nargs > 6 ? k->args[6] : -1;
-    if (k->ncat > 0 || (k->nargs > 9 && k->args[9] >= 0)) { /* pass_concat / pass_gate: gat.gemm_seg_f32 */
+    if (k->ncat > 0 || (k->nargs > 9 && k->args[9] >= 0)) { /* pass_concat / pass_gate: gat_gemm_seg_f32 */
       const int n = k->ncat > 0 ? k->ncat : 1;
       LLVMValueRef *ptrs = calloc((size_t)n * 5, sizeof *ptrs);
       int64_t *ns = calloc((size_t)n, sizeof *ns);
@@ -919,14 +919,14 @@ void ll_emit_call_kernel(LL *L, const LoopKernel *k) {
     }
     if (k->nargs > 7 && k->args[7] >= 0) { /* GLU product (pass_glu), both weights packed */
       LLVMValueRef v[11] = {p8(L, k->out), p8(L, k->args[0]), p8(L, k->args[1]), p8(L, k->args[7]), p8(L, k->args[2]),
-                            p8(L, k->nargs > 8 ? k->args[8] : -1), p8(L, rs), s[0], s[1], s[2], ll_i32(L, k->epi_act)};
-      rt_call(L, "gat.gemm_glu_f32", "PPPPPPPIIIW", v);
+                            p8(L, k->nargs > 8 ? k->args[8] : -1), p8(L, rs), s[0], s[1], s[2], ll_i32(L, kernels_gemm_act_code(k->epi_act))};
+      rt_call(L, "gat_gemm_glu_f32", "PPPPPPPIIIW", v);
       break;
     }
     LLVMValueRef v[14] = {p8(L, k->out),  p8(L, k->args[0]), p8(L, k->args[1]), p8(L, k->args[1] >= 0 ? -1 : k->args[4]),
                           ll_i64(L, k->w_sn), ll_i64(L, k->w_sk), p8(L, k->args[5]), p8(L, k->args[2]),
-                          p8(L, k->args[3]), p8(L, rs), s[0], s[1], s[2], ll_i32(L, k->epi_act)};
-    rt_call(L, "gat.gemm_f32", "PPPPIIPPPPIIIW", v);
+                          p8(L, k->args[3]), p8(L, rs), s[0], s[1], s[2], ll_i32(L, kernels_gemm_act_code(k->epi_act))};
+    rt_call(L, "gat_gemm_f32", "PPPPIIPPPPIIIW", v);
     break;
   }
   default: ll_fail(L, "not supported by the LLVM backend: call kind %d in kernel k%d (%s)", (int)k->call, k->id,

@@ -5,8 +5,8 @@
  * Numerics follow the C backend exactly: double arithmetic, rounding to f32
  * at every store, the same libm / runtime calls (the runtime's inline
  * helpers are rebuilt as internal IR functions). The GEMM micro-kernel
- * (LC_GEMM, -O2) is built as LLVM vector IR with llvm.fma and the packing
- * layout of codegen/kernels_gemm.c. Loop IR constructs this backend does not
+ * (LC_GEMM, -O2) is codegen/kernels/gemm.c, linked as bitcode and called as
+ * the C build calls it. Loop IR constructs this backend does not
  * know give an error "not supported by the LLVM backend: ...", never code.
  *
  * Only built when the LLVM backend is configured (GAT_HAVE_LLVM). */

@@ -331,14 +331,13 @@ void ll_emit_api(LL *L) {
   ll_knobs_init(L, mm);
   for (int i = 0; i < m->packs.len; i++) {
     const LoopPack *p = m->packs.data[i];
-    ll_gemm_declare(L);
     LLVMValueRef dst = ll_gep(L, L->ti8, arena, ll_i64(L, loop_buf(m, p->buf)->offset));
     LLVMValueRef w = model_w(L, mm, p->param);
     LLVMValueRef alpha = p->scale_param >= 0 ? model_w(L, mm, p->scale_param) : LLVMConstNull(L->tp8);
     if (p->vector) { /* a folded bias (pass_scalefold) */
       LLVMTypeRef t5[5] = {L->tp8, L->tp8, L->ti64, L->tf64, L->tp8};
       LLVMValueRef v5[5] = {dst, w, ll_i64(L, p->N), ll_f64(L, p->scale), alpha};
-      ll_call(L, "gat.gemm_pack_vec", L->tv, t5, 5, v5);
+      ll_call(L, "gat_gemm_pack_vec", L->tv, t5, 5, v5);
       continue;
     }
     LLVMTypeRef t12[12] = {L->tp8, L->tp8, L->ti64, L->ti64, L->ti64, L->ti64, L->ti64, L->ti64, L->tf64, L->tp8, L->tp8, L->ti32};
@@ -346,7 +345,7 @@ void ll_emit_api(LL *L) {
                             ll_i64(L, p->K), ll_f64(L, p->scale), alpha,
                             p->scale_vec >= 0 ? model_w(L, mm, p->scale_vec) : LLVMConstNull(L->tp8),
                             ll_i32(L, p->scale_vec >= 0 && p->vec_plus_one)};
-    ll_call(L, "gat.gemm_pack", L->tv, t12, 12, v12);
+    ll_call(L, "gat_gemm_pack", L->tv, t12, 12, v12);
   }
   LLVMBuildRet(L->B, LLVMBuildCall2(L->B, LLVMGlobalGetValueType(f_reset), f_reset, &mm, 1, ""));
 
@@ -520,16 +519,12 @@ LLVMModuleRef emit_llvm_module(const LoopModule *m, LLVMContextRef ctx, LLVMTarg
   LLVMSetModuleDataLayout(L.M, L.td);
   char *feat = LLVMGetTargetMachineFeatureString(tm);
   int cpu_vl = cpu_vector_width(tm, feat);
-  if (has_feature(feat, "+avx512f") || cpu_vl == 16) {
+  if (has_feature(feat, "+avx512f") || cpu_vl == 16)
     L.vl = 16;
-    L.mr = 8;
-  } else if (has_feature(feat, "+avx") || cpu_vl == 8) {
+  else if (has_feature(feat, "+avx") || cpu_vl == 8)
     L.vl = 8;
-    L.mr = 6;
-  } else {
+  else
     L.vl = 4;
-    L.mr = 4;
-  }
   LLVMDisposeMessage(feat);
   L.bufp = xcalloc((size_t)m->bufs.len + 1, sizeof *L.bufp);
   if (LLVMPointerSize(L.td) != 8) ll_fail(&L, "not supported by the LLVM backend: targets without 64-bit pointers");

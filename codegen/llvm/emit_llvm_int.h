@@ -38,7 +38,7 @@ typedef struct LL {
   LLVMValueRef md_scope, md_noalias;
   LLVMValueRef *kfn;    /* kernel functions by LoopKernel id */
   int nkfn;
-  int vl, mr;           /* GEMM vector length (floats) and register rows */
+  int vl;               /* the widest float vectors of the target (floats): kernel variants */
   int failed;
   char *err;
   size_t errlen;
@@ -112,14 +112,6 @@ LLVMValueRef ll_to_i32(LL *L, LLVMValueRef d);            /* gat_to_i32 */
 void ll_emit_kernels(LL *L, const PtrVec *ks); /* declares and defines every kernel function */
 void ll_call_kernel(LL *L, const LoopKernel *k); /* if ((st = k(c)) != 0) return st; */
 
-/* ---- emit_llvm_gemm.c ---- */
-void ll_gemm_declare(LL *L); /* builds gat_gemm_pack / gat_gemm_f32 (internal) */
-int ll_gemm_act_ok(int epi_act);
-/* gat.gemm_seg_f32 (pass_concat / pass_gate): nseg segments, ptrs[5 s ..] = i8* c, packed W, bias, residual,
-   gate y (NULL: none) of segment s, n[s] its columns, act[s] its epilogue activation; a, rs i8*, M, K i64 */
-void ll_gemm_seg_call(LL *L, int nseg, LLVMValueRef *ptrs, const int64_t *n, const int *act, LLVMValueRef a,
-                      LLVMValueRef rs, LLVMValueRef M, LLVMValueRef K);
-
 /* ---- emit_llvm_attn.c ---- */
 /* void gat.flash_DK_DV(gat_attn_args *): the flash kernel of attn_fast calls (built once per pair
    and feature set fe, kernels_attention_features) */
@@ -135,7 +127,13 @@ void ll_scan_chunk_call(LL *L, const LoopKernel *k, LLVMValueRef T, LLVMValueRef
 /* f32_math: fn of a float value with the float functions of codegen/kernels/vecmath.c
    (vectorizable, no libm); NULL for functions without a float form */
 LLVMValueRef ll_unary_f32(LL *L, IrFn fn, LLVMValueRef a);
-/* links the kernels the module calls into it (internal, always-inline); before optimizing */
+/* the GEMM of codegen/kernels/gemm.c (LC_GEMM): 1 if its epilogue has the loop IR's epi_act */
+int ll_gemm_act_ok(int epi_act);
+/* gat_gemm_seg_f32 (pass_concat / pass_gate): nseg segments, ptrs[5 s ..] = i8* c, packed W, bias, residual,
+   gate y (NULL: none) of segment s, n[s] its columns, epi_act[s] its epilogue; a, rs i8*, M, K i64 */
+void ll_gemm_seg_call(LL *L, int nseg, LLVMValueRef *ptrs, const int64_t *n, const int *epi_act, LLVMValueRef a,
+                      LLVMValueRef rs, LLVMValueRef M, LLVMValueRef K);
+/* links the kernels the module calls into it, internal (vecmath always-inline); before optimizing */
 void ll_link_kernels(LL *L);
 
 /* ---- emit_llvm_knobs.c: run-time skip thresholds / route capacities (codegen/c/emit_knobs.h) ---- */

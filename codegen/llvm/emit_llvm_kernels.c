@@ -9,7 +9,8 @@
  * as text (kernels_math.c), so both builds compute the same bits.
  *
  * Today: the f32 elementwise functions of -O2 `f32_math` nests
- * (kernels/vecmath.c). */
+ * (kernels/vecmath.c), inlined everywhere, and the GEMM micro-kernel
+ * (kernels/gemm.c), one bitcode per vector width, called. */
 #include <stdio.h>
 #include <string.h>
 
@@ -17,11 +18,14 @@
 #include <llvm-c/Linker.h>
 
 #include "emit_llvm_int.h"
+#include "kernels_gemm.h"
 #include "kernels_math.h"
 
-/* codegen/kernels/vecmath.c as bitcode (cmake/gat_embed.c) */
-extern const unsigned char gat_kernel_vecmath_bc[];
-extern const size_t gat_kernel_vecmath_bc_size;
+/* codegen/kernels/vecmath.c and gemm.c (per vector width) as bitcode (cmake/gat_embed.c) */
+extern const unsigned char gat_kernel_vecmath_bc[], gat_kernel_gemm_v16_bc[], gat_kernel_gemm_v8_bc[],
+    gat_kernel_gemm_v4_bc[];
+extern const size_t gat_kernel_vecmath_bc_size, gat_kernel_gemm_v16_bc_size, gat_kernel_gemm_v8_bc_size,
+    gat_kernel_gemm_v4_bc_size;
 
 static LLVMValueRef vm_call(LL *L, const char *name, LLVMValueRef a) {
   LLVMTypeRef t = L->tf32;
@@ -45,24 +49,47 @@ LLVMValueRef ll_unary_f32(LL *L, IrFn fn, LLVMValueRef a) {
   }
 }
 
-/* Whether M declares (calls) a function of the vecmath kernels without defining it. */
-static int calls_vecmath(LLVMModuleRef M) {
+int ll_gemm_act_ok(int epi_act) { return kernels_gemm_act_code(epi_act) >= 0; }
+
+/* one segment: {c, bp, bias, res, mul, N, act}, the gat_gemm_seg struct of codegen/kernels/gemm.c */
+void ll_gemm_seg_call(LL *L, int nseg, LLVMValueRef *ptrs, const int64_t *n, const int *epi_act, LLVMValueRef a,
+                      LLVMValueRef rs, LLVMValueRef M, LLVMValueRef K) {
+  LLVMTypeRef f[7] = {L->tpf32, L->tpf32, L->tpf32, L->tpf32, L->tpf32, L->ti64, L->ti32};
+  LLVMTypeRef st = LLVMStructTypeInContext(L->C, f, 7, 0), at = LLVMArrayType(st, (unsigned)nseg);
+  LLVMValueRef arr = ll_alloca(L, at, "segs");
+  for (int s = 0; s < nseg; s++) {
+    LLVMValueRef idx[2] = {ll_i64(L, 0), ll_i64(L, s)};
+    LLVMValueRef sp = LLVMBuildGEP2(L->B, at, arr, idx, 2, "");
+    for (int k = 0; k < 5; k++)
+      LLVMBuildStore(L->B, LLVMBuildBitCast(L->B, ptrs[5 * s + k], L->tpf32, ""), LLVMBuildStructGEP2(L->B, st, sp, (unsigned)k, ""));
+    LLVMBuildStore(L->B, ll_i64(L, n[s]), LLVMBuildStructGEP2(L->B, st, sp, 5, ""));
+    LLVMBuildStore(L->B, ll_i32(L, kernels_gemm_act_code(epi_act[s])), LLVMBuildStructGEP2(L->B, st, sp, 6, ""));
+  }
+  LLVMTypeRef t[6] = {L->tp8, L->tp8, L->ti64, L->ti64, L->tp8, L->ti32};
+  LLVMValueRef v[6] = {a, rs, M, K, LLVMBuildBitCast(L->B, arr, L->tp8, ""), ll_i32(L, nseg)};
+  ll_call(L, "gat_gemm_seg_f32", L->tv, t, 6, v);
+}
+
+/* Whether M declares (calls) a function whose name starts with `prefix` without defining it. */
+static int calls_prefix(LLVMModuleRef M, const char *prefix) {
+  const size_t np = strlen(prefix);
   for (LLVMValueRef f = LLVMGetFirstFunction(M); f; f = LLVMGetNextFunction(f)) {
     size_t n = 0;
     const char *name = LLVMGetValueName2(f, &n);
-    if (LLVMIsDeclaration(f) && n > 7 && strncmp(name, "gat_vm_", 7) == 0) return 1;
+    if (LLVMIsDeclaration(f) && n > np && strncmp(name, prefix, np) == 0) return 1;
   }
   return 0;
 }
 
-void ll_link_kernels(LL *L) {
-  if (L->failed || !calls_vecmath(L->M)) return;
-  LLVMMemoryBufferRef buf = LLVMCreateMemoryBufferWithMemoryRange((const char *)gat_kernel_vecmath_bc,
-                                                                  gat_kernel_vecmath_bc_size, "vecmath.bc", 0);
+/* Links one kernel bitcode into L->M: target and layout of the module, clang's CPU attributes
+ * removed (the module's target machine decides), the definitions internal afterwards so unused
+ * ones are deleted and none is exported; always-inline when `inline_all`. */
+static void link_bitcode(LL *L, const unsigned char *bc, size_t size, const char *what, int inline_all) {
+  LLVMMemoryBufferRef buf = LLVMCreateMemoryBufferWithMemoryRange((const char *)bc, size, what, 0);
   LLVMModuleRef km = NULL;
   if (LLVMParseBitcodeInContext2(L->C, buf, &km)) {
     LLVMDisposeMemoryBuffer(buf);
-    ll_fail(L, "LLVM backend: the embedded kernel bitcode does not load (this is a bug)");
+    ll_fail(L, "LLVM backend: the embedded kernel bitcode %s does not load (this is a bug)", what);
     return;
   }
   LLVMDisposeMemoryBuffer(buf);
@@ -79,19 +106,32 @@ void ll_link_kernels(LL *L) {
     sb_appendn(&defs, "", 1); /* the separator */
     for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
       LLVMRemoveStringAttributeAtIndex(f, LLVMAttributeFunctionIndex, drop[i], (unsigned)strlen(drop[i]));
-    LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(L->C, inl, 0));
+    if (inline_all) LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(L->C, inl, 0));
   }
   if (LLVMLinkModules2(L->M, km)) { /* km is destroyed either way */
-    ll_fail(L, "LLVM backend: linking the kernel bitcode failed (this is a bug)");
+    ll_fail(L, "LLVM backend: linking the kernel bitcode %s failed (this is a bug)", what);
     sb_free(&defs);
     return;
   }
-  /* the linked definitions: internal, so unused ones are deleted and none is exported */
   for (size_t at = 0; at < defs.len; at += strlen(defs.data + at) + 1) {
     LLVMValueRef f = LLVMGetNamedFunction(L->M, defs.data + at);
     if (f) LLVMSetLinkage(f, LLVMInternalLinkage);
   }
   sb_free(&defs);
+}
+
+void ll_link_kernels(LL *L) {
+  if (L->failed) return;
+  if (calls_prefix(L->M, "gat_vm_")) link_bitcode(L, gat_kernel_vecmath_bc, gat_kernel_vecmath_bc_size, "vecmath.bc", 1);
+  if (!L->failed && calls_prefix(L->M, "gat_gemm_")) {
+    /* the variant of the target's vector width: VL floats, the register rows gemm.c gives it */
+    if (L->vl >= 16)
+      link_bitcode(L, gat_kernel_gemm_v16_bc, gat_kernel_gemm_v16_bc_size, "gemm_v16.bc", 0);
+    else if (L->vl >= 8)
+      link_bitcode(L, gat_kernel_gemm_v8_bc, gat_kernel_gemm_v8_bc_size, "gemm_v8.bc", 0);
+    else
+      link_bitcode(L, gat_kernel_gemm_v4_bc, gat_kernel_gemm_v4_bc_size, "gemm_v4.bc", 0);
+  }
 }
 
 /* ---- test module: void gat_vm_test_NAME(const float *x, float *restrict y, i64 n) { y[i] = F(x[i]) } ---- */

@@ -287,7 +287,7 @@ typedef struct LoopTensorInfo { /* params, inputs, outputs, states as the API se
  * the vector width from the compiler's target macros; PORTABLE is plain C11
  * loops (no vector extensions; 4 x 8 tiles); the others fix width and register
  * block, rows x columns (X86_64: SSE2 4 floats, 6 x 8; AVX2: 8 floats + FMA,
- * 6 x 16; AVX512: 16 floats, 12 x 32; codegen/kernels/kernels_gemm.c GAT_MR x GAT_NR)
+ * 6 x 16; AVX512: 16 floats, 12 x 32; codegen/kernels/gemm.c GAT_MR x GAT_NR)
  * and #error when compiled for a CPU without the features. */
 typedef enum LoopTarget { LT_NATIVE, LT_PORTABLE, LT_X86_64, LT_AVX2, LT_AVX512 } LoopTarget;
 typedef struct LoopPack {

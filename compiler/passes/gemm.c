@@ -1,6 +1,6 @@
 /* gemm.c — pass_gemm (-O2; off with -fno-tile): contractions with a weight
  * operand become calls of the register-blocked, cache-tiled GEMM micro-kernel
- * (codegen/kernels/kernels_gemm.c), and their weights are packed at init.
+ * (codegen/kernels/gemm.c), and their weights are packed at init.
  *
  * Rewrites: an LK_LOOP kernel whose body is
  *     sum_k A[i.., k] * W[n, k]   (linear)   or   sum_k A[i.., k] * W[k, n]  (matmul)

@@ -1,4 +1,4 @@
-// test_llvm_gemv.cc — the LLVM backend's -O2 GEMM (codegen/llvm/emit_llvm_gemm.c) against a naive
+// test_llvm_gemv.cc — the LLVM backend's -O2 GEMM (codegen/kernels/gemm.c, linked as bitcode) against a naive
 // double reference computed here from the weights: the decode GEMV path (M = 1, 2: each packed
 // panel streamed through the whole K, eight accumulators), the blocked path with packed A (row
 // blocks of 8 MR rows, micro-panel tails, GEMV row tails), K = 263 (no multiple of the K blocks of
@@ -162,14 +162,14 @@ TEST(LlvmGemm, UnpackedWeightsMatchADoubleReference) {
   tensorset_free(&w);
 }
 
-/* ---- segmented GEMM (pass_concat) and the gate epilogue (pass_gate): gat.gemm_seg_f32 ---------
+/* ---- segmented GEMM (pass_concat) and the gate epilogue (pass_gate): gat_gemm_seg_f32 ---------
  * Four projections of one RMSNorm output (the row scale of pass_prologue, the norm weight folded
  * into the packed weights) with N = 45, 33, 45, 31 (odd, no multiple of the 32-column panel) and
  * their own epilogues: bias, silu, residual, gelu (double), joined into one segmented GEMM; two
  * gated GEMMs, out = sigmoid(h.Wg^T + b) * u and out = (h.Wp^T) * u (no activation). K = 263.
  * Reference: double from the weights, rms in double. Same tolerance as above (1e-5 (1 + |ref|)).
  * The segmented outputs must also equal the run with both passes off bit for bit (each segment
- * computed by the same row / tile / epilogue code as its own gat.gemm_f32). */
+ * computed by the same row / tile / epilogue code as its own gat_gemm_f32). */
 const char *kSeg = R"(import std
 model gs {
   max T = 80
