@@ -860,7 +860,7 @@ static void emit_scan(Emit *E, const LoopKernel *k) {
   sb_append(o, "int st = GAT_OK;\n");
   ind(o, 1);
   sb_append(o, "(void)st;\n");
-  if (k->scan_chunk) { /* -O2 pass_chunk: prefill in chunks (codegen/kernels/kernels_scan.c) */
+  if (k->scan_chunk) { /* -O2 pass_chunk: prefill in chunks (codegen/kernels/scan.c) */
     ind(o, 1);
     sb_printf(o, "if (%s >= %d) {\n", sb_cstr(&T), KERNELS_SCAN_MIN_T);
     ind(o, 2);

@@ -74,7 +74,7 @@ static void emit_scan(LL *L, const LoopKernel *k) {
     return;
   }
   const LoopRegion *r = k->regions[0];
-  if (k->scan_chunk) { /* -O2 pass_chunk: prefill in chunks (emit_llvm_scan.c), as emit_c.c */
+  if (k->scan_chunk) { /* -O2 pass_chunk: prefill in chunks (codegen/kernels/scan.c), as emit_c.c */
     LLVMValueRef T = ll_tvar(L, k->tvar);
     LLVMBasicBlockRef yes = ll_block(L, "chunked"), no = ll_block(L, "per_token");
     LLVMBuildCondBr(L->B, LLVMBuildICmp(L->B, LLVMIntSGE, T, ll_i64(L, KERNELS_SCAN_MIN_T), ""), yes, no);

@@ -117,12 +117,6 @@ void ll_call_kernel(LL *L, const LoopKernel *k); /* if ((st = k(c)) != 0) return
    and feature set fe, kernels_attention_features) */
 LLVMValueRef ll_flash_attn_fn(LL *L, int64_t dk, int64_t dv, int fe);
 
-/* ---- emit_llvm_scan.c ---- */
-/* the call of the chunked scan kernel (gat.chunk_gla / gat.chunk_delta, built on first use) of an
-   LK_SCAN kernel k with a scan_chunk hint on T rows; ptr: q, k, v, gk or beta, decay (or NULL), S, o,
-   workspace */
-void ll_scan_chunk_call(LL *L, const LoopKernel *k, LLVMValueRef T, LLVMValueRef *ptr);
-
 /* ---- emit_llvm_kernels.c: the kernels of codegen/kernels/, linked as bitcode ---- */
 /* f32_math: fn of a float value with the float functions of codegen/kernels/vecmath.c
    (vectorizable, no libm); NULL for functions without a float form */
@@ -133,6 +127,10 @@ int ll_gemm_act_ok(int epi_act);
    gate y (NULL: none) of segment s, n[s] its columns, epi_act[s] its epilogue; a, rs i8*, M, K i64 */
 void ll_gemm_seg_call(LL *L, int nseg, LLVMValueRef *ptrs, const int64_t *n, const int *epi_act, LLVMValueRef a,
                       LLVMValueRef rs, LLVMValueRef M, LLVMValueRef K);
+/* the call of the chunked scan kernel of codegen/kernels/scan.c (gat_chunk_gla / gat_chunk_delta) of an
+   LK_SCAN kernel k with a scan_chunk hint on T rows; ptr: q, k, v, gk or beta, decay (or NULL), S, o,
+   workspace */
+void ll_scan_chunk_call(LL *L, const LoopKernel *k, LLVMValueRef T, LLVMValueRef *ptr);
 /* links the kernels the module calls into it, internal (vecmath always-inline); before optimizing */
 void ll_link_kernels(LL *L);
 

@@ -9,8 +9,9 @@
  * as text (kernels_math.c), so both builds compute the same bits.
  *
  * Today: the f32 elementwise functions of -O2 `f32_math` nests
- * (kernels/vecmath.c), inlined everywhere, and the GEMM micro-kernel
- * (kernels/gemm.c), one bitcode per vector width, called. */
+ * (kernels/vecmath.c), inlined everywhere; the GEMM micro-kernel
+ * (kernels/gemm.c) and the chunked linear-attention scans (kernels/scan.c),
+ * one bitcode per vector width, called. */
 #include <stdio.h>
 #include <string.h>
 
@@ -20,12 +21,13 @@
 #include "emit_llvm_int.h"
 #include "kernels_gemm.h"
 #include "kernels_math.h"
+#include "kernels_scan.h"
 
-/* codegen/kernels/vecmath.c and gemm.c (per vector width) as bitcode (cmake/gat_embed.c) */
+/* codegen/kernels/vecmath.c, gemm.c and scan.c (per vector width) as bitcode (cmake/gat_embed.c) */
 extern const unsigned char gat_kernel_vecmath_bc[], gat_kernel_gemm_v16_bc[], gat_kernel_gemm_v8_bc[],
-    gat_kernel_gemm_v4_bc[];
+    gat_kernel_gemm_v4_bc[], gat_kernel_scan_v16_bc[], gat_kernel_scan_v8_bc[], gat_kernel_scan_v4_bc[];
 extern const size_t gat_kernel_vecmath_bc_size, gat_kernel_gemm_v16_bc_size, gat_kernel_gemm_v8_bc_size,
-    gat_kernel_gemm_v4_bc_size;
+    gat_kernel_gemm_v4_bc_size, gat_kernel_scan_v16_bc_size, gat_kernel_scan_v8_bc_size, gat_kernel_scan_v4_bc_size;
 
 static LLVMValueRef vm_call(LL *L, const char *name, LLVMValueRef a) {
   LLVMTypeRef t = L->tf32;
@@ -68,6 +70,27 @@ void ll_gemm_seg_call(LL *L, int nseg, LLVMValueRef *ptrs, const int64_t *n, con
   LLVMTypeRef t[6] = {L->tp8, L->tp8, L->ti64, L->ti64, L->tp8, L->ti32};
   LLVMValueRef v[6] = {a, rs, M, K, LLVMBuildBitCast(L->B, arr, L->tp8, ""), ll_i32(L, nseg)};
   ll_call(L, "gat_gemm_seg_f32", L->tv, t, 6, v);
+}
+
+/* the arguments kernels_scan_call gives the C build: q, k, v, gk (GLA) or beta and decay (delta, NULL
+   without one), S, o, workspace, T, H, (G,) K, V, scale */
+void ll_scan_chunk_call(LL *L, const LoopKernel *k, LLVMValueRef T, LLVMValueRef *ptr) {
+  const int delta = k->scan_chunk == KERNELS_SCAN_DELTA;
+  LLVMValueRef p[8];
+  for (int i = 0; i < 8; i++) p[i] = ptr[i] ? LLVMBuildBitCast(L->B, ptr[i], L->tpf32, "") : LLVMConstNull(L->tpf32);
+  LLVMValueRef H = ll_i64(L, k->sizes[0].k), G = ll_i64(L, k->sizes[1].k), K = ll_i64(L, k->sizes[2].k),
+               V = ll_i64(L, k->sizes[3].k), sc = LLVMConstReal(L->tf32, (double)(float)k->reals[0]);
+  LLVMTypeRef t[14];
+  for (int i = 0; i < 14; i++) t[i] = i < 8 ? L->tpf32 : L->ti64;
+  t[13] = L->tf32;
+  if (delta) {
+    LLVMValueRef a[14] = {p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], T, H, G, K, V, sc};
+    ll_call(L, "gat_chunk_delta", L->tv, t, 14, a);
+  } else {
+    LLVMValueRef a[12] = {p[0], p[1], p[2], p[3], p[5], p[6], p[7], T, H, K, V, sc};
+    t[6] = L->tpf32, t[7] = t[8] = t[9] = t[10] = L->ti64, t[11] = L->tf32;
+    ll_call(L, "gat_chunk_gla", L->tv, t, 12, a);
+  }
 }
 
 /* Whether M declares (calls) a function whose name starts with `prefix` without defining it. */
@@ -131,6 +154,14 @@ void ll_link_kernels(LL *L) {
       link_bitcode(L, gat_kernel_gemm_v8_bc, gat_kernel_gemm_v8_bc_size, "gemm_v8.bc", 0);
     else
       link_bitcode(L, gat_kernel_gemm_v4_bc, gat_kernel_gemm_v4_bc_size, "gemm_v4.bc", 0);
+  }
+  if (!L->failed && calls_prefix(L->M, "gat_chunk_")) { /* scan.c's GAT_CS_VL, as the GEMM's */
+    if (L->vl >= 16)
+      link_bitcode(L, gat_kernel_scan_v16_bc, gat_kernel_scan_v16_bc_size, "scan_v16.bc", 0);
+    else if (L->vl >= 8)
+      link_bitcode(L, gat_kernel_scan_v8_bc, gat_kernel_scan_v8_bc_size, "scan_v8.bc", 0);
+    else
+      link_bitcode(L, gat_kernel_scan_v4_bc, gat_kernel_scan_v4_bc_size, "scan_v4.bc", 0);
   }
 }
 

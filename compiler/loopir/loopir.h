@@ -220,8 +220,8 @@ typedef struct LoopKernel {
                           args[6] decay [T, H(, G)] or -1, args[7] an f32 workspace scratch; sizes[0..3]
                           = H, G, K, V (constants), reals[0] = scale; one state (state_bufs[0]) and one
                           emitted result (xs[0]). With T >= KERNELS_SCAN_MIN_T rows both backends call
-                          the chunked kernel of codegen/kernels/kernels_scan.c (LLVM: its IR form,
-                          emit_llvm_scan.c) instead of running the region
+                          the chunked kernel of codegen/kernels/scan.c (C: its text, LLVM: its
+                          bitcode) instead of running the region
                           per token: same final state and outputs up to f32 rounding. A backend may
                           ignore the hint (the region stays exact). */
   /* LK_COPY: args[0] -> out, sizes[0] elements */

@@ -201,7 +201,7 @@ static void pr_kernel(FILE *f, const LoopModule *m, const LoopKernel *k, int dep
       if (k->state_tmp && k->state_tmp[i] >= 0) fprintf(f, " via b%d", k->state_tmp[i]);
     }
     fputs(")", f);
-    if (k->scan_chunk) /* pass_chunk: prefill runs the chunked kernel (codegen/kernels/kernels_scan.c) */
+    if (k->scan_chunk) /* pass_chunk: prefill runs the chunked kernel (codegen/kernels/scan.c) */
       fprintf(f, " chunked %s(q b%d, k b%d, v b%d, %s b%d, decay b%d, ws b%d; H %lld G %lld K %lld V %lld, scale %g)",
               k->scan_chunk == 1 ? "gla" : "delta", k->args[2], k->args[3], k->args[4],
               k->scan_chunk == 1 ? "gk" : "beta", k->args[5], k->args[6], k->args[7], (long long)k->sizes[0].k,

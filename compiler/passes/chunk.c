@@ -1,6 +1,6 @@
 /* chunk.c — pass_chunk (-O2, -fno-chunk): recognises the scans of the std
  * library's linear-attention layers and marks them for the chunked prefill
- * kernels of codegen/kernels/kernels_scan.c (LoopKernel.scan_chunk, loopir.h).
+ * kernels of codegen/kernels/scan.c (LoopKernel.scan_chunk, loopir.h).
  *
  * Two region shapes are recognised, exactly as loop_lower + pass_fuse leave
  * them for compiler/front/std/gla.gat and compiler/front/std/deltanet.gat (t is the scan
