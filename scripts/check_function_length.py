@@ -24,8 +24,6 @@ ALLOWED = {
     # goes with the LLVM builder kernels, to be replaced by single-source kernels
     ("codegen/llvm/emit_llvm_api.c", "ll_emit_api"),
     # goes with the LLVM builder kernels, to be replaced by single-source kernels
-    ("codegen/llvm/emit_llvm_attn.c", "build_tile"),
-    # goes with the LLVM builder kernels, to be replaced by single-source kernels
     ("codegen/llvm/emit_llvm_scan.c", "build_delta"),
 }
 

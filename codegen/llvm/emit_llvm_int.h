@@ -112,10 +112,6 @@ LLVMValueRef ll_to_i32(LL *L, LLVMValueRef d);            /* gat_to_i32 */
 void ll_emit_kernels(LL *L, const PtrVec *ks); /* declares and defines every kernel function */
 void ll_call_kernel(LL *L, const LoopKernel *k); /* if ((st = k(c)) != 0) return st; */
 
-/* ---- emit_llvm_attn.c ---- */
-/* void gat.flash_DK_DV(gat_attn_args *): the flash kernel of attn_fast calls (built once per pair
-   and feature set fe, kernels_attention_features) */
-LLVMValueRef ll_flash_attn_fn(LL *L, int64_t dk, int64_t dv, int fe);
 
 /* ---- emit_llvm_scan.c ---- */
 /* the call of the chunked scan kernel (gat.chunk_gla / gat.chunk_delta, built on first use) of an
@@ -133,6 +129,10 @@ int ll_gemm_act_ok(int epi_act);
    gate y (NULL: none) of segment s, n[s] its columns, epi_act[s] its epilogue; a, rs i8*, M, K i64 */
 void ll_gemm_seg_call(LL *L, int nseg, LLVMValueRef *ptrs, const int64_t *n, const int *epi_act, LLVMValueRef a,
                       LLVMValueRef rs, LLVMValueRef M, LLVMValueRef K);
+/* calls the flash attention kernel of codegen/kernels/attention.c for attn_fast calls with head dims dk, dv
+   and features fe (kernels_attention_features) on the gat_attn_args at `args` (i8*); ll_link_kernels links
+   that variant */
+void ll_flash_attn_call(LL *L, int64_t dk, int64_t dv, int fe, LLVMValueRef args);
 /* links the kernels the module calls into it, internal (vecmath always-inline); before optimizing */
 void ll_link_kernels(LL *L);
 
