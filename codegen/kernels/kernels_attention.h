@@ -1,11 +1,11 @@
-/* kernels_attention.h — emission of the flash-style attention kernel into
- * generated C (-O2, pass_attention). Like the GEMM micro-kernel
- * (kernels_gemm.h) the kernel is text: static functions placed in NAME.c,
- * one specialization per (dk, dv) pair of the module's LC_ATTENTION calls
- * marked attn_fast, portable C11 with a GCC/Clang vector-extension fast path
- * (width from __AVX512F__ / __AVX__, else 128 bits) and a plain-loop
- * fallback. f32 accumulation, online softmax over key blocks, no T x T
- * buffer. */
+/* kernels_attention.h — the flash-style attention kernel of -O2 code
+ * (pass_attention), written once in codegen/kernels/attention.c: its emission
+ * into generated C (static functions placed in NAME.c, one specialization per
+ * (dk, dv, features) variant of the module's LC_ATTENTION calls marked
+ * attn_fast, portable C11 with a GCC/Clang vector-extension fast path and a
+ * plain-loop fallback), the variants a module needs and their names, which
+ * the LLVM backend links by the same names. f32 accumulation, online softmax
+ * over key blocks, no T x T buffer. */
 #ifndef GATTNC_KERNELS_ATTENTION_H
 #define GATTNC_KERNELS_ATTENTION_H
 
@@ -25,7 +25,7 @@
 int kernels_attention_features(const LoopKernel *k);
 /* 1 if the module (regions included) has an LC_ATTENTION call marked attn_fast. */
 int kernels_attention_needed(const LoopModule *m);
-/* The support code and one gat_flash_attn_DK_DV per head-dim pair in use. */
+/* The support code and one gat_flash_attn_DK_DV[_p|_r|_pr] per variant in use. */
 void kernels_attention_emit(StrBuf *o, const LoopModule *m);
 /* The name of the function an attn_fast call `k` calls with its gat_attn_args. */
 void kernels_attention_fn_name(StrBuf *o, const LoopKernel *k);

@@ -815,8 +815,7 @@ static void emit_attention(LL *L, const LoopKernel *k, LLVMValueRef *s) {
   if (k->nargs > 11 && k->args[11] >= 0) AT(pos, p8(L, k->args[11])); /* `kv: previous` region (loopir.h) */
 #undef AT
   if (k->attn_fast && k->sizes[3].tpow == 0 && k->sizes[4].tpow == 0) { /* -O2 pass_attention */
-    LLVMValueRef fa = ll_flash_attn_fn(L, k->sizes[3].k, k->sizes[4].k, kernels_attention_features(k));
-    LLVMBuildCall2(L->B, LLVMGlobalGetValueType(fa), fa, &a8, 1, "");
+    ll_flash_attn_call(L, k->sizes[3].k, k->sizes[4].k, kernels_attention_features(k), a8);
     return;
   }
   rt_call(L, "gat_k_attention", "P", &a8);

@@ -112,10 +112,6 @@ LLVMValueRef ll_to_i32(LL *L, LLVMValueRef d);            /* gat_to_i32 */
 void ll_emit_kernels(LL *L, const PtrVec *ks); /* declares and defines every kernel function */
 void ll_call_kernel(LL *L, const LoopKernel *k); /* if ((st = k(c)) != 0) return st; */
 
-/* ---- emit_llvm_attn.c ---- */
-/* void gat.flash_DK_DV(gat_attn_args *): the flash kernel of attn_fast calls (built once per pair
-   and feature set fe, kernels_attention_features) */
-LLVMValueRef ll_flash_attn_fn(LL *L, int64_t dk, int64_t dv, int fe);
 
 /* ---- emit_llvm_kernels.c: the kernels of codegen/kernels/, linked as bitcode ---- */
 /* f32_math: fn of a float value with the float functions of codegen/kernels/vecmath.c
@@ -131,6 +127,10 @@ void ll_gemm_seg_call(LL *L, int nseg, LLVMValueRef *ptrs, const int64_t *n, con
    LK_SCAN kernel k with a scan_chunk hint on T rows; ptr: q, k, v, gk or beta, decay (or NULL), S, o,
    workspace */
 void ll_scan_chunk_call(LL *L, const LoopKernel *k, LLVMValueRef T, LLVMValueRef *ptr);
+/* calls the flash attention kernel of codegen/kernels/attention.c for attn_fast calls with head dims dk, dv
+   and features fe (kernels_attention_features) on the gat_attn_args at `args` (i8*); ll_link_kernels links
+   that variant */
+void ll_flash_attn_call(LL *L, int64_t dk, int64_t dv, int fe, LLVMValueRef args);
 /* links the kernels the module calls into it, internal (vecmath always-inline); before optimizing */
 void ll_link_kernels(LL *L);
 

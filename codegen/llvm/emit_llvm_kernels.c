@@ -11,7 +11,9 @@
  * Today: the f32 elementwise functions of -O2 `f32_math` nests
  * (kernels/vecmath.c), inlined everywhere; the GEMM micro-kernel
  * (kernels/gemm.c) and the chunked linear-attention scans (kernels/scan.c),
- * one bitcode per vector width, called. */
+ * one bitcode per vector width, called; and the flash attention kernel
+ * (kernels/attention.c), one bitcode per vector width linked once per (DK,
+ * DV, features) variant with those made constants. */
 #include <stdio.h>
 #include <string.h>
 
@@ -19,6 +21,7 @@
 #include <llvm-c/Linker.h>
 
 #include "emit_llvm_int.h"
+#include "kernels_attention.h"
 #include "kernels_gemm.h"
 #include "kernels_math.h"
 #include "kernels_scan.h"
@@ -28,6 +31,9 @@ extern const unsigned char gat_kernel_vecmath_bc[], gat_kernel_gemm_v16_bc[], ga
     gat_kernel_gemm_v4_bc[], gat_kernel_scan_v16_bc[], gat_kernel_scan_v8_bc[], gat_kernel_scan_v4_bc[];
 extern const size_t gat_kernel_vecmath_bc_size, gat_kernel_gemm_v16_bc_size, gat_kernel_gemm_v8_bc_size,
     gat_kernel_gemm_v4_bc_size, gat_kernel_scan_v16_bc_size, gat_kernel_scan_v8_bc_size, gat_kernel_scan_v4_bc_size;
+/* codegen/kernels/attention.c, generic over the head dims and features (GAT_FA_GENERIC), per vector width */
+extern const unsigned char gat_kernel_attention_v16_bc[], gat_kernel_attention_v8_bc[], gat_kernel_attention_v4_bc[];
+extern const size_t gat_kernel_attention_v16_bc_size, gat_kernel_attention_v8_bc_size, gat_kernel_attention_v4_bc_size;
 
 static LLVMValueRef vm_call(LL *L, const char *name, LLVMValueRef a) {
   LLVMTypeRef t = L->tf32;
@@ -107,6 +113,8 @@ static int calls_prefix(LLVMModuleRef M, const char *prefix) {
 /* Links one kernel bitcode into L->M: target and layout of the module, clang's CPU attributes
  * removed (the module's target machine decides), the definitions internal afterwards so unused
  * ones are deleted and none is exported; always-inline when `inline_all`. */
+static void link_module(LL *L, LLVMModuleRef km, const char *what, int inline_all);
+
 static void link_bitcode(LL *L, const unsigned char *bc, size_t size, const char *what, int inline_all) {
   LLVMMemoryBufferRef buf = LLVMCreateMemoryBufferWithMemoryRange((const char *)bc, size, what, 0);
   LLVMModuleRef km = NULL;
@@ -116,6 +124,11 @@ static void link_bitcode(LL *L, const unsigned char *bc, size_t size, const char
     return;
   }
   LLVMDisposeMemoryBuffer(buf);
+  link_module(L, km, what, inline_all);
+}
+
+/* link_bitcode's second half, for a parsed kernel module km (consumed) */
+static void link_module(LL *L, LLVMModuleRef km, const char *what, int inline_all) {
   LLVMSetTarget(km, LLVMGetTarget(L->M));
   LLVMSetModuleDataLayout(km, L->td);
   static const char *const drop[] = {"target-cpu", "target-features", "tune-cpu"};
@@ -143,8 +156,71 @@ static void link_bitcode(LL *L, const unsigned char *bc, size_t size, const char
   sb_free(&defs);
 }
 
+/* void gat_flash_attn_DK_DV[_p|_r|_pr](gat_attn_args *, i32 dk, i32 dv, i32 fe): declared here, defined
+ * by link_attention; the dims and features are passed too, though the definition ignores them */
+void ll_flash_attn_call(LL *L, int64_t dk, int64_t dv, int fe, LLVMValueRef args) {
+  char name[96];
+  snprintf(name, sizeof name, "gat_flash_attn_%lld_%lld%s%s%s", (long long)dk, (long long)dv, fe ? "_" : "",
+           fe & KERNELS_ATTENTION_POS ? "p" : "", fe & KERNELS_ATTENTION_RELBIAS ? "r" : "");
+  LLVMTypeRef t[4] = {L->tp8, L->ti32, L->ti32, L->ti32};
+  LLVMValueRef v[4] = {args, ll_i32(L, (int)dk), ll_i32(L, (int)dv), ll_i32(L, fe)};
+  ll_call(L, name, L->tv, t, 4, v);
+}
+
+/* Links attention.c's bitcode once for the variant `name` (gat_flash_attn_DK_DV[_p|_r|_pr]): its
+ * entry gat_flash_attn renamed, its dims and features replaced by constants before linking, so
+ * the module's optimizer sees constant loops (helpers get them by interprocedural constant
+ * propagation: each link has its own internal copies). */
+static void link_attention(LL *L, const char *name) {
+  long long dk = 0, dv = 0;
+  char sfx[4] = "";
+  /* the generic build's stack arrays hold heads up to KERNELS_ATTENTION_MAX_D (pass_attention's limit) */
+  if (sscanf(name, "gat_flash_attn_%lld_%lld_%3[pr]", &dk, &dv, sfx) < 2 || dk <= 0 || dv <= 0 ||
+      dk > KERNELS_ATTENTION_MAX_D || dv > KERNELS_ATTENTION_MAX_D) {
+    ll_fail(L, "LLVM backend: unknown attention kernel %s (this is a bug)", name);
+    return;
+  }
+  const int fe = (strchr(sfx, 'p') ? KERNELS_ATTENTION_POS : 0) | (strchr(sfx, 'r') ? KERNELS_ATTENTION_RELBIAS : 0);
+  const unsigned char *bc = L->vl >= 16 ? gat_kernel_attention_v16_bc : L->vl >= 8 ? gat_kernel_attention_v8_bc
+                                                                                    : gat_kernel_attention_v4_bc;
+  const size_t size = L->vl >= 16 ? gat_kernel_attention_v16_bc_size
+                      : L->vl >= 8 ? gat_kernel_attention_v8_bc_size
+                                   : gat_kernel_attention_v4_bc_size;
+  LLVMMemoryBufferRef buf = LLVMCreateMemoryBufferWithMemoryRange((const char *)bc, size, "attention.bc", 0);
+  LLVMModuleRef km = NULL;
+  const int bad = LLVMParseBitcodeInContext2(L->C, buf, &km);
+  LLVMDisposeMemoryBuffer(buf);
+  LLVMValueRef f = bad ? NULL : LLVMGetNamedFunction(km, "gat_flash_attn");
+  if (!f || LLVMCountParams(f) != 4) {
+    if (km) LLVMDisposeModule(km);
+    ll_fail(L, "LLVM backend: the embedded kernel bitcode attention.bc does not load (this is a bug)");
+    return;
+  }
+  LLVMSetValueName2(f, name, strlen(name));
+  const long long val[3] = {dk, dv, fe};
+  for (unsigned i = 1; i < 4; i++) {
+    LLVMValueRef p = LLVMGetParam(f, i);
+    LLVMReplaceAllUsesWith(p, LLVMConstInt(LLVMTypeOf(p), (unsigned long long)val[i - 1], 0));
+  }
+  link_module(L, km, "attention.bc", 0);
+}
+
 void ll_link_kernels(LL *L) {
   if (L->failed) return;
+  { /* the attention variants the module calls (collected first: linking adds functions) */
+    StrBuf names = {0};
+    for (LLVMValueRef f = LLVMGetFirstFunction(L->M); f; f = LLVMGetNextFunction(f)) {
+      size_t n = 0;
+      const char *name = LLVMGetValueName2(f, &n);
+      if (LLVMIsDeclaration(f) && n > 15 && strncmp(name, "gat_flash_attn_", 15) == 0) {
+        sb_appendn(&names, name, n);
+        sb_appendn(&names, "", 1);
+      }
+    }
+    for (size_t at = 0; at < names.len && !L->failed; at += strlen(names.data + at) + 1)
+      link_attention(L, names.data + at);
+    sb_free(&names);
+  }
   if (calls_prefix(L->M, "gat_vm_")) link_bitcode(L, gat_kernel_vecmath_bc, gat_kernel_vecmath_bc_size, "vecmath.bc", 1);
   if (!L->failed && calls_prefix(L->M, "gat_gemm_")) {
     /* the variant of the target's vector width: VL floats, the register rows gemm.c gives it */

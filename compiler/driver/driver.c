@@ -54,7 +54,7 @@ void driver_pass_options(const DriverOptions *o, PassOptions *po) {
      * before the chunked kernels; decode still ~1.3x slower with it): scanfuse only on request (-fscanfuse) */
     if (!o->force_scanfuse) po->scanfuse = 0;
   }
-  /* the LLVM backend runs the same passes (emit_llvm_gemm.c: folded scales, row-scale prologue, GLU) */
+  /* the LLVM backend runs the same passes (codegen/kernels/gemm.c: folded scales, row-scale prologue, GLU) */
   po->memplan = !o->no_memplan;
   if (o->no_f32_math) po->f32_math = 0;
   po->verify = o->verify;

@@ -202,7 +202,7 @@ typedef struct LoopKernel {
   int epi_act;         /* LC_GEMM: 0 = none, else 1 + the IrFn applied after the bias */
   int64_t w_sn, w_sk;  /* LC_GEMM: strides of the weight along N and K (linear: K, 1; matmul: 1, N) */
   int attn_fast;       /* LC_ATTENTION schedule hint, -O2 (pass_attention): 1 = the C backend calls its
-                          emitted flash kernel gat_flash_attn_DK_DV (codegen/kernels/kernels_attention.c)
+                          emitted flash kernel gat_flash_attn_DK_DV (codegen/kernels/attention.c)
                           instead of the runtime's gat_k_attention. Arguments, sizes and semantics are
                           unchanged and equal gat_k_attention's (new K/V/kb rows appended at
                           pos0 .. pos0+T-1 first, same visible keys, biases, scale, GQA, window);

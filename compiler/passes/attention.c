@@ -1,7 +1,7 @@
 /* attention.c — pass_attention (-O2; off with -fno-tile): attention calls
  * switch from the runtime's reference kernel gat_k_attention (double
  * accumulation, a score row per query) to the emitted flash-style kernel
- * (codegen/kernels/kernels_attention.c: f32, tiles of queries x blocks of keys,
+ * (codegen/kernels/attention.c: f32, tiles of queries x blocks of keys,
  * online softmax, no T x T buffer), by setting LoopKernel.attn_fast.
  *
  * Rewrites: LK_CALL LC_ATTENTION kernels whose features the flash kernel has:

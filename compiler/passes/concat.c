@@ -16,7 +16,7 @@
  * (they only look at k->out; loop_util.c and memplan.c know the segments).
  * Breaks: nothing: each segment is computed by the same tile / row /
  * epilogue code in the same order as its own GEMM (bitwise). The LLVM
- * backend builds the same segmented GEMM (gat.gemm_seg_f32, emit_llvm_gemm.c). */
+ * backend builds the same segmented GEMM (gat_gemm_seg_f32 of codegen/kernels/gemm.c, linked as bitcode). */
 #include "fuse_util.h"
 #include "gemm_util.h"
 

@@ -18,7 +18,7 @@
  * Breaks: nothing beyond rounding: act is the GEMM epilogue's (sigmoid, silu:
  * the float exp, a few f32 ulps) instead of the fused nest's; every step is
  * rounded to f32 as the unfused kernels store. The LLVM backend builds the
- * same epilogue (gat.gemm_seg_f32, codegen/llvm/emit_llvm_gemm.c). */
+ * same epilogue (gat_gemm_seg_f32 of codegen/kernels/gemm.c, linked as bitcode). */
 #include "fuse_util.h"
 #include "gemm_util.h"
 #include "kernels_gemm.h"

@@ -1,4 +1,4 @@
-"""The -O2 flash attention kernel (codegen/kernels/kernels_attention.c, chosen by
+"""The -O2 flash attention kernel (codegen/kernels/attention.c, chosen by
 pass_attention) in compiled C, against a float64 PyTorch attention written
 from the math:
 
