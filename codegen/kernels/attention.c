@@ -39,9 +39,9 @@
  * Features (kernels_attention.h): GAT_FA_POS, per-row positions
  * (gat_attn_args.pos, GateSkip's `kv: previous`; a tile's key range spans
  * its lanes' smallest to largest position); GAT_FA_REL, a relative-position
- * bias (relbias, Mega). Accumulation is f32 with FMA contraction enabled for
- * these functions only; -O0/-O1 (and -fno-tile) keep the double-accumulating
- * reference kernel. */
+ * bias (relbias, Mega). Accumulation is f32 with fused multiply-adds written
+ * out (GAT_FA_FMA below: the same bits from gcc, clang and the LLVM backend);
+ * -O0/-O1 (and -fno-tile) keep the double-accumulating reference kernel. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -85,16 +85,46 @@ typedef float gat_fa_v;
 #else
 #define GAT_FA_UNUSED
 #endif
-/* contraction of a*b+c into one FMA: on for the kernels only (ISO C mode turns it off) */
-#if defined(__clang__) /* min_vector_width: else clang may split 512-bit vectors in two */
+/* Multiply-adds are written out, never left to the compiler's contraction: GAT_FA_FMA(a, b, c)
+ * (vectors; a or b may be a float) and GAT_FA_FMAS (floats) are a * b + c rounded once where
+ * the target has FMA instructions and rounded twice where it has none, and no other a * b + c
+ * is fused. Contraction decides per compiler which of the products feeding one sum it fuses
+ * (gcc and clang chose differently in o = o alpha + p.V), so with it on, the C backend built by
+ * gcc and the LLVM backend's bitcode built by clang gave different last bits; written out,
+ * gcc, clang and the LLVM backend compute the same bits.
+ * - clang: contract(on) fuses exactly the a * b + c written as one expression (llvm.fmuladd:
+ *   an FMA on targets that have one), and every such expression in this file is a GAT_FA_FMA.
+ *   min_vector_width: else clang may split 512-bit vectors in two.
+ * - gcc (no contract(on)): contraction off, the FMA instructions by name where the target
+ *   macros say the CPU has them. */
+#define GAT_FA_V(x) ((x) - (gat_fa_v){0}) /* a float or vector as a vector, exactly (x - 0 == x, -0 too) */
+#if defined(__clang__) && defined(GAT_FA_VEC)
 #define GAT_FA_FMA_ATTR __attribute__((min_vector_width(GAT_FA_VL * 32)))
-#define GAT_FA_FMA_BEGIN _Pragma("clang fp contract(fast)")
-#elif defined(__GNUC__)
-#define GAT_FA_FMA_ATTR __attribute__((optimize("fp-contract=fast")))
+#define GAT_FA_FMA_BEGIN _Pragma("clang fp contract(on)")
+#define GAT_FA_FMA(a, b, c) ((a) * (b) + (c))
+#define GAT_FA_FMAS(a, b, c) ((a) * (b) + (c))
+#elif defined(__GNUC__) && defined(GAT_FA_VEC)
+#define GAT_FA_FMA_ATTR __attribute__((optimize("fp-contract=off")))
 #define GAT_FA_FMA_BEGIN
+#if defined(__FMA__) && (GAT_FA_VL == 4 || GAT_FA_VL == 8 || (GAT_FA_VL == 16 && defined(__AVX512F__)))
+#include <immintrin.h>
+#if GAT_FA_VL == 16
+#define GAT_FA_FMA(a, b, c) ((gat_fa_v)_mm512_fmadd_ps(GAT_FA_V(a), GAT_FA_V(b), GAT_FA_V(c)))
+#elif GAT_FA_VL == 8
+#define GAT_FA_FMA(a, b, c) ((gat_fa_v)_mm256_fmadd_ps(GAT_FA_V(a), GAT_FA_V(b), GAT_FA_V(c)))
 #else
+#define GAT_FA_FMA(a, b, c) ((gat_fa_v)_mm_fmadd_ps(GAT_FA_V(a), GAT_FA_V(b), GAT_FA_V(c)))
+#endif
+#define GAT_FA_FMAS(a, b, c) __builtin_fmaf(a, b, c)
+#else /* no FMA instructions: multiply, round, add */
+#define GAT_FA_FMA(a, b, c) ((a) * (b) + (c))
+#define GAT_FA_FMAS(a, b, c) ((a) * (b) + (c))
+#endif
+#else /* other compilers, plain C: whatever the compiler's contraction rule is */
 #define GAT_FA_FMA_ATTR
 #define GAT_FA_FMA_BEGIN
+#define GAT_FA_FMA(a, b, c) ((a) * (b) + (c))
+#define GAT_FA_FMAS(a, b, c) ((a) * (b) + (c))
 #endif
 /* The variant: constants in the C build (enums, so arrays keep constant sizes); parameters
  * of every function in the generic (bitcode) build, where GAT_FA_SZ(n, max) sizes an array
@@ -125,7 +155,7 @@ typedef float gat_fa_v;
 #define GAT_FA_PREFETCH(p, n) ((void)0)
 #endif
 
-static inline GAT_FA_FMA_ATTR gat_fa_v gat_fa_splat(float x) { return (gat_fa_v){0} + x; }
+static inline GAT_FA_FMA_ATTR gat_fa_v gat_fa_splat(float x) { return GAT_FA_V(x); }
 
 /* e^x for x <= 0 (-inf allowed), lane-wise; 0 below -87 (where e^x < 2^-125).
  * 2^n * p(r), n = round(x log2 e), r = x - n ln 2 (two-part), p of degree 7:
@@ -136,18 +166,18 @@ static inline GAT_FA_FMA_ATTR gat_fa_v gat_fa_exp(gat_fa_v x) {
   const gat_fa_v lo = gat_fa_splat(-87.0f);
   const gat_fa_vi small = x < lo;
   x = (gat_fa_v)(((gat_fa_vi)x & ~small) | ((gat_fa_vi)lo & small));
-  const gat_fa_v t = x * 1.44269504088896341f + 12582912.0f; /* 1.5 * 2^23: rounds to an integer */
+  const gat_fa_v t = GAT_FA_FMA(x, 1.44269504088896341f, 12582912.0f); /* 1.5 * 2^23: rounds to an integer */
   const gat_fa_v n = t - 12582912.0f;
-  gat_fa_v r = x - n * 0.693145751953125f;
-  r = r - n * 1.428606765330187e-06f;
+  gat_fa_v r = GAT_FA_FMA(n, -0.693145751953125f, x);
+  r = GAT_FA_FMA(n, -1.428606765330187e-06f, r);
   gat_fa_v p = gat_fa_splat(1.0f / 5040);
-  p = p * r + 1.0f / 720;
-  p = p * r + 1.0f / 120;
-  p = p * r + 1.0f / 24;
-  p = p * r + 1.0f / 6;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
+  p = GAT_FA_FMA(p, r, 1.0f / 720);
+  p = GAT_FA_FMA(p, r, 1.0f / 120);
+  p = GAT_FA_FMA(p, r, 1.0f / 24);
+  p = GAT_FA_FMA(p, r, 1.0f / 6);
+  p = GAT_FA_FMA(p, r, 0.5f);
+  p = GAT_FA_FMA(p, r, 1.0f);
+  p = GAT_FA_FMA(p, r, 1.0f);
   const gat_fa_vi e = (((gat_fa_vi)t - 0x4B400000) + 127) << 23;
   p = p * (gat_fa_v)e;
   return (gat_fa_v)((gat_fa_vi)p & ~small);
@@ -262,7 +292,7 @@ static inline GAT_FA_FMA_ATTR void GAT_FA_NAME(gat_fa_pv)(gat_fa_v *ot, const ga
       for (int v = 0; v < NV; v++) pj[v] = st[jj * NV + v];
       for (int r = 0; r < KR; r++) {
         const float vr = vp[r];
-        for (int v = 0; v < NV; v++) c[r][v] += vr * pj[v];
+        for (int v = 0; v < NV; v++) c[r][v] = GAT_FA_FMA(vr, pj[v], c[r][v]);
       }
     }
     for (int r = 0; r < KR; r++)
@@ -276,7 +306,7 @@ static inline GAT_FA_FMA_ATTR void GAT_FA_NAME(gat_fa_pv)(gat_fa_v *ot, const ga
     for (int jj = 0; jj < nk; jj++, vp += ldvb)
       for (int r = 0; r < DV - EF; r++) {
         const float vr = vp[r];
-        for (int v = 0; v < NV; v++) c[r][v] += vr * st[jj * NV + v];
+        for (int v = 0; v < NV; v++) c[r][v] = GAT_FA_FMA(vr, st[jj * NV + v], c[r][v]);
       }
     for (int r = 0; r < DV - EF; r++)
       for (int v = 0; v < NV; v++) ot[(EF + r) * NV + v] = c[r][v];
@@ -369,7 +399,7 @@ static GAT_FA_FMA_ATTR void GAT_FA_NAME(gat_fa_tile)(const gat_attn_args *a, int
         for (int v = 0; v < NV; v++) qd[v] = qt[d * NV + v];
         for (int r = 0; r < KR; r++) {
           const float kd = kp[r][d];
-          for (int v = 0; v < NV; v++) c[r][v] += kd * qd[v];
+          for (int v = 0; v < NV; v++) c[r][v] = GAT_FA_FMA(kd, qd[v], c[r][v]);
         }
       }
       for (int r = 0; r < kr; r++)
@@ -397,7 +427,7 @@ static GAT_FA_FMA_ATTR void GAT_FA_NAME(gat_fa_tile)(const gat_attn_args *a, int
         memcpy(rbv, tmp, sizeof(gat_fa_v) * NV);
       }
       for (int v = 0; v < NV; v++) {
-        gat_fa_v s = st[jj * NV + v] * scale + (qbv[v] + kbj);
+        gat_fa_v s = GAT_FA_FMA(st[jj * NV + v], scale, qbv[v] + kbj);
         if (GAT_FA_REL) s += rbv[v];
         if (need_mask) s = gat_fa_mask(s, (float)j, iv[v], w);
         st[jj * NV + v] = s;
@@ -416,7 +446,7 @@ static GAT_FA_FMA_ATTR void GAT_FA_NAME(gat_fa_tile)(const gat_attn_args *a, int
         st[jj * NV + v] = p;
         ls[v] += p;
       }
-    for (int v = 0; v < NV; v++) l[v] = l[v] * alpha[v] + ls[v];
+    for (int v = 0; v < NV; v++) l[v] = GAT_FA_FMA(l[v], alpha[v], ls[v]);
     GAT_FA_NAME(gat_fa_pv)(ot, st, alpha, vb, ldvb, nk GAT_FA_PASS);
   }
   gat_fa_v inv[GAT_FA_SZ(NV, NVM)];
@@ -467,11 +497,11 @@ static GAT_FA_FMA_ATTR void GAT_FA_NAME(gat_fa_row)(const gat_attn_args *a, int6
       for (int c = 0; c < NKV; c++) {
         gat_fa_v kv;
         memcpy(&kv, kr + c * VL, sizeof kv);
-        acc += qv[c] * kv;
+        acc = GAT_FA_FMA(qv[c], kv, acc);
       }
       float s = gat_fa_hsum(acc);
-      for (int d = NKV * VL; d < DK; d++) s += q[d] * kr[d];
-      s = s * scale + (kbc ? qb + kbc[(j0 + jj) * H] : qb);
+      for (int d = NKV * VL; d < DK; d++) s = GAT_FA_FMAS(q[d], kr[d], s);
+      s = GAT_FA_FMAS(s, scale, kbc ? qb + kbc[(j0 + jj) * H] : qb);
       if (GAT_FA_REL) {
         const int64_t r = rbo + j0 + jj;
         s += rb[r < 0 ? 0 : r >= rbl ? rbl - 1 : r];
@@ -490,7 +520,7 @@ static GAT_FA_FMA_ATTR void GAT_FA_NAME(gat_fa_row)(const gat_attn_args *a, int6
       memcpy(sc + jj, &p, sizeof p);
       ls += p;
     }
-    l = l * alpha + gat_fa_hsum(ls);
+    l = GAT_FA_FMAS(l, alpha, gat_fa_hsum(ls));
     for (int c = 0; c < NVV; c++) ov[c] *= alpha;
     for (int e = 0; e < VT - 1; e++) otl[e] *= alpha;
     for (int jj = 0; jj < nk; jj++) {
@@ -498,9 +528,9 @@ static GAT_FA_FMA_ATTR void GAT_FA_NAME(gat_fa_row)(const gat_attn_args *a, int6
       for (int c = 0; c < NVV; c++) {
         gat_fa_v vv;
         memcpy(&vv, vr + c * VL, sizeof vv);
-        ov[c] += p * vv;
+        ov[c] = GAT_FA_FMA(p, vv, ov[c]);
       }
-      for (int e = 0; e < VT - 1; e++) otl[e] += p * vr[NVV * VL + e];
+      for (int e = 0; e < VT - 1; e++) otl[e] = GAT_FA_FMAS(p, vr[NVV * VL + e], otl[e]);
     }
   }
   float *out = a->out + (t * H + h) * DV;
