@@ -290,21 +290,37 @@ void gat_k_rope_pos(float *out, const float *x, int64_t T, int64_t H, int64_t D,
  * silu. Row pointers of the first CONV_WMAX taps are kept; wider kernels recompute the rest. */
 #define CONV_CCH 256
 #define CONV_WMAX 16
-/* a * b + c in one rounding where the target has FMA (GCC and Clang inline and vectorize
- * fma/fmaf there); elsewhere the two-rounding expression, not a slow libm call */
+/* a * b + c for a, b floats widened to double and c a double: an FMA where the target has
+ * one (GCC and Clang inline and vectorize fma there), elsewhere the expression, not a slow
+ * libm call. Both give the same bits: the product of two floats is exact in double, so
+ * only the addition rounds. That matters: the LLVM backend's code (the JIT) calls the
+ * runtime built into gattnc, compiled for plain x86-64, while the C build compiles this
+ * file for the host CPU, and the two must agree bit for bit. */
 #if defined(__FMA__)
 #define GAT_FMA(a, b, c) fma(a, b, c)
-#define GAT_FMAF(a, b, c) fmaf(a, b, c)
 #else
 #define GAT_FMA(a, b, c) ((a) * (b) + (c))
-#define GAT_FMAF(a, b, c) ((a) * (b) + (c))
+#endif
+/* The f32 arithmetic of conv_silu_f32 rounds every product and sum (no contraction, even
+ * when this file is built in GNU mode, where gcc contracts by default): an FMA there would
+ * change the bits with the target (see GAT_FMA). */
+#if defined(__clang__)
+#define GAT_NO_CONTRACT_ATTR
+#define GAT_NO_CONTRACT_BEGIN _Pragma("clang fp contract(off)")
+#elif defined(__GNUC__)
+#define GAT_NO_CONTRACT_ATTR __attribute__((optimize("fp-contract=off")))
+#define GAT_NO_CONTRACT_BEGIN
+#else
+#define GAT_NO_CONTRACT_ATTR
+#define GAT_NO_CONTRACT_BEGIN
 #endif
 
 /* y[k] = a[k] * sigmoid(a[k]) for n <= CONV_CCH values, f32. e^-a = 2^m * P(r) with
  * m = round(-a log2 e), r = -a - m ln 2 (two-part ln 2), P the degree-7 Taylor polynomial
  * (|r| <= 0.35: error < 6e-9); 2^m is built from the exponent bits of the rounding
  * constant through uint32 arrays (memcpy, no type punning) so every loop vectorizes. */
-static void conv_silu_f32(float *y, const float *a, int64_t n) {
+static GAT_NO_CONTRACT_ATTR void conv_silu_f32(float *y, const float *a, int64_t n) {
+  GAT_NO_CONTRACT_BEGIN
   float tt[CONV_CCH], pp[CONV_CCH];
   uint32_t bits[CONV_CCH];
   int64_t k;
@@ -313,17 +329,17 @@ static void conv_silu_f32(float *y, const float *a, int64_t n) {
     z = z < -87.0f ? -87.0f : z; /* e^z stays a normal float; beyond, the result is exact anyway */
     z = z > 88.0f ? 88.0f : z;
     {
-      const float t = GAT_FMAF(z, 1.44269504088896341f, 12582912.0f); /* 1.5 * 2^23: rounds to an integer */
+      const float t = z * 1.44269504088896341f + 12582912.0f; /* 1.5 * 2^23: rounds to an integer */
       const float m = t - 12582912.0f;
-      const float r = GAT_FMAF(m, -1.428606765330187e-06f, GAT_FMAF(m, -0.693145751953125f, z));
+      const float r = (z - m * 0.693145751953125f) - m * 1.428606765330187e-06f;
       float p = 1.0f / 5040;
-      p = GAT_FMAF(p, r, 1.0f / 720);
-      p = GAT_FMAF(p, r, 1.0f / 120);
-      p = GAT_FMAF(p, r, 1.0f / 24);
-      p = GAT_FMAF(p, r, 1.0f / 6);
-      p = GAT_FMAF(p, r, 0.5f);
-      p = GAT_FMAF(p, r, 1.0f);
-      p = GAT_FMAF(p, r, 1.0f);
+      p = p * r + 1.0f / 720;
+      p = p * r + 1.0f / 120;
+      p = p * r + 1.0f / 24;
+      p = p * r + 1.0f / 6;
+      p = p * r + 0.5f;
+      p = p * r + 1.0f;
+      p = p * r + 1.0f;
       tt[k] = t;
       pp[k] = p;
     }
@@ -331,7 +347,7 @@ static void conv_silu_f32(float *y, const float *a, int64_t n) {
   memcpy(bits, tt, sizeof(float) * (size_t)n);
   for (k = 0; k < n; k++) bits[k] = (bits[k] - 0x4B400000u + 127u) << 23; /* 2^m */
   memcpy(tt, bits, sizeof(float) * (size_t)n);
-  for (k = 0; k < n; k++) y[k] = a[k] / GAT_FMAF(pp[k], tt[k], 1.0f);
+  for (k = 0; k < n; k++) y[k] = a[k] / (pp[k] * tt[k] + 1.0f);
 }
 
 void gat_k_conv1d(float *out, const float *x, const float *w, const float *b, float *tail,

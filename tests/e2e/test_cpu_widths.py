@@ -23,7 +23,10 @@ Tolerance: 1e-4 of max |ref| (f32 accumulation with FMA and polynomial exp
 against the interpreter's double; observed ~1e-6). The LLVM run also checks
 that the emitted IR has the expected vector width (the `<W x float>` of the
 register tile of the chunked scans' GEMM, gat_cs_gemm of codegen/kernels/scan.c:
-the bitcode variant linked for -mcpu)."""
+the bitcode variant linked for -mcpu), and that for each CPU and each run its
+output equals, bit for bit, the C build's for that CPU (`-march=CPU`): the
+two backends run the same micro-kernel parameters (vector width, register
+tile, FMA or not) at every width, not only the host's."""
 import collections
 import os
 import re
@@ -134,6 +137,18 @@ def main():
                 continue
             how = "prefill" if step == 0 else f"calls of {step}"
             ok &= check(f"{'LLVM JIT' if jit else 'C'} {cpuflag} T={T} {how}: y", got["y"], refs[(ipath, 0)]["y"], RTOL)
+            if jit:  # the C build for the same CPU: the same bits
+                os.environ["GATTNC_RUN_JIT"] = "0"
+                c_out = gattnc_run(args, src, wpath, ipath, os.path.join(wd, f"{cpu}_{T}_{step}_c.safetensors"),
+                                   ["-O2", f"-march={cpu}"], step)
+                os.environ["GATTNC_RUN_JIT"] = "1"
+                if c_out is None:
+                    ok = False
+                    continue
+                diff = int((got["y"].view(torch.int32) != c_out["y"].view(torch.int32)).sum())
+                print(f"{'ok' if diff == 0 else 'FAIL'}: LLVM JIT {cpuflag} vs C -march={cpu} T={T} {how}: "
+                      f"{diff} of {got['y'].numel()} elements differ in their bits (must be 0)")
+                ok &= diff == 0
     if ran == 0:
         print("FAIL: no CPU of the list runs on this host")
         ok = False
