@@ -68,6 +68,7 @@ typedef struct LLLoop {
   LLVMBasicBlockRef head, exit;
   LLVMValueRef iv;
   int64_t step;
+  int no_unroll; /* set between begin and end: the loop gets llvm.loop.unroll.disable */
 } LLLoop;
 void ll_loop_begin(LL *L, LLLoop *lp, LLVMValueRef n, const char *name);
 void ll_loop_range(LL *L, LLLoop *lp, LLVMValueRef from, LLVMValueRef to, int64_t step, const char *name);
