@@ -35,6 +35,25 @@ extern const size_t gat_kernel_vecmath_bc_size, gat_kernel_gemm_v16_bc_size, gat
 extern const unsigned char gat_kernel_attention_v16_bc[], gat_kernel_attention_v8_bc[], gat_kernel_attention_v4_bc[];
 extern const size_t gat_kernel_attention_v16_bc_size, gat_kernel_attention_v8_bc_size, gat_kernel_attention_v4_bc_size;
 
+/* The kernels compiled once per vector width: each one's bitcode for 16, 8 and 4 floats */
+typedef struct KernelBc {
+  const char *name; /* for messages: NAME_vW.bc */
+  const unsigned char *bc[3];
+  const size_t *size[3];
+} KernelBc;
+static const KernelBc KBC_GEMM = {"gemm",
+                                  {gat_kernel_gemm_v16_bc, gat_kernel_gemm_v8_bc, gat_kernel_gemm_v4_bc},
+                                  {&gat_kernel_gemm_v16_bc_size, &gat_kernel_gemm_v8_bc_size, &gat_kernel_gemm_v4_bc_size}};
+static const KernelBc KBC_SCAN = {"scan",
+                                  {gat_kernel_scan_v16_bc, gat_kernel_scan_v8_bc, gat_kernel_scan_v4_bc},
+                                  {&gat_kernel_scan_v16_bc_size, &gat_kernel_scan_v8_bc_size, &gat_kernel_scan_v4_bc_size}};
+static const KernelBc KBC_ATTENTION = {
+    "attention",
+    {gat_kernel_attention_v16_bc, gat_kernel_attention_v8_bc, gat_kernel_attention_v4_bc},
+    {&gat_kernel_attention_v16_bc_size, &gat_kernel_attention_v8_bc_size, &gat_kernel_attention_v4_bc_size}};
+/* the variant of the module's vector width: 0 (16 floats), 1 (8) or 2 (4) */
+static int kbc_variant(const LL *L) { return L->vl >= 16 ? 0 : L->vl >= 8 ? 1 : 2; }
+
 static LLVMValueRef vm_call(LL *L, const char *name, LLVMValueRef a) {
   LLVMTypeRef t = L->tf32;
   return ll_call(L, name, L->tf32, &t, 1, &a);
@@ -181,11 +200,9 @@ static void link_attention(LL *L, const char *name) {
     return;
   }
   const int fe = (strchr(sfx, 'p') ? KERNELS_ATTENTION_POS : 0) | (strchr(sfx, 'r') ? KERNELS_ATTENTION_RELBIAS : 0);
-  const unsigned char *bc = L->vl >= 16 ? gat_kernel_attention_v16_bc : L->vl >= 8 ? gat_kernel_attention_v8_bc
-                                                                                    : gat_kernel_attention_v4_bc;
-  const size_t size = L->vl >= 16 ? gat_kernel_attention_v16_bc_size
-                      : L->vl >= 8 ? gat_kernel_attention_v8_bc_size
-                                   : gat_kernel_attention_v4_bc_size;
+  const int v = kbc_variant(L);
+  const unsigned char *bc = KBC_ATTENTION.bc[v];
+  const size_t size = *KBC_ATTENTION.size[v];
   LLVMMemoryBufferRef buf = LLVMCreateMemoryBufferWithMemoryRange((const char *)bc, size, "attention.bc", 0);
   LLVMModuleRef km = NULL;
   const int bad = LLVMParseBitcodeInContext2(L->C, buf, &km);
@@ -205,6 +222,14 @@ static void link_attention(LL *L, const char *name) {
   link_module(L, km, "attention.bc", 0);
 }
 
+static void link_width_variant(LL *L, const KernelBc *k) {
+  static const char *const sfx[3] = {"v16", "v8", "v4"};
+  const int v = kbc_variant(L);
+  char what[32];
+  snprintf(what, sizeof what, "%s_%s.bc", k->name, sfx[v]);
+  link_bitcode(L, k->bc[v], *k->size[v], what, 0);
+}
+
 void ll_link_kernels(LL *L) {
   if (L->failed) return;
   { /* the attention variants the module calls (collected first: linking adds functions) */
@@ -222,23 +247,10 @@ void ll_link_kernels(LL *L) {
     sb_free(&names);
   }
   if (calls_prefix(L->M, "gat_vm_")) link_bitcode(L, gat_kernel_vecmath_bc, gat_kernel_vecmath_bc_size, "vecmath.bc", 1);
-  if (!L->failed && calls_prefix(L->M, "gat_gemm_")) {
-    /* the variant of the target's vector width: VL floats, the register rows gemm.c gives it */
-    if (L->vl >= 16)
-      link_bitcode(L, gat_kernel_gemm_v16_bc, gat_kernel_gemm_v16_bc_size, "gemm_v16.bc", 0);
-    else if (L->vl >= 8)
-      link_bitcode(L, gat_kernel_gemm_v8_bc, gat_kernel_gemm_v8_bc_size, "gemm_v8.bc", 0);
-    else
-      link_bitcode(L, gat_kernel_gemm_v4_bc, gat_kernel_gemm_v4_bc_size, "gemm_v4.bc", 0);
-  }
-  if (!L->failed && calls_prefix(L->M, "gat_chunk_")) { /* scan.c's GAT_CS_VL, as the GEMM's */
-    if (L->vl >= 16)
-      link_bitcode(L, gat_kernel_scan_v16_bc, gat_kernel_scan_v16_bc_size, "scan_v16.bc", 0);
-    else if (L->vl >= 8)
-      link_bitcode(L, gat_kernel_scan_v8_bc, gat_kernel_scan_v8_bc_size, "scan_v8.bc", 0);
-    else
-      link_bitcode(L, gat_kernel_scan_v4_bc, gat_kernel_scan_v4_bc_size, "scan_v4.bc", 0);
-  }
+  /* the variant of the target's vector width: VL floats, the register rows gemm.c gives it
+     (scan.c's GAT_CS_VL likewise) */
+  if (!L->failed && calls_prefix(L->M, "gat_gemm_")) link_width_variant(L, &KBC_GEMM);
+  if (!L->failed && calls_prefix(L->M, "gat_chunk_")) link_width_variant(L, &KBC_SCAN);
 }
 
 /* ---- test module: void gat_vm_test_NAME(const float *x, float *restrict y, i64 n) { y[i] = F(x[i]) } ---- */
