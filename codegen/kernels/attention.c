@@ -96,7 +96,11 @@ typedef float gat_fa_v;
  *   an FMA on targets that have one), and every such expression in this file is a GAT_FA_FMA.
  *   min_vector_width: else clang may split 512-bit vectors in two.
  * - gcc (no contract(on)): contraction off, the FMA instructions by name where the target
- *   macros say the CPU has them. */
+ *   macros say the CPU has them.
+ * So the bits agree wherever __FMA__ tells gcc what clang knows: x86 with FMA and -march of a
+ * CPU that has it (native, haswell, skylake-avx512: what gattnc uses), or x86 without FMA.
+ * Not covered: gcc with only -mavx512f or FMA4 (no __FMA__: no fusing, while clang fuses),
+ * and targets other than x86 (gcc fuses nothing here, clang fuses). */
 #define GAT_FA_V(x) ((x) - (gat_fa_v){0}) /* a float or vector as a vector, exactly (x - 0 == x, -0 too) */
 #if defined(__clang__) && defined(GAT_FA_VEC)
 #define GAT_FA_FMA_ATTR __attribute__((min_vector_width(GAT_FA_VL * 32)))

@@ -537,8 +537,8 @@ static LLVMValueRef ll_reduce(LL *L, int ktvar, const LoopExpr *x) {
   LLLoop lp;
   ll_loop_begin(L, &lp, ext, "red");
   /* a chain of dependent adds (or max/min) that does not vectorize: unrolling it gains little
-   * and, fully unrolled in every nest of a model, made modules of 500,000 lines (mixattn_lm:
-   * 50 s to JIT); gcc does not unroll these either */
+   * and, fully unrolled in every nest of a model, made modules of 530,000 lines (mixattn_lm:
+   * 25-29 s to JIT, now 20-22 s); gcc -O2 does not unroll these either */
   lp.no_unroll = 1;
   LLVMValueRef saved = L->vars[x->var];
   L->vars[x->var] = lp.iv;

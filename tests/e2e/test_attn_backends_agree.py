@@ -8,7 +8,7 @@ different products of one sum), so the two backends give the same bits.
 Models (-O2, each attention on the flash kernel): GQA (4 query / 2 KV heads,
 head dim 16), the same with a sliding window of 24, Mega's relative-position
 bias (variant _r, head dims 16 / 48), GateSkip's `kv: previous` (per-row
-positions, variant _p, head dim 4: only the scalar tails). Each runs as one
+positions, variant _p, head dim 8). Each runs as one
 prefill of T = 150 (query tiles and row tails, several 64-key blocks) and, at
 T = 40, one token per call and 7 tokens per call, through the generated C (cc)
 and the LLVM backend (`gattnc run --jit`).
