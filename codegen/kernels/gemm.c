@@ -268,26 +268,30 @@ static void gat_gemm_epi(float *ci, int nr, const float *rs, const float *bias, 
     for (int j = 0; j < nr; j++) ci[j] = ci[j] + ri[j];
 }
 
-/* c[M, N] = epilogue(a[M, K] . W^T). bp: W packed by gat_gemm_pack (whole K), or NULL:
- * then each KC x GAT_NR slice of w is packed into scratch on the fly (-fno-pack).
- * rs: per-row scale (a folded RMSNorm's 1/rms) or NULL. Loop order: K blocks, row blocks of
- * GAT_MC rows (packed once into micro-panels), column panels (a KC x GAT_NR slice in L1),
- * micro-panels (GAT_MR x GAT_NR register tiles); the epilogue runs on each tile after its
- * last K block, while it is in cache. */
-GAT_GEMM_FN void gat_gemm_f32(float *c, const float *a, const float *bp, const float *w, int64_t sn, int64_t sk,
-                              float *scratch, const float *bias, const float *res, const float *rs, int64_t M, int64_t N,
-                              int64_t K, int act) {
+/* c[M, N] = epilogue(a[M, K] . W^T), rows [m0, m1) and columns [n0, n1) of it only (gattnc
+ * pass block: the blocking loops around this call are loop-IR loops; m0 a multiple of GAT_MR
+ * and n0 of GAT_NR, so every element is computed as by the whole call: same bits). bp: W packed
+ * by gat_gemm_pack (whole K), or NULL: then each KC x GAT_NR slice of w is packed into scratch
+ * on the fly (-fno-pack). rs: per-row scale (a folded RMSNorm's 1/rms) or NULL. Loop order: K
+ * blocks, row blocks of GAT_MC rows (packed once into micro-panels), column panels (a KC x
+ * GAT_NR slice in L1), micro-panels (GAT_MR x GAT_NR register tiles); the epilogue runs on
+ * each tile after its last K block, while it is in cache. */
+GAT_GEMM_FN void gat_gemm_f32_blk(float *c, const float *a, const float *bp, const float *w, int64_t sn, int64_t sk,
+                                  float *scratch, const float *bias, const float *res, const float *rs, int64_t M,
+                                  int64_t N, int64_t K, int act, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   float ap[GAT_APACK];
   const int epi = bias || act || res || rs;
-  if (bp && M <= GAT_ROWS) {
+  if (m1 > M) m1 = M;
+  if (n1 > N) n1 = N;
+  if (bp && m1 - m0 <= GAT_ROWS) {
     /* decode (a few rows, all on the GEMV path): panel by panel through the whole K, so the
      * packed weight is read as one sequential stream (K blocks outermost jumped between panels
      * every KC rows: ~1.3x slower when the weights come from memory). The same per-block row sums
      * added in the same order as the loop nest below: bitwise the same results. */
-    for (int64_t j0 = 0; j0 < N; j0 += GAT_NR) {
-      const int nr = N - j0 < GAT_NR ? (int)(N - j0) : GAT_NR;
+    for (int64_t j0 = n0; j0 < n1; j0 += GAT_NR) {
+      const int nr = n1 - j0 < GAT_NR ? (int)(n1 - j0) : GAT_NR;
       const float *b = bp + (j0 / GAT_NR) * K * GAT_NR;
-      for (int64_t i = 0; i < M; i++) {
+      for (int64_t i = m0; i < m1; i++) {
         for (int64_t k0 = 0; k0 < K; k0 += GAT_KC)
           gat_gemm_row(K - k0 < GAT_KC ? K - k0 : GAT_KC, a + i * K + k0, b + k0 * GAT_NR, c + i * N + j0, nr, k0 > 0);
         if (epi)
@@ -299,11 +303,11 @@ GAT_GEMM_FN void gat_gemm_f32(float *c, const float *a, const float *bp, const f
   for (int64_t k0 = 0; k0 < K; k0 += GAT_KC) {
     const int64_t kc = K - k0 < GAT_KC ? K - k0 : GAT_KC;
     const int last = k0 + kc == K;
-    for (int64_t ic = 0; ic < M; ic += GAT_MC) {
-      const int64_t mc = M - ic < GAT_MC ? M - ic : GAT_MC;
+    for (int64_t ic = m0; ic < m1; ic += GAT_MC) {
+      const int64_t mc = m1 - ic < GAT_MC ? m1 - ic : GAT_MC;
       if (mc > GAT_ROWS) gat_gemm_pack_a(ap, a + ic * K, K, mc, k0, kc);
-      for (int64_t j0 = 0; j0 < N; j0 += GAT_NR) {
-        const int nr = N - j0 < GAT_NR ? (int)(N - j0) : GAT_NR;
+      for (int64_t j0 = n0; j0 < n1; j0 += GAT_NR) {
+        const int nr = n1 - j0 < GAT_NR ? (int)(n1 - j0) : GAT_NR;
         const float *b;
         if (bp) {
           b = bp + (j0 / GAT_NR) * K * GAT_NR + k0 * GAT_NR;
@@ -328,30 +332,42 @@ GAT_GEMM_FN void gat_gemm_f32(float *c, const float *a, const float *bp, const f
   }
 }
 
+/* the whole product: gat_gemm_f32_blk over all rows and columns */
+GAT_GEMM_FN void gat_gemm_f32(float *c, const float *a, const float *bp, const float *w, int64_t sn, int64_t sk,
+                              float *scratch, const float *bias, const float *res, const float *rs, int64_t M, int64_t N,
+                              int64_t K, int act) {
+  gat_gemm_f32_blk(c, a, bp, w, sn, sk, scratch, bias, res, rs, M, N, K, act, 0, M, 0, N);
+}
+
 /* GLU product (gattnc pass glu): c[M, N] = act(a.W^T [*rs] + bias) * (a.U^T [*rs] + biasu),
  * W and U packed. Rows in chunks of at most GAT_MCG, packed once with their whole K when that
  * fits the GAT_APACK floats of stack (else per micro-panel and K block); per chunk and column
  * panel the two products accumulate over K blocks in two GAT_MCG x GAT_NR stack tiles, so
- * neither [M, N] product is written. Rounding as the unfused ops: each step to f32. */
+ * neither [M, N] product is written. Rounding as the unfused ops: each step to f32.
+ * gat_gemm_glu_f32_blk computes rows [m0, m1) and columns [n0, n1) only (gattnc pass block; m0 a
+ * multiple of GAT_MR, n0 of GAT_NR: every micro-panel keeps its rows, so the same bits). */
 #ifndef GAT_MCG
 #define GAT_MCG (GAT_MR * 4)
 #endif
 #ifndef GAT_KCG
 #define GAT_KCG 128
 #endif
-GAT_GEMM_FN void gat_gemm_glu_f32(float *c, const float *a, const float *bw, const float *bu, const float *bias,
-                                  const float *biasu, const float *rs, int64_t M, int64_t N, int64_t K, int act) {
+GAT_GEMM_FN void gat_gemm_glu_f32_blk(float *c, const float *a, const float *bw, const float *bu, const float *bias,
+                                      const float *biasu, const float *rs, int64_t M, int64_t N, int64_t K, int act,
+                                      int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   float ap[GAT_APACK];
   float tw[GAT_MCG * GAT_NR], tu[GAT_MCG * GAT_NR];
   int64_t mcg = (K > 0 ? GAT_APACK / K : GAT_MCG) / GAT_MR * GAT_MR;
   if (mcg > GAT_MCG) mcg = GAT_MCG;
   const int whole = mcg >= GAT_MR; /* else one micro-panel per chunk, packed per K block */
   if (!whole) mcg = GAT_MR;
-  for (int64_t ic = 0; ic < M; ic += mcg) {
-    const int64_t mc = M - ic < mcg ? M - ic : mcg;
+  if (m1 > M) m1 = M;
+  if (n1 > N) n1 = N;
+  for (int64_t ic = m0; ic < m1; ic += mcg) {
+    const int64_t mc = m1 - ic < mcg ? m1 - ic : mcg;
     if (whole && mc > GAT_ROWS) gat_gemm_pack_a(ap, a + ic * K, K, mc, 0, K);
-    for (int64_t j0 = 0; j0 < N; j0 += GAT_NR) {
-      const int nr = N - j0 < GAT_NR ? (int)(N - j0) : GAT_NR;
+    for (int64_t j0 = n0; j0 < n1; j0 += GAT_NR) {
+      const int nr = n1 - j0 < GAT_NR ? (int)(n1 - j0) : GAT_NR;
       const float *pw = bw + (j0 / GAT_NR) * K * GAT_NR, *pu = bu + (j0 / GAT_NR) * K * GAT_NR;
       for (int64_t k0 = 0; k0 < K; k0 += GAT_KCG) {
         const int64_t kc = K - k0 < GAT_KCG ? K - k0 : GAT_KCG;
@@ -384,48 +400,58 @@ GAT_GEMM_FN void gat_gemm_glu_f32(float *c, const float *a, const float *bw, con
     }
   }
 }
+/* all rows and columns: gat_gemm_glu_f32_blk over [0, M) x [0, N) */
+GAT_GEMM_FN void gat_gemm_glu_f32(float *c, const float *a, const float *bw, const float *bu, const float *bias,
+                                  const float *biasu, const float *rs, int64_t M, int64_t N, int64_t K, int act) {
+  gat_gemm_glu_f32_blk(c, a, bw, bu, bias, biasu, rs, M, N, K, act, 0, M, 0, N);
+}
+
 /* Segmented GEMM (gattnc pass concat): several packed weights that read the same a (and row
  * scale) as one call; segment s writes its own c[M, N_s] with its own epilogue. Loop order as
  * gat_gemm_f32 with the segments' panels one after another: a row block of a is packed once per
  * K block for all segments, and every value is computed by the same tile / row / epilogue code
  * as a separate gat_gemm_f32 call (bitwise). mul (pass gate): the epilogue multiplies by
- * mul[m, n] after the activation (c = act(..) * y, rounded to f32), before the residual. */
+ * mul[m, n] after the activation (c = act(..) * y, rounded to f32), before the residual.
+ * gat_gemm_seg_f32_blk computes rows [m0, m1) only (gattnc pass block; m0 a multiple of GAT_MR:
+ * the same bits as the whole call). */
 typedef struct gat_gemm_seg {
   float *c;
   const float *bp, *bias, *res, *mul;
   int64_t N;
   int act;
 } gat_gemm_seg;
-GAT_GEMM_FN void gat_gemm_seg_f32(const float *a, const float *rs, int64_t M, int64_t K, const gat_gemm_seg *sg,
-                                  int nseg) {
-  if (M == 1 && (nseg > 1 || sg->N > GAT_NR)) {
+GAT_GEMM_FN void gat_gemm_seg_f32_blk(const float *a, const float *rs, int64_t M, int64_t K, const gat_gemm_seg *sg,
+                                      int nseg, int64_t m0, int64_t m1) {
+  if (m1 > M) m1 = M;
+  if (m1 - m0 == 1 && (nseg > 1 || sg->N > GAT_NR)) {
     /* decode: segment by segment and panel by panel through the whole K, so each packed weight is
      * read as one sequential stream (K blocks outermost jump between panels every GAT_KC rows:
      * ~1.3x slower from memory); each panel by the code below as a one-panel segment: bitwise */
     for (int s = 0; s < nseg; s++)
       for (int64_t j0 = 0; j0 < sg[s].N; j0 += GAT_NR) {
-        gat_gemm_seg p = sg[s];
-        p.c += j0;
+        gat_gemm_seg p = sg[s]; /* row m0, columns j0 .. j0 + p.N: its own one-row segment */
+        const int64_t at = m0 * sg[s].N + j0;
+        p.c += at;
         p.bp += (j0 / GAT_NR) * K * GAT_NR;
         if (p.bias) p.bias += j0;
-        if (p.res) p.res += j0;
-        if (p.mul) p.mul += j0;
+        if (p.res) p.res += at;
+        if (p.mul) p.mul += at;
         p.N = sg[s].N - j0 < GAT_NR ? sg[s].N - j0 : GAT_NR;
-        gat_gemm_seg_f32(a, rs, 1, K, &p, 1);
+        gat_gemm_seg_f32_blk(a + m0 * K, rs ? rs + m0 : NULL, 1, K, &p, 1, 0, 1);
       }
     return;
   }
-  if (M <= GAT_ROWS && nseg > 1) { /* GEMV (decode): nothing to share, and K blocks across the
+  if (m1 - m0 <= GAT_ROWS && nseg > 1) { /* GEMV (decode): nothing to share, and K blocks across the
                                       segments' weights measured ~10% slower than one at a time */
-    for (int s = 0; s < nseg; s++) gat_gemm_seg_f32(a, rs, M, K, sg + s, 1);
+    for (int s = 0; s < nseg; s++) gat_gemm_seg_f32_blk(a, rs, M, K, sg + s, 1, m0, m1);
     return;
   }
   float ap[GAT_APACK];
   for (int64_t k0 = 0; k0 < K; k0 += GAT_KC) {
     const int64_t kc = K - k0 < GAT_KC ? K - k0 : GAT_KC;
     const int last = k0 + kc == K;
-    for (int64_t ic = 0; ic < M; ic += GAT_MC) {
-      const int64_t mc = M - ic < GAT_MC ? M - ic : GAT_MC;
+    for (int64_t ic = m0; ic < m1; ic += GAT_MC) {
+      const int64_t mc = m1 - ic < GAT_MC ? m1 - ic : GAT_MC;
       if (mc > GAT_ROWS) gat_gemm_pack_a(ap, a + ic * K, K, mc, k0, kc);
       for (int s = 0; s < nseg; s++) {
         const gat_gemm_seg *g = sg + s;
@@ -459,4 +485,10 @@ GAT_GEMM_FN void gat_gemm_seg_f32(const float *a, const float *rs, int64_t M, in
       }
     }
   }
+}
+
+/* all rows: gat_gemm_seg_f32_blk over [0, M) */
+GAT_GEMM_FN void gat_gemm_seg_f32(const float *a, const float *rs, int64_t M, int64_t K, const gat_gemm_seg *sg,
+                                  int nseg) {
+  gat_gemm_seg_f32_blk(a, rs, M, K, sg, nseg, 0, M);
 }
