@@ -751,23 +751,44 @@ static void emit_call_attention(Emit *E, const LoopKernel *k, StrBuf *s) {
   sb_append(o, "}\n");
 }
 
+/* the bounds "lo, hi" of a blocked GEMM's rows (d = 0) or columns (d = 1): the block of the
+ * enclosing tile variable (pass block, loopir.h blk_var), or 0 .. n */
+static void gemm_block_bounds(StrBuf *o, const LoopKernel *k, int d, const char *n) {
+  if (k->blk_var[d] >= 0)
+    sb_printf(o, "c->tile[%d], c->tile[%d] + %lld", k->blk_var[d], k->blk_var[d], (long long)k->blk_len[d]);
+  else
+    sb_printf(o, "0, %s", n);
+}
+
 /* LC_GEMM: the segmented, GLU or plain micro-kernel GEMM (-O2). */
 static void emit_call_gemm(StrBuf *o, const LoopKernel *k, StrBuf *s) {
   if (k->ncat > 0 || (k->nargs > 9 && k->args[9] >= 0)) { /* pass_concat / pass_gate */
-    kernels_gemm_seg_call(o, k, sb_cstr(&s[0]), sb_cstr(&s[2]));
+    StrBuf rows = {0};
+    if (k->blk_var[0] >= 0) gemm_block_bounds(&rows, k, 0, sb_cstr(&s[0]));
+    kernels_gemm_seg_call(o, k, sb_cstr(&s[0]), sb_cstr(&s[2]), k->blk_var[0] >= 0 ? sb_cstr(&rows) : NULL);
+    sb_free(&rows);
     return;
   }
   if (k->nargs > 7 && k->args[7] >= 0) { /* GLU product (pass_glu), both weights packed */
-    sb_printf(o, "gat_gemm_glu_f32(b%d, b%d, b%d, b%d, ", k->out, k->args[0], k->args[1], k->args[7]);
+    const int blk = k->blk_var[0] >= 0 || k->blk_var[1] >= 0; /* pass block: one block of the result */
+    sb_printf(o, "gat_gemm_glu_f32%s(b%d, b%d, b%d, b%d, ", blk ? "_blk" : "", k->out, k->args[0], k->args[1], k->args[7]);
     arg_or_null(o, k->args[2]);
     sb_append(o, ", ");
     arg_or_null(o, k->args[8]);
     sb_append(o, ", ");
     arg_or_null(o, k->args[6]);
-    sb_printf(o, ", %s, %s, %s, %d);\n", sb_cstr(&s[0]), sb_cstr(&s[1]), sb_cstr(&s[2]), kernels_gemm_act_code(k->epi_act));
+    sb_printf(o, ", %s, %s, %s, %d", sb_cstr(&s[0]), sb_cstr(&s[1]), sb_cstr(&s[2]), kernels_gemm_act_code(k->epi_act));
+    if (blk) {
+      sb_append(o, ", ");
+      gemm_block_bounds(o, k, 0, sb_cstr(&s[0]));
+      sb_append(o, ", ");
+      gemm_block_bounds(o, k, 1, sb_cstr(&s[1]));
+    }
+    sb_append(o, ");\n");
     return;
   }
-  sb_printf(o, "gat_gemm_f32(b%d, b%d, ", k->out, k->args[0]);
+  const int blk = k->blk_var[0] >= 0 || k->blk_var[1] >= 0; /* pass block: one block of the result */
+  sb_printf(o, "gat_gemm_f32%s(b%d, b%d, ", blk ? "_blk" : "", k->out, k->args[0]);
   arg_or_null(o, k->args[1]);
   sb_append(o, ", ");
   arg_or_null(o, k->args[1] >= 0 ? -1 : k->args[4]);
@@ -779,7 +800,35 @@ static void emit_call_gemm(StrBuf *o, const LoopKernel *k, StrBuf *s) {
   arg_or_null(o, k->args[3]);
   sb_append(o, ", ");
   arg_or_null(o, k->nargs > 6 ? k->args[6] : -1);
-  sb_printf(o, ", %s, %s, %s, %d);\n", sb_cstr(&s[0]), sb_cstr(&s[1]), sb_cstr(&s[2]), kernels_gemm_act_code(k->epi_act));
+  sb_printf(o, ", %s, %s, %s, %d", sb_cstr(&s[0]), sb_cstr(&s[1]), sb_cstr(&s[2]), kernels_gemm_act_code(k->epi_act));
+  if (blk) {
+    sb_append(o, ", ");
+    gemm_block_bounds(o, k, 0, sb_cstr(&s[0]));
+    sb_append(o, ", ");
+    gemm_block_bounds(o, k, 1, sb_cstr(&s[1]));
+  }
+  sb_append(o, ");\n");
+}
+
+/* LK_TILE (pass block): the blocking loop; its variable lives in the context, where the
+ * leaves' calls read it */
+static void emit_tile(Emit *E, const LoopKernel *k) {
+  StrBuf *o = E->o;
+  StrBuf n = {0};
+  size_str(&n, k->sizes[0]);
+  ind(o, 1);
+  sb_append(o, "int st = GAT_OK;\n");
+  ind(o, 1);
+  sb_printf(o, "for (int64_t i = 0; i < %s; i += %lld) {%s\n", sb_cstr(&n), (long long)k->tile_step,
+            k->tile_par ? " /* parallel */" : "");
+  ind(o, 2);
+  sb_printf(o, "c->tile[%d] = i;\n", k->tile_var);
+  emit_region_calls(E, k->regions[0], 2);
+  ind(o, 1);
+  sb_append(o, "}\n");
+  ind(o, 1);
+  sb_append(o, "(void)st;\n");
+  sb_free(&n);
 }
 
 static void emit_call(Emit *E, const LoopKernel *k) {
@@ -1164,6 +1213,7 @@ static void emit_kernel(Emit *E, const LoopKernel *k) {
   case LK_SCAN: emit_scan(E, k); break;
   case LK_MIXTURE: emit_mixture(E, k); break;
   case LK_SKIP: emit_skip(E, k); break;
+  case LK_TILE: emit_tile(E, k); break;
   }
   sb_append(o, "  return GAT_OK;\n}\n\n");
   for (int r = 0; r < k->nregions; r++)
@@ -1211,10 +1261,11 @@ static void emit_c_prelude(StrBuf *sb, const LoopModule *m, const char *N, const
             "  unsigned char *a;\n"
             "  int64_t T;\n"
             "  int64_t rows[%d]; /* rows routed into each mixture expert / skip region */\n"
+            "  int64_t tile[%d]; /* the variables of the blocking loops (LK_TILE kernels) */\n"
             "  const void *in[%d];\n"
             "  void *out[%d];\n"
             "} %s_ctx;\n\n",
-            N, N, m->ntvars, m->ninputs > 0 ? m->ninputs : 1, m->noutputs > 0 ? m->noutputs : 1, N);
+            N, N, m->ntvars, m->ntiles > 0 ? m->ntiles : 1, m->ninputs > 0 ? m->ninputs : 1, m->noutputs > 0 ? m->noutputs : 1, N);
   emit_spec_table(sb, N, "params", m->params, m->nparams);
   sb_append(sb, "/* -1 stands for T */\n");
   emit_spec_table(sb, N, "inputs", m->inputs, m->ninputs);

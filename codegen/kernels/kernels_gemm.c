@@ -62,7 +62,7 @@ static void seg_ptr(StrBuf *o, int b) {
     sb_append(o, "NULL");
 }
 
-void kernels_gemm_seg_call(StrBuf *o, const LoopKernel *k, const char *M, const char *K) {
+void kernels_gemm_seg_call(StrBuf *o, const LoopKernel *k, const char *M, const char *K, const char *rows) {
   const int n = k->ncat > 0 ? k->ncat : 1;
   sb_printf(o, "{\n    const gat_gemm_seg sg_[%d] = {", n);
   for (int s = 0; s < n; s++) {
@@ -81,9 +81,9 @@ void kernels_gemm_seg_call(StrBuf *o, const LoopKernel *k, const char *M, const 
     seg_ptr(o, k->ncat > 0 ? -1 : k->args[9]);
     sb_printf(o, ", %lld, %d}", (long long)g.n, kernels_gemm_act_code(g.act));
   }
-  sb_printf(o, "};\n    gat_gemm_seg_f32(b%d, ", k->args[0]);
+  sb_printf(o, "};\n    gat_gemm_seg_f32%s(b%d, ", rows ? "_blk" : "", k->args[0]);
   seg_ptr(o, k->nargs > 6 ? k->args[6] : -1);
-  sb_printf(o, ", %s, %s, sg_, %d);\n  }\n", M, K, n);
+  sb_printf(o, ", %s, %s, sg_, %d%s%s);\n  }\n", M, K, n, rows ? ", " : "", rows ? rows : "");
 }
 
 void kernels_gemm_emit(StrBuf *o) { kernels_gemm_emit_target(o, LT_NATIVE); }

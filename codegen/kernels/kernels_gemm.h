@@ -15,8 +15,9 @@ void kernels_gemm_emit(StrBuf *o);
  * loops for LT_PORTABLE. kernels_gemm_emit is LT_NATIVE. */
 void kernels_gemm_emit_target(StrBuf *o, int target);
 /* The call of gat_gemm_seg_f32 for a segmented GEMM (ncat > 0, pass_concat) or a gated one
- * (args[9], pass_gate): a block statement; M and K are the sizes as C expressions. */
-void kernels_gemm_seg_call(StrBuf *o, const LoopKernel *k, const char *M, const char *K);
+ * (args[9], pass_gate): a block statement; M and K are the sizes as C expressions. rows: NULL,
+ * or "m0, m1" as C expressions: a call of gat_gemm_seg_f32_blk for those rows (pass block). */
+void kernels_gemm_seg_call(StrBuf *o, const LoopKernel *k, const char *M, const char *K, const char *rows);
 /* 1 if `fn` can be applied by the GEMM epilogue (epi_act = 1 + fn). */
 int kernels_gemm_act_ok(IrFn fn);
 /* The `act` argument of gemm.c's entry points (GAT_ACT_*) for a loop-IR epi_act (0: none,

@@ -126,6 +126,27 @@ LLVMValueRef ll_tvar(LL *L, int tvar) {
   return LLVMBuildLoad2(L->B, L->ti64, LLVMBuildInBoundsGEP2(L->B, L->t_ctx, L->ctx, idx, 3, ""), "rows");
 }
 
+/* &c->tile[v]: the variable of an LK_TILE loop (pass block) */
+LLVMValueRef ll_tile_ptr(LL *L, int v) {
+  if (v < 0 || v >= L->m->ntiles) {
+    ll_fail(L, "LLVM backend: tile variable %d out of range", v);
+    v = 0;
+  }
+  LLVMValueRef idx[3] = {ll_i32(L, 0), ll_i32(L, 6), ll_i32(L, v)};
+  return LLVMBuildInBoundsGEP2(L->B, L->t_ctx, L->ctx, idx, 3, "");
+}
+
+/* a blocked GEMM's rows (d = 0) or columns (d = 1): [c->tile[v], +len) of the enclosing tile loop
+   (loopir.h blk_var), or [0, n) */
+static void gemm_block_bounds(LL *L, const LoopKernel *k, int d, LLVMValueRef n, LLVMValueRef *lo, LLVMValueRef *hi) {
+  if (k->blk_var[d] < 0) {
+    *lo = ll_i64(L, 0), *hi = n;
+    return;
+  }
+  *lo = LLVMBuildLoad2(L->B, L->ti64, ll_tile_ptr(L, k->blk_var[d]), "blk");
+  *hi = LLVMBuildAdd(L->B, *lo, ll_i64(L, k->blk_len[d]), "");
+}
+
 LLVMValueRef ll_size(LL *L, LoopSize s) {
   LLVMValueRef v = ll_i64(L, s.k);
   for (int i = 0; i < s.tpow; i++) v = LLVMBuildMul(L->B, v, ll_tvar(L, s.tvar), "");
@@ -748,7 +769,7 @@ static LLVMValueRef p8(LL *L, int buf) {
 
 /* a runtime function whose parameters are (P = i8*, I = i64, D = double, W = i32) */
 static void rt_call(LL *L, const char *name, const char *sig, LLVMValueRef *vals) {
-  LLVMTypeRef t[LOOP_MAX_ARGS + 4];
+  LLVMTypeRef t[LOOP_MAX_ARGS + 8];
   int n = (int)strlen(sig);
   for (int i = 0; i < n; i++)
     t[i] = sig[i] == 'P' ? L->tp8 : sig[i] == 'I' ? L->ti64 : sig[i] == 'D' ? L->tf64 : L->ti32;
@@ -927,20 +948,34 @@ void ll_emit_call_kernel(LL *L, const LoopKernel *k) {
         memcpy(ptrs + 5 * c, v, sizeof v);
         ns[c] = g.n, acts[c] = g.act;
       }
-      if (!L->failed) ll_gemm_seg_call(L, n, ptrs, ns, acts, p8(L, k->args[0]), p8(L, rs), s[0], s[2]);
+      LLVMValueRef rows[2] = {NULL, NULL}; /* pass block: a row block only */
+      if (k->blk_var[0] >= 0) gemm_block_bounds(L, k, 0, s[0], &rows[0], &rows[1]);
+      if (!L->failed) ll_gemm_seg_call(L, n, ptrs, ns, acts, p8(L, k->args[0]), p8(L, rs), s[0], s[2], rows);
       free(ptrs), free(ns), free(acts);
       break;
     }
     if (k->nargs > 7 && k->args[7] >= 0) { /* GLU product (pass_glu), both weights packed */
-      LLVMValueRef v[11] = {p8(L, k->out), p8(L, k->args[0]), p8(L, k->args[1]), p8(L, k->args[7]), p8(L, k->args[2]),
+      LLVMValueRef v[15] = {p8(L, k->out), p8(L, k->args[0]), p8(L, k->args[1]), p8(L, k->args[7]), p8(L, k->args[2]),
                             p8(L, k->nargs > 8 ? k->args[8] : -1), p8(L, rs), s[0], s[1], s[2], ll_i32(L, kernels_gemm_act_code(k->epi_act))};
-      rt_call(L, "gat_gemm_glu_f32", "PPPPPPPIIIW", v);
+      if (k->blk_var[0] >= 0 || k->blk_var[1] >= 0) { /* pass block: one block of the result */
+        gemm_block_bounds(L, k, 0, s[0], &v[11], &v[12]);
+        gemm_block_bounds(L, k, 1, s[1], &v[13], &v[14]);
+        rt_call(L, "gat_gemm_glu_f32_blk", "PPPPPPPIIIWIIII", v);
+      } else {
+        rt_call(L, "gat_gemm_glu_f32", "PPPPPPPIIIW", v);
+      }
       break;
     }
-    LLVMValueRef v[14] = {p8(L, k->out),  p8(L, k->args[0]), p8(L, k->args[1]), p8(L, k->args[1] >= 0 ? -1 : k->args[4]),
+    LLVMValueRef v[18] = {p8(L, k->out),  p8(L, k->args[0]), p8(L, k->args[1]), p8(L, k->args[1] >= 0 ? -1 : k->args[4]),
                           ll_i64(L, k->w_sn), ll_i64(L, k->w_sk), p8(L, k->args[5]), p8(L, k->args[2]),
                           p8(L, k->args[3]), p8(L, rs), s[0], s[1], s[2], ll_i32(L, kernels_gemm_act_code(k->epi_act))};
-    rt_call(L, "gat_gemm_f32", "PPPPIIPPPPIIIW", v);
+    if (k->blk_var[0] >= 0 || k->blk_var[1] >= 0) { /* pass block: one block of the result */
+      gemm_block_bounds(L, k, 0, s[0], &v[14], &v[15]);
+      gemm_block_bounds(L, k, 1, s[1], &v[16], &v[17]);
+      rt_call(L, "gat_gemm_f32_blk", "PPPPIIPPPPIIIWIIII", v);
+    } else {
+      rt_call(L, "gat_gemm_f32", "PPPPIIPPPPIIIW", v);
+    }
     break;
   }
   default: ll_fail(L, "not supported by the LLVM backend: call kind %d in kernel k%d (%s)", (int)k->call, k->id,

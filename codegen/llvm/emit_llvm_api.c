@@ -47,11 +47,12 @@ void ll_build_types(LL *L) {
   L->t_model = LLVMStructCreateNamed(C, m->name);
   LLVMStructSetBody(L->t_model, mf, (unsigned)nf, 0);
   L->t_pmodel = LLVMPointerType(L->t_model, 0);
-  LLVMTypeRef cf[6] = {L->t_pmodel, L->tp8, L->ti64, LLVMArrayType(L->ti64, (unsigned)(m->ntvars > 0 ? m->ntvars : 1)),
+  LLVMTypeRef cf[7] = {L->t_pmodel, L->tp8, L->ti64, LLVMArrayType(L->ti64, (unsigned)(m->ntvars > 0 ? m->ntvars : 1)),
                        LLVMArrayType(L->tp8, (unsigned)(m->ninputs > 0 ? m->ninputs : 1)),
-                       LLVMArrayType(L->tp8, (unsigned)(m->noutputs > 0 ? m->noutputs : 1))};
+                       LLVMArrayType(L->tp8, (unsigned)(m->noutputs > 0 ? m->noutputs : 1)),
+                       LLVMArrayType(L->ti64, (unsigned)(m->ntiles > 0 ? m->ntiles : 1))}; /* tile variables */
   L->t_ctx = LLVMStructCreateNamed(C, "ctx");
-  LLVMStructSetBody(L->t_ctx, cf, 6, 0);
+  LLVMStructSetBody(L->t_ctx, cf, 7, 0);
   L->t_pctx = LLVMPointerType(L->t_ctx, 0);
   LLVMTypeRef sf[4] = {L->tp8, L->ti32, L->ti32, LLVMArrayType(L->ti64, GAT_MAX_RANK)};
   L->t_spec = LLVMStructCreateNamed(C, "gat_tensor_spec");

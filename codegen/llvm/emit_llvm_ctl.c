@@ -368,6 +368,20 @@ static void emit_skip(LL *L, const LoopKernel *k) {
   LLVMPositionBuilderAtEnd(L->B, done);
 }
 
+/* LK_TILE (pass block): the blocking loop; its variable lives in the context, where the leaves'
+   calls read it (as emit_c.c) */
+static void emit_tile(LL *L, const LoopKernel *k) {
+  if (k->nregions != 1 || k->nsizes != 1 || k->tile_step <= 0) {
+    ll_fail(L, "LLVM backend: malformed tile loop k%d", k->id);
+    return;
+  }
+  LLLoop lp;
+  ll_loop_range(L, &lp, ll_i64(L, 0), ll_size(L, k->sizes[0]), k->tile_step, "tile");
+  LLVMBuildStore(L->B, lp.iv, ll_tile_ptr(L, k->tile_var));
+  region_calls(L, k->regions[0]);
+  ll_loop_end(L, &lp);
+}
+
 static void define_kernel(LL *L, const LoopKernel *k) {
   L->fn = L->kfn[k->id];
   L->kern = k;
@@ -389,6 +403,7 @@ static void define_kernel(LL *L, const LoopKernel *k) {
   case LK_SCAN: emit_scan(L, k); break;
   case LK_MIXTURE: emit_mixture(L, k); break;
   case LK_SKIP: emit_skip(L, k); break;
+  case LK_TILE: emit_tile(L, k); break;
   default: ll_fail(L, "not supported by the LLVM backend: kernel kind %d (k%d)", (int)k->kind, k->id); break;
   }
   LLVMBuildRet(L->B, ll_i32(L, GAT_OK));

@@ -77,7 +77,8 @@ LLVMModuleRef ll_verify_optimize(LLVMModuleRef M, LLVMTargetMachineRef tm, const
                                  const char *what, char *err, size_t errlen);
 
 LLVMValueRef ll_tvar(LL *L, int tvar);                     /* T or rows[tvar] as i64 */
-LLVMValueRef ll_size(LL *L, LoopSize s);                   /* k * T^tpow as i64 */
+LLVMValueRef ll_size(LL *L, LoopSize s);
+LLVMValueRef ll_tile_ptr(LL *L, int v);                   /* &c->tile[v] (LK_TILE, pass block) */                   /* k * T^tpow as i64 */
 LLVMValueRef ll_buf_elems_from(LL *L, const LoopBuf *b, int from);
 LLVMTypeRef ll_buf_elt(LL *L, const LoopBuf *b);           /* float / i32 / double */
 LLVMValueRef ll_gep(LL *L, LLVMTypeRef elt, LLVMValueRef p, LLVMValueRef i);
@@ -121,9 +122,10 @@ LLVMValueRef ll_unary_f32(LL *L, IrFn fn, LLVMValueRef a);
 /* the GEMM of codegen/kernels/gemm.c (LC_GEMM): 1 if its epilogue has the loop IR's epi_act */
 int ll_gemm_act_ok(int epi_act);
 /* gat_gemm_seg_f32 (pass_concat / pass_gate): nseg segments, ptrs[5 s ..] = i8* c, packed W, bias, residual,
-   gate y (NULL: none) of segment s, n[s] its columns, epi_act[s] its epilogue; a, rs i8*, M, K i64 */
+   gate y (NULL: none) of segment s, n[s] its columns, epi_act[s] its epilogue; a, rs i8*, M, K i64;
+   rows[0] NULL, or rows [rows[0], rows[1]) only (gat_gemm_seg_f32_blk, pass block) */
 void ll_gemm_seg_call(LL *L, int nseg, LLVMValueRef *ptrs, const int64_t *n, const int *epi_act, LLVMValueRef a,
-                      LLVMValueRef rs, LLVMValueRef M, LLVMValueRef K);
+                      LLVMValueRef rs, LLVMValueRef M, LLVMValueRef K, const LLVMValueRef *rows);
 /* the call of the chunked scan kernel of codegen/kernels/scan.c (gat_chunk_gla / gat_chunk_delta) of an
    LK_SCAN kernel k with a scan_chunk hint on T rows; ptr: q, k, v, gk or beta, decay (or NULL), S, o,
    workspace */

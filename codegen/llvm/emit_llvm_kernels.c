@@ -80,7 +80,7 @@ int ll_gemm_act_ok(int epi_act) { return kernels_gemm_act_code(epi_act) >= 0; }
 
 /* one segment: {c, bp, bias, res, mul, N, act}, the gat_gemm_seg struct of codegen/kernels/gemm.c */
 void ll_gemm_seg_call(LL *L, int nseg, LLVMValueRef *ptrs, const int64_t *n, const int *epi_act, LLVMValueRef a,
-                      LLVMValueRef rs, LLVMValueRef M, LLVMValueRef K) {
+                      LLVMValueRef rs, LLVMValueRef M, LLVMValueRef K, const LLVMValueRef *rows) {
   LLVMTypeRef f[7] = {L->tpf32, L->tpf32, L->tpf32, L->tpf32, L->tpf32, L->ti64, L->ti32};
   LLVMTypeRef st = LLVMStructTypeInContext(L->C, f, 7, 0), at = LLVMArrayType(st, (unsigned)nseg);
   LLVMValueRef arr = ll_alloca(L, at, "segs");
@@ -92,9 +92,14 @@ void ll_gemm_seg_call(LL *L, int nseg, LLVMValueRef *ptrs, const int64_t *n, con
     LLVMBuildStore(L->B, ll_i64(L, n[s]), LLVMBuildStructGEP2(L->B, st, sp, 5, ""));
     LLVMBuildStore(L->B, ll_i32(L, kernels_gemm_act_code(epi_act[s])), LLVMBuildStructGEP2(L->B, st, sp, 6, ""));
   }
-  LLVMTypeRef t[6] = {L->tp8, L->tp8, L->ti64, L->ti64, L->tp8, L->ti32};
-  LLVMValueRef v[6] = {a, rs, M, K, LLVMBuildBitCast(L->B, arr, L->tp8, ""), ll_i32(L, nseg)};
-  ll_call(L, "gat_gemm_seg_f32", L->tv, t, 6, v);
+  LLVMTypeRef t[8] = {L->tp8, L->tp8, L->ti64, L->ti64, L->tp8, L->ti32, L->ti64, L->ti64};
+  LLVMValueRef v[8] = {a, rs, M, K, LLVMBuildBitCast(L->B, arr, L->tp8, ""), ll_i32(L, nseg), NULL, NULL};
+  if (rows && rows[0]) {
+    v[6] = rows[0], v[7] = rows[1];
+    ll_call(L, "gat_gemm_seg_f32_blk", L->tv, t, 8, v);
+  } else {
+    ll_call(L, "gat_gemm_seg_f32", L->tv, t, 6, v);
+  }
 }
 
 /* the arguments kernels_scan_call gives the C build: q, k, v, gk (GLA) or beta and decay (delta, NULL

@@ -48,6 +48,8 @@ void driver_pass_options(const DriverOptions *o, PassOptions *po) {
   po->concat = !o->no_concat;
   po->gate = !o->no_gate;
   po->scanfuse = !o->no_scanfuse;
+  po->block = !o->no_block;
+  po->block_rows = o->block_rows;
   int llvm = (o->emit && strcmp(o->emit, "c")) || o->jit || (o->backend && !strcmp(o->backend, "llvm"));
   if (llvm) {
     /* LLVM vectorizes the fused GLA sweep worse than the two plain ones (M2 prefill 92 -> 139 ms

@@ -25,6 +25,8 @@ typedef struct DriverOptions {
   int no_chunk;                            /* -fno-chunk */
   int no_concat, no_gate;                  /* -fno-concat, -fno-gate */
   int no_scanfuse;                         /* -fno-scanfuse */
+  int no_block;                            /* -fno-block */
+  long long block_rows;                    /* -fblock-rows=N (0: pass block's default) */
   int force_scanfuse;                      /* -fscanfuse: also with the LLVM backend */
   int no_memplan;             /* -fno-memplan: one arena slice per buffer */
   int no_f32_math;            /* -fno-f32-math: -O2 loop nests stay in double (no pass f32math) */

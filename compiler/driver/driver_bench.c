@@ -82,6 +82,8 @@ static double kernel_flops(const LoopKernel *k, int64_t T) {
              (size_val(k->sizes[3], T) + size_val(k->sizes[4], T));
     return 5 * size_val(k->sizes[0], T) * (k->nsizes > 1 ? size_val(k->sizes[1], T) : 1);
   case LK_SCAN: return (double)T * kernels_flops(&k->regions[0]->kernels, T);
+  case LK_TILE: /* pass block: the leaves' sizes are the whole product's, their blocks tile it once */
+    return kernels_flops(&k->regions[0]->kernels, T);
   case LK_MIXTURE:
   case LK_SKIP: {
     double f = 0;
@@ -408,6 +410,18 @@ static double find_flops(const LoopModule *lm, int id, int64_t T) {
   return 0;
 }
 
+/* the id of the -O0 kernel a top-level -O2 kernel compares with: its own, or for tile loops
+   (pass block) the id of the call they block */
+static int o0_id(const LoopModule *lm, int id) {
+  for (int i = 0; i < lm->kernels.len; i++) {
+    const LoopKernel *k = lm->kernels.data[i];
+    if (k->id != id) continue;
+    while (k->kind == LK_TILE && k->regions[0]->kernels.len == 1) k = k->regions[0]->kernels.data[0];
+    return k->id;
+  }
+  return id;
+}
+
 int driver_bench(const IrModule *m, const DriverOptions *o) {
   char err[2048] = "", dir[] = "/tmp/gattnc-bench-XXXXXX";
   TensorSet w = {0}, in = {0};
@@ -491,8 +505,9 @@ int driver_bench(const IrModule *m, const DriverOptions *o) {
     for (int k = 0; k < runs[1].nk; k++) {
       int id = kernel_id(runs[1].kname[k]);
       double f = lm ? find_flops(lm, id, T) : 0, t0 = -1;
+      const int id0 = lm ? o0_id(lm, id) : id;
       for (int j = 0; j < runs[0].nk; j++)
-        if (kernel_id(runs[0].kname[j]) == id) t0 = runs[0].kns[j];
+        if (kernel_id(runs[0].kname[j]) == id0) t0 = runs[0].kns[j];
       const char *nm = runs[1].kname[k] + strlen(BENCH_NAME) + 1;
       printf("%-48.48s %10.4f %9.1f %6.1f%% %10.4f %8.2fx\n", nm, runs[1].kns[k] * 1e-6,
              runs[1].kns[k] > 0 ? f / runs[1].kns[k] : 0, total > 0 ? 100 * runs[1].kns[k] / total : 0,

@@ -20,7 +20,7 @@ static const char *const stats_call_names[] = {"softmax", "rms_norm", "layer_nor
 #define STATS_NCALLS ((int)(sizeof stats_call_names / sizeof stats_call_names[0]))
 
 typedef struct StatsCount {
-  int kinds[LK_SKIP + 1];
+  int kinds[LK_TILE + 1];
   int calls[STATS_NCALLS];
 } StatsCount;
 
@@ -76,11 +76,11 @@ int driver_stats(const IrModule *im, const DriverOptions *o) {
   StatsCount c;
   memset(&c, 0, sizeof c);
   stats_count(&m->kernels, &c);
-  static const char *const kind_names[] = {"loop", "call", "copy", "scan", "mixture", "skip"};
+  static const char *const kind_names[] = {"loop", "call", "copy", "scan", "mixture", "skip", "tile"};
   int total = 0;
-  for (int k = 0; k <= LK_SKIP; k++) total += c.kinds[k];
+  for (int k = 0; k <= LK_TILE; k++) total += c.kinds[k];
   printf("kernels: %d top level, %d in all\n", m->kernels.len, total);
-  for (int k = 0; k <= LK_SKIP; k++)
+  for (int k = 0; k <= LK_TILE; k++)
     if (c.kinds[k]) printf("  %-34s %14d\n", kind_names[k], c.kinds[k]);
   for (int k = 0; k < STATS_NCALLS; k++)
     if (c.calls[k]) printf("    call %-29s %14d\n", stats_call_names[k], c.calls[k]);

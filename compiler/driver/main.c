@@ -7,6 +7,7 @@
 
 #include "driver.h"
 #include "gat_limits.h"
+#include "loopir.h" /* LOOP_BLOCK_M: -fblock-rows */
 
 /* --target=NAME of the C backend's GEMM kernels: the LoopTarget number
  * (loopir.h), or -1 when NAME is not one (then it is an LLVM target triple). */
@@ -87,6 +88,8 @@ static void usage(FILE *f) {
       "  -fno-gate          y * sigmoid(x W) not as a GEMM epilogue (pass gate)\n"
       "  -fno-scanfuse      scan state update and output sum as separate sweeps (pass scanfuse)\n"
       "  -fscanfuse         pass scanfuse with the LLVM backend too (off there by default)\n"
+      "  -fno-block         GEMMs as one call each, no row/column blocking loops (pass block)\n"
+      "  -fblock-rows=N     pass block's row blocks: N rows (a multiple of 96; default 768)\n"
       "  --target=T         GEMM kernels for T: native (default), portable, x86-64, avx2, avx512\n"
       "  -march=X           C compiler -march for run/bench (default from --target, else native)\n"
       "  -fno-memplan       one arena slice per buffer (no liveness-based sharing; -O1+)\n"
@@ -168,6 +171,7 @@ static int main_parse_flag(DriverOptions *o, const char *a) {
   else if (!strcmp(a, "-fno-gate")) o->no_gate = 1;
   else if (!strcmp(a, "-fno-scanfuse")) o->no_scanfuse = 1;
   else if (!strcmp(a, "-fscanfuse")) o->force_scanfuse = 1;
+  else if (!strcmp(a, "-fno-block")) o->no_block = 1;
   else if (!strcmp(a, "-fno-memplan")) o->no_memplan = 1;
   else if (!strcmp(a, "-fno-f32-math")) o->no_f32_math = 1;
   else if (!strcmp(a, "--stats")) o->stats = 1;
@@ -262,6 +266,15 @@ static int main_parse_backend_option(DriverOptions *o, int argc, char **argv, in
     o->gemm_target = gemm_target_of(a + 9);
   } else if (!strncmp(a, "-march=", 7)) {
     o->march = a + 7;
+  } else if (!strncmp(a, "-fblock-rows=", 13)) { /* pass block's row step */
+    long long v;
+    if (!parse_int("-fblock-rows", a + 13, &v)) return 2;
+    if (v < LOOP_BLOCK_M || v > (1 << 20) || v % LOOP_BLOCK_M) {
+      fprintf(stderr, "gattnc: error: -fblock-rows must be a multiple of %d in %d..%d, not %lld\n", LOOP_BLOCK_M,
+              LOOP_BLOCK_M, 1 << 20, v);
+      return 2;
+    }
+    o->block_rows = v;
   } else if (!strncmp(a, "--emit=", 7)) { /* LLVM backend options (driver_llvm.c) */
     o->emit = a + 7;
     if (strcmp(o->emit, "c") && strcmp(o->emit, "llvm") && strcmp(o->emit, "bc") && strcmp(o->emit, "obj") &&

@@ -71,6 +71,7 @@ LoopKernel *loop_kernel_new(LoopModule *m, LoopKernelKind kind) {
   k->id = m->nkernels++;
   k->out = -1;
   for (int i = 0; i < LOOP_MAX_ARGS; i++) k->args[i] = -1;
+  k->tile_var = k->blk_var[0] = k->blk_var[1] = -1;
   return k;
 }
 

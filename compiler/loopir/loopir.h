@@ -12,6 +12,9 @@
  *     conv, attention) with buffer arguments and sizes.
  *   - LK_COPY: a flat copy (reshape, outputs).
  *   - LK_SCAN / LK_MIXTURE / LK_SKIP: control around regions of kernels.
+ *   - LK_TILE (-O2, pass_block): a blocking loop `for v in 0..n step s`
+ *     around a region; the micro-kernel calls at its leaves compute the block
+ *     the enclosing tile variables select (LoopKernel.blk_var).
  * Lowering (loopir_lower.c) makes one kernel per graph-IR op, which is what
  * -O0 emits; the -O1/-O2 passes (compiler/passes/, docs/optimizer.md) then
  * rewrite the module, e.g. fusing LK_LOOP kernels into one domain with
@@ -121,7 +124,7 @@ typedef struct LoopGemmSeg {
   int64_t n;
 } LoopGemmSeg;
 
-typedef enum LoopKernelKind { LK_LOOP, LK_CALL, LK_COPY, LK_SCAN, LK_MIXTURE, LK_SKIP } LoopKernelKind;
+typedef enum LoopKernelKind { LK_LOOP, LK_CALL, LK_COPY, LK_SCAN, LK_MIXTURE, LK_SKIP, LK_TILE } LoopKernelKind;
 
 typedef struct LoopRegion {
   int tvar;     /* row variable of this region (own for mixture/skip, inherited for scan) */
@@ -262,6 +265,24 @@ typedef struct LoopKernel {
                           codegen/c/emit_knobs.c); a backend without knobs uses them as constants. */
   int ncat;            /* LC_GEMM, -O2 (pass_concat): number of segments (0 = a plain GEMM) */
   LoopGemmSeg *cat;
+  /* LK_TILE (-O2, pass_block): for tile variable `tile_var` (0 .. m->ntiles-1, one per LK_TILE
+     kernel) = 0, tile_step, 2 * tile_step, ... < sizes[0], run regions[0] (tvar inherited, no
+     arguments or yields). tile_par = 1: the iterations write disjoint outputs and read nothing
+     another iteration writes, so they may run in any order or at once (threads, issue-level
+     plan); 0 = in order. A tile loop has no other effect: removing it and running its leaves
+     with their blocks widened to the whole extent computes the same bits. */
+  int tile_var;
+  int64_t tile_step;
+  int tile_par;
+  /* LC_GEMM under LK_TILE kernels: blk_var[0] >= 0: the call computes only rows
+     [v, min(v + blk_len[0], M)) of its result, v = that enclosing tile variable; blk_var[1]
+     likewise for columns [v, min(v + blk_len[1], N)). -1 = the whole extent. Row blocks are
+     multiples of every target's micro-tile rows (LOOP_BLOCK_M) and column blocks of the
+     packed panel width (LOOP_PACK_NR), so each element sees the same tile/row code and
+     additions as without blocks (the same bits). Only packed, unsegmented GEMMs (plain or GLU)
+     take column blocks; segmented ones (pass_concat / pass_gate) take row blocks only. */
+  int blk_var[2];
+  int64_t blk_len[2];
   int nstates;
   int *state_bufs;
   int *state_tmp;      /* LK_SCAN: per state, a scratch copy of its new value when that value
@@ -282,6 +303,9 @@ typedef struct LoopTensorInfo { /* params, inputs, outputs, states as the API se
 /* A weight packed at init into the GEMM micro-kernel layout: panels of NR
  * output columns, each K rows of NR floats, zero-padded (NR <= LOOP_PACK_NR). */
 #define LOOP_PACK_NR 32
+/* Row blocks of a blocked GEMM (pass_block, LoopKernel.blk_var) are multiples of this: of every
+ * target's register-tile rows (4, 6, 12) and row-block (32, 48, 96) of codegen/kernels/gemm.c. */
+#define LOOP_BLOCK_M 96
 
 /* --target: what the emitted GEMM kernels assume about the CPU. NATIVE picks
  * the vector width from the compiler's target macros; PORTABLE is plain C11
@@ -315,6 +339,7 @@ typedef struct LoopModule {
   PtrVec bufs;        /* LoopBuf* by id */
   PtrVec kernels;     /* top-level LoopKernel* in run order */
   int ntvars;         /* row variables: 0 = T, then one per mixture expert / skip region */
+  int ntiles;         /* tile variables (LK_TILE kernels) */
   int nkernels;
   int64_t state_bytes;  /* the state lives in [0, state_bytes) of the arena */
   int64_t arena_bytes;

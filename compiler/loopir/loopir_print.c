@@ -176,6 +176,9 @@ static void pr_kernel(FILE *f, const LoopModule *m, const LoopKernel *k, int dep
     }
     fputs(")", f);
     if (k->call == LC_GEMM && k->epi_act) fprintf(f, " epilogue %s", ir_fn_name((IrFn)(k->epi_act - 1)));
+    for (int d = 0; d < 2; d++) /* pass_block: the block of the result this call computes */
+      if (k->blk_var[d] >= 0)
+        fprintf(f, " %s [i%d, +%lld)", d ? "cols" : "rows", k->blk_var[d], (long long)k->blk_len[d]);
     for (int c = 0; c < k->ncat; c++) { /* segmented GEMM (pass_concat) */
       const LoopGemmSeg *g = &k->cat[c];
       fprintf(f, "%s b%d = w b%d", c ? "," : " segments", g->out, g->w);
@@ -208,6 +211,14 @@ static void pr_kernel(FILE *f, const LoopModule *m, const LoopKernel *k, int dep
               (long long)k->sizes[1].k, (long long)k->sizes[2].k, (long long)k->sizes[3].k, k->reals[0]);
     fputs("\n", f);
     pr_region(f, m, k->regions[0], depth + 1, "step");
+    break;
+  case LK_TILE: /* pass_block: a blocking loop around micro-kernel calls */
+    fprintf(f, "tile i%d in 0..", k->tile_var);
+    pr_size(f, k->sizes[0]);
+    fprintf(f, " step %lld%s {\n", (long long)k->tile_step, k->tile_par ? " parallel" : "");
+    pr_kernels(f, m, &k->regions[0]->kernels, depth + 1);
+    pr_ind(f, depth);
+    fputs("}\n", f);
     break;
   case LK_MIXTURE:
   case LK_SKIP:

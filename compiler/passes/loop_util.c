@@ -2,6 +2,7 @@
  * buffer, and loop_verify, the structural check the pipeline runs after
  * every loop pass. Slow (a walk over the whole module per query) and fine:
  * modules have hundreds of kernels, not millions. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "pass.h"
@@ -133,6 +134,8 @@ typedef struct VCtx {
   char *err;
   size_t errlen;
   int bad;
+  int64_t *tile_step; /* per tile variable: its step while inside its LK_TILE, else 0 */
+  char *tile_seen;    /* per tile variable: an LK_TILE kernel defines it */
 } VCtx;
 
 static void vfail(VCtx *v, const LoopKernel *k, const char *what) {
@@ -198,18 +201,43 @@ static void verify_kernels(VCtx *v, const PtrVec *ks) {
         if (k->cat[0].out != k->out || k->nsizes != 3 || k->sizes[1].tpow || n != k->sizes[1].k ||
             k->args[1] >= 0 || k->epi_act)
           return vfail(v, k, "segmented gemm: out, N or plain-gemm fields inconsistent");
+      if (k->blk_var[1] >= 0) return vfail(v, k, "segmented gemm with column blocks");
         continue;
       }
+      if (k->args[1] < 0 && (k->blk_var[0] >= 0 || k->blk_var[1] >= 0))
+        return vfail(v, k, "blocks of an unpacked gemm (its packing scratch is per call)");
       if (k->args[1] < 0 && k->args[4] < 0) return vfail(v, k, "gemm without weights");
       if (k->args[1] < 0 && k->args[5] < 0) return vfail(v, k, "unpacked gemm without packing scratch");
       if (k->nsizes != 3) return vfail(v, k, "gemm needs sizes M, N, K");
+    }
+    /* pass_block: a leaf's blocks name enclosing tile loops of the same step, multiples of
+       what keeps the bits (loopir.h blk_var) */
+    for (int d = 0; d < 2; d++) {
+      if (k->blk_var[d] < 0) continue;
+      if (k->kind != LK_CALL || k->call != LC_GEMM) return vfail(v, k, "a block on a kernel other than a gemm");
+      if (k->blk_var[d] >= v->m->ntiles || v->tile_step[k->blk_var[d]] != k->blk_len[d])
+        return vfail(v, k, "a block whose tile variable is not an enclosing tile loop of the same step");
+      if (k->blk_len[d] <= 0 || k->blk_len[d] % (d ? LOOP_PACK_NR : LOOP_BLOCK_M))
+        return vfail(v, k, "a gemm block that is not a multiple of the panel width / micro-tile rows");
+    }
+    if (k->kind == LK_TILE) {
+      if (k->nregions != 1 || k->nsizes != 1 || k->tile_step <= 0 || k->tile_var < 0 || k->tile_var >= v->m->ntiles)
+        return vfail(v, k, "tile loop without one region, an extent, a step and a tile variable");
+      if (v->tile_seen[k->tile_var]) return vfail(v, k, "a tile variable defined twice");
+      const LoopRegion *r = k->regions[0];
+      if (r->tvar != k->tvar || r->nargs || r->nyield) return vfail(v, k, "tile region with its own rows, arguments or yields");
+      v->tile_seen[k->tile_var] = 1;
+      v->tile_step[k->tile_var] = k->tile_step;
+      verify_kernels(v, &r->kernels);
+      v->tile_step[k->tile_var] = 0;
+      continue;
     }
     for (int r = 0; r < k->nregions; r++) verify_kernels(v, &k->regions[r]->kernels);
   }
 }
 
 int loop_verify(const LoopModule *m, char *err, size_t errlen) {
-  VCtx v = {m, err, errlen, 0};
+  VCtx v = {m, err, errlen, 0, NULL, NULL};
   for (int i = 0; i < m->bufs.len; i++)
     if (((LoopBuf *)m->bufs.data[i])->id != i) {
       snprintf(err, errlen, "loop IR: buffer %d has id %d", i, ((LoopBuf *)m->bufs.data[i])->id);
@@ -222,6 +250,14 @@ int loop_verify(const LoopModule *m, char *err, size_t errlen) {
       return -1;
     }
   }
+  v.tile_step = calloc((size_t)m->ntiles + 1, sizeof *v.tile_step);
+  v.tile_seen = calloc((size_t)m->ntiles + 1, 1);
+  if (!v.tile_step || !v.tile_seen) {
+    free(v.tile_step), free(v.tile_seen);
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
   verify_kernels(&v, &m->kernels);
+  free(v.tile_step), free(v.tile_seen);
   return v.bad ? -1 : 0;
 }

@@ -34,6 +34,8 @@ typedef struct PassOptions {
   int concat;             /* -O2 pass concat: GEMMs on the same input as one segmented GEMM (-fno-concat) */
   int gate;               /* -O2 pass gate: y * act(GEMM) as the GEMM's epilogue (-fno-gate) */
   int scanfuse;           /* -O2 pass scanfuse: scan state update + output sum in one sweep (-fno-scanfuse) */
+  int block;              /* -O2 pass block: GEMM row/column blocks as LK_TILE loops (-fno-block) */
+  int64_t block_rows;     /* pass block's row step (-fblock-rows=N, a multiple of LOOP_BLOCK_M); 0: 768 */
   int memplan;            /* liveness-based arena planning, -O1+ (-fno-memplan clears; memplan.c) */
   int verify;             /* verify after every pass (on by default; tests and debug) */
   int profile;            /* generated code times every top-level kernel (--profile) */
@@ -74,6 +76,8 @@ void pass_scan_inplace(LoopModule *m, const PassOptions *o);
 void pass_licm(LoopModule *m, const PassOptions *o);
 void pass_f32math(LoopModule *m, const PassOptions *o);
 void pass_scanfuse(LoopModule *m, const PassOptions *o);
+/* block.c: blocking loops (LK_TILE) around micro-kernel calls; runs after memplan. */
+void pass_block(LoopModule *m, const PassOptions *o);
 /* memplan.c: arena offsets by liveness (replaces loop_module_layout's one slice per buffer). */
 void pass_memplan(LoopModule *m, const PassOptions *o);
 /* Live interval [first[b], last[b]] of every buffer over kernel positions (pre-order over all

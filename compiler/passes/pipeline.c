@@ -10,6 +10,9 @@
  *              → concat (-O2, packed, -fno-concat; last, so no other pass sees segmented GEMMs)
  *   layout:    arena offsets, one slice per buffer (always)
  *   memplan:   arena offsets by liveness, scratch shared (-O1+, -fno-memplan; memplan.c)
+ *   block:     GEMM row/column blocks as LK_TILE loops around the micro-kernel calls (-O2, packed,
+ *              -fno-block; after memplan: it moves kernels into regions, which changes no
+ *              buffer's lifetime)
  *
  * Each entry names the pass (the `--dump-after` key), the IR it works on and
  * the condition under which it runs. After every pass that ran, the IR is
@@ -53,6 +56,7 @@ static const PassEntry pass_list[] = {
     {"concat", ON_LOOP, NULL, pass_concat},
     {"layout", ON_LAYOUT, NULL, NULL},
     {"memplan", ON_LOOP, NULL, pass_memplan},
+    {"block", ON_LOOP, NULL, pass_block},
 };
 #define NPASSES ((int)(sizeof pass_list / sizeof pass_list[0]))
 
@@ -71,6 +75,7 @@ static int pass_enabled(const PassEntry *p, const PassOptions *o) {
   if (!strcmp(n, "fuse")) return o->opt_level >= 1 && o->fuse;
   if (!strcmp(n, "chunk")) return o->opt_level >= 2 && o->chunk;
   if (!strcmp(n, "memplan")) return o->opt_level >= 1 && o->memplan;
+  if (!strcmp(n, "block")) return o->opt_level >= 2 && o->tile && o->pack && o->block;
   if (!strcmp(n, "interchange") || !strcmp(n, "scan_inplace") || !strcmp(n, "licm")) return o->opt_level >= 2;
   if (!strcmp(n, "f32math")) return o->opt_level >= 2 && o->f32_math;
   if (!strcmp(n, "scanfuse")) return o->opt_level >= 2 && o->scanfuse;
@@ -87,6 +92,7 @@ void pass_options_init(PassOptions *o, int opt_level) {
   o->concat = o->gate = 1;
   o->scanfuse = 1;
   o->memplan = 1;
+  o->block = 1;
   o->verify = 1;
 }
 

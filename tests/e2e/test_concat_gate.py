@@ -32,6 +32,7 @@ the loop IR is dumped with --emit=llvm's pass options, and in addition:
    compiler's target macros, the LLVM backend from the CPU's features), so a
    difference means the two builds chose different tiles or epilogues."""
 import os
+import re
 import subprocess
 import sys
 
@@ -70,19 +71,20 @@ def llvm_flags(args):
 
 
 def seg_calls(args, src, wd, flags):
-    """calls of gat_gemm_seg_f32 in the -O2 LLVM IR (--emit=llvm) outside the function itself
-    (its decode path calls itself per panel), or -1 on failure"""
+    """calls of gat_gemm_seg_f32 (or its row-block form gat_gemm_seg_f32_blk) in the -O2 LLVM IR
+    (--emit=llvm) outside those functions (the decode path calls itself per panel), or -1 on failure"""
     ll = os.path.join(wd, "seg.ll")
     rc, log = sh([args.gattnc, src, "-O2", "--emit=llvm", "-o", ll] + flags)
     if rc:
         print("FAIL: --emit=llvm", log[:2000])
         return -1
     n, inside = 0, False
+    seg = re.compile(r"@gat_gemm_seg_f32(_blk)?\(")  # _blk: a row block (pass block)
     with open(ll) as f:
         for ln in f:
             if ln.startswith("define "):
-                inside = "@gat_gemm_seg_f32(" in ln
-            elif "call" in ln and "@gat_gemm_seg_f32(" in ln and not inside:
+                inside = bool(seg.search(ln))
+            elif "call" in ln and seg.search(ln) and not inside:
                 n += 1
     return n
 

@@ -185,9 +185,10 @@ TEST(Concat, DumpAndGeneratedC) {
     while ((n = fread(buf, 1, sizeof buf, g)) > 0) src.append(buf, n);
     fclose(g);
   }
-  EXPECT_NE(src.find("sg_, 3);"), std::string::npos);
+  // pass block: row blocks, gat_gemm_seg_f32_blk(..., sg_, n, c->tile[i], c->tile[i] + 96)
+  EXPECT_NE(src.find("sg_, 3, c->tile["), std::string::npos);
   size_t ones = 0;
-  for (size_t p = src.find("sg_, 1);"); p != std::string::npos; p = src.find("sg_, 1);", p + 1)) ones++;
+  for (size_t p = src.find("sg_, 1, c->tile["); p != std::string::npos; p = src.find("sg_, 1, c->tile[", p + 1)) ones++;
   EXPECT_EQ(ones, 2u);
   std::remove(path.c_str());
   std::remove(cpath.c_str());

@@ -200,6 +200,7 @@ int count_seg(const PtrVec *ks, int *gated) {
       n += k->ncat > 0;
       *gated += k->ncat == 0 && k->nargs > 9 && k->args[9] >= 0;
     }
+    if (k->kind == LK_TILE) n += count_seg(&k->regions[0]->kernels, gated); /* pass block's row loops */
   }
   return n;
 }

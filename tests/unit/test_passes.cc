@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <vector>
 
 extern "C" {
 #include "backend.h"
@@ -126,20 +127,28 @@ body {
 }
 )";
 
-int count_calls(const LoopModule *m, LoopCallKind c) {
-  int n = 0;
-  for (int i = 0; i < m->kernels.len; i++) {
-    const LoopKernel *k = (const LoopKernel *)m->kernels.data[i];
-    n += k->kind == LK_CALL && k->call == c;
+// the call kernels of a kernel list, in order, the leaves of tile loops (pass block) included
+void calls_of(const PtrVec *ks, std::vector<const LoopKernel *> &out) {
+  for (int i = 0; i < ks->len; i++) {
+    const LoopKernel *k = (const LoopKernel *)ks->data[i];
+    if (k->kind == LK_CALL) out.push_back(k);
+    if (k->kind == LK_TILE) calls_of(&k->regions[0]->kernels, out);
   }
+}
+
+int count_calls(const LoopModule *m, LoopCallKind c) {
+  std::vector<const LoopKernel *> v;
+  calls_of(&m->kernels, v);
+  int n = 0;
+  for (const LoopKernel *k : v) n += k->call == c;
   return n;
 }
 
 const LoopKernel *first_gemm(const LoopModule *m, int nth = 0) {
-  for (int i = 0; i < m->kernels.len; i++) {
-    const LoopKernel *k = (const LoopKernel *)m->kernels.data[i];
-    if (k->kind == LK_CALL && k->call == LC_GEMM && nth-- == 0) return k;
-  }
+  std::vector<const LoopKernel *> v;
+  calls_of(&m->kernels, v);
+  for (const LoopKernel *k : v)
+    if (k->call == LC_GEMM && nth-- == 0) return k;
   return nullptr;
 }
 
