@@ -760,6 +760,19 @@ static void gemm_block_bounds(StrBuf *o, const LoopKernel *k, int d, const char 
     sb_printf(o, "0, %s", n);
 }
 
+/* the end of a plain or GLU GEMM call: sizes M, N, K, the activation code and, for a leaf of
+ * tile loops (pass block), the bounds of its block */
+static void gemm_call_tail(StrBuf *o, const LoopKernel *k, StrBuf *s) {
+  sb_printf(o, ", %s, %s, %s, %d", sb_cstr(&s[0]), sb_cstr(&s[1]), sb_cstr(&s[2]), kernels_gemm_act_code(k->epi_act));
+  if (k->blk_var[0] >= 0 || k->blk_var[1] >= 0) {
+    sb_append(o, ", ");
+    gemm_block_bounds(o, k, 0, sb_cstr(&s[0]));
+    sb_append(o, ", ");
+    gemm_block_bounds(o, k, 1, sb_cstr(&s[1]));
+  }
+  sb_append(o, ");\n");
+}
+
 /* LC_GEMM: the segmented, GLU or plain micro-kernel GEMM (-O2). */
 static void emit_call_gemm(StrBuf *o, const LoopKernel *k, StrBuf *s) {
   if (k->ncat > 0 || (k->nargs > 9 && k->args[9] >= 0)) { /* pass_concat / pass_gate */
@@ -777,14 +790,7 @@ static void emit_call_gemm(StrBuf *o, const LoopKernel *k, StrBuf *s) {
     arg_or_null(o, k->args[8]);
     sb_append(o, ", ");
     arg_or_null(o, k->args[6]);
-    sb_printf(o, ", %s, %s, %s, %d", sb_cstr(&s[0]), sb_cstr(&s[1]), sb_cstr(&s[2]), kernels_gemm_act_code(k->epi_act));
-    if (blk) {
-      sb_append(o, ", ");
-      gemm_block_bounds(o, k, 0, sb_cstr(&s[0]));
-      sb_append(o, ", ");
-      gemm_block_bounds(o, k, 1, sb_cstr(&s[1]));
-    }
-    sb_append(o, ");\n");
+    gemm_call_tail(o, k, s);
     return;
   }
   const int blk = k->blk_var[0] >= 0 || k->blk_var[1] >= 0; /* pass block: one block of the result */
@@ -800,14 +806,7 @@ static void emit_call_gemm(StrBuf *o, const LoopKernel *k, StrBuf *s) {
   arg_or_null(o, k->args[3]);
   sb_append(o, ", ");
   arg_or_null(o, k->nargs > 6 ? k->args[6] : -1);
-  sb_printf(o, ", %s, %s, %s, %d", sb_cstr(&s[0]), sb_cstr(&s[1]), sb_cstr(&s[2]), kernels_gemm_act_code(k->epi_act));
-  if (blk) {
-    sb_append(o, ", ");
-    gemm_block_bounds(o, k, 0, sb_cstr(&s[0]));
-    sb_append(o, ", ");
-    gemm_block_bounds(o, k, 1, sb_cstr(&s[1]));
-  }
-  sb_append(o, ");\n");
+  gemm_call_tail(o, k, s);
 }
 
 /* LK_TILE (pass block): the blocking loop; its variable lives in the context, where the

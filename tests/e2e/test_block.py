@@ -23,34 +23,14 @@ import re
 import sys
 import time
 
-import torch
-
 from e2e_util import check, gattnc_run, parse_args, sh, shard, write_st
+from test_backends_bitwise import differing, make_inputs
 from test_compiled_examples import header_io
 
 RTOL = 1e-4
 T_PREFILL = 193
 T_DECODE = 3
 SEED = 11
-
-
-def make_inputs(ios, T, seed):
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for kind, name, dt, dims in ios:
-        if kind == "in":
-            shape = [T if d == "T" else int(d) for d in dims]
-            if dt == "i32":  # token ids: below every model's vocabulary
-                out[name] = torch.randint(0, 32, shape, generator=g, dtype=torch.int32)
-            else:
-                out[name] = torch.randn(shape, generator=g)
-    return out
-
-
-def differing(a, b):
-    if a.shape != b.shape:
-        return -1
-    return int((a.contiguous().view(torch.int32) != b.contiguous().view(torch.int32)).sum())
 
 
 def max_t(src):
