@@ -88,6 +88,9 @@ def main():
                                          "-o", o_st], ["dimension 4611686018427387904 is over the limit"], o_st)
     expect_error("--max-seq 2^62", [g, TINY, "--max-seq", "4611686018427387904", "-o", out],
                  ["--max-seq must be in 1..2147483647"], out, status=2)
+    for v in ("100", "0", "-96", "96x"):  # pass block's row step: a multiple of 96, an integer
+        want = "expects an integer" if v == "96x" else "-fblock-rows must be a multiple of 96"
+        expect_error(f"-fblock-rows={v}", [g, TINY, f"-fblock-rows={v}", "-o", out], [want], out, status=2)
 
     arena = os.path.join(HOSTILE, "arena_2p48.gat")
     expect_error("arena over 2^48 bytes at -O0", [g, arena, "-O0", "-o", out],
