@@ -25,7 +25,6 @@ typedef struct LlvmTarget {
   const char *triple;
   const char *cpu;
   const char *features;
-  int opt_level; /* gattnc level: 0 → LLVM default<O2>, 1/2 → default<O3> (like cc -O2 / -O3) */
 } LlvmTarget;
 
 /* Initializes the native target (and, for a foreign triple, all targets)
@@ -37,9 +36,12 @@ LLVMTargetMachineRef emit_llvm_target_machine(const LlvmTarget *t, char *err, si
 
 /* Builds, verifies and optimizes the module of m in context ctx for target
  * machine tm (data layout, triple, vector width of the GEMM kernel from its
- * features). NULL + err on an unsupported construct or a verifier failure. */
-LLVMModuleRef emit_llvm_module(const LoopModule *m, LLVMContextRef ctx, LLVMTargetMachineRef tm, int opt_level,
-                               char *err, size_t errlen);
+ * features). LLVM's default<O2> pipeline at every gattnc level: the level
+ * already chose the loop IR; O3 doubled the compile time of models with
+ * many small kernels and was not faster (docs/internals.md). NULL + err on
+ * an unsupported construct or a verifier failure. */
+LLVMModuleRef emit_llvm_module(const LoopModule *m, LLVMContextRef ctx, LLVMTargetMachineRef tm, char *err,
+                               size_t errlen);
 
 /* Writes mod as textual IR ("llvm"), bitcode ("bc") or an object file
  * ("obj"). 0 or -1 + err. */

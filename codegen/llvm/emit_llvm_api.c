@@ -503,8 +503,8 @@ static int cpu_vector_width(LLVMTargetMachineRef tm, const char *feat) {
   return vl;
 }
 
-LLVMModuleRef emit_llvm_module(const LoopModule *m, LLVMContextRef ctx, LLVMTargetMachineRef tm, int opt_level,
-                               char *err, size_t errlen) {
+LLVMModuleRef emit_llvm_module(const LoopModule *m, LLVMContextRef ctx, LLVMTargetMachineRef tm, char *err,
+                               size_t errlen) {
   LL L;
   memset(&L, 0, sizeof L);
   L.m = m;
@@ -547,7 +547,7 @@ LLVMModuleRef emit_llvm_module(const LoopModule *m, LLVMContextRef ctx, LLVMTarg
     LLVMDisposeModule(L.M);
     return NULL;
   }
-  return ll_verify_optimize(L.M, tm, opt_level >= 1 ? "default<O3>" : "default<O2>", 1,
+  return ll_verify_optimize(L.M, tm, "default<O2>", 1,
                             "LLVM backend: the generated module", err, errlen);
 }
 

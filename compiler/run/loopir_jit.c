@@ -70,12 +70,12 @@ static int jit_lookup(Jit *j, const char *name, void **out, char *err, size_t er
 }
 
 /* builds, verifies, optimizes and JIT-compiles the module of lm */
-static int jit_build(Jit *j, const LoopModule *lm, int opt_level, const char *cpu, char *err, size_t errlen) {
-  LlvmTarget t = {NULL, cpu, NULL, opt_level};
+static int jit_build(Jit *j, const LoopModule *lm, const char *cpu, char *err, size_t errlen) {
+  LlvmTarget t = {NULL, cpu, NULL};
   LLVMTargetMachineRef tm = emit_llvm_target_machine(&t, err, errlen);
   if (!tm) return -1;
   LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
-  LLVMModuleRef mod = emit_llvm_module(lm, LLVMOrcThreadSafeContextGetContext(tsc), tm, opt_level, err, errlen);
+  LLVMModuleRef mod = emit_llvm_module(lm, LLVMOrcThreadSafeContextGetContext(tsc), tm, err, errlen);
   LLVMDisposeTargetMachine(tm);
   if (!mod) {
     LLVMOrcDisposeThreadSafeContext(tsc);
@@ -174,7 +174,7 @@ int run_jit_opt(const IrModule *m, const TensorSet *weights, const TensorSet *in
   int64_t T;
   if (loopir_ffi_bind_inputs(m, inputs, in_t, &T, err, errlen) != 0) goto done;
   LoopModule *lm = pipeline_run(&a, m, JIT_NAME, &opts, err, errlen);
-  if (!lm || jit_build(&j, lm, opts.opt_level, opts.llvm_cpu, err, errlen) != 0) goto done;
+  if (!lm || jit_build(&j, lm, opts.llvm_cpu, err, errlen) != 0) goto done;
 
   fm.f_size = j.f_size;
   fm.f_arena = j.f_arena;

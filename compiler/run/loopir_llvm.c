@@ -39,11 +39,11 @@ int backend_emit_llvm(const IrModule *im, const char *out_path, const LlvmEmitOp
   LLVMModuleRef mod = NULL;
   LoopModule *m = pipeline_run(&a, im, sb_cstr(&ident), &opts, err, errlen);
   if (!m) goto done;
-  LlvmTarget t = {eo->triple, eo->cpu, NULL, opts.opt_level};
+  LlvmTarget t = {eo->triple, eo->cpu, NULL};
   tm = emit_llvm_target_machine(&t, err, errlen);
   if (!tm) goto done;
   ctx = LLVMContextCreate();
-  mod = emit_llvm_module(m, ctx, tm, opts.opt_level, err, errlen);
+  mod = emit_llvm_module(m, ctx, tm, err, errlen);
   if (!mod) goto done;
   if (emit_llvm_write(mod, tm, eo->kind, out_path, err, errlen) != 0) goto done;
   FILE *fh = fopen(sb_cstr(&hpath), "wb");

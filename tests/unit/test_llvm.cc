@@ -140,11 +140,11 @@ TEST(Llvm, ModulesVerifyAtEveryLevel) {
       pass_options_init(&po, level);
       LoopModule *lm = pipeline_run(&a, md.m, "t", &po, err, sizeof err);
       ASSERT_NE(lm, nullptr) << err;
-      LlvmTarget t = {nullptr, nullptr, nullptr, level};
+      LlvmTarget t = {nullptr, nullptr, nullptr};
       LLVMTargetMachineRef tm = emit_llvm_target_machine(&t, err, sizeof err);
       ASSERT_NE(tm, nullptr) << err;
       LLVMContextRef ctx = LLVMContextCreate();
-      LLVMModuleRef mod = emit_llvm_module(lm, ctx, tm, level, err, sizeof err); /* verifies before optimizing */
+      LLVMModuleRef mod = emit_llvm_module(lm, ctx, tm, err, sizeof err); /* verifies before optimizing */
       EXPECT_NE(mod, nullptr) << "-O" << level << ": " << err;
       if (mod) {
         EXPECT_NE(LLVMGetNamedFunction(mod, "t_forward"), nullptr);

@@ -59,7 +59,7 @@ struct Jit {
   Jit() {
     char e[1024] = "";
     emit_llvm_init_targets(0);
-    LlvmTarget t = {nullptr, nullptr, nullptr, 2};
+    LlvmTarget t = {nullptr, nullptr, nullptr};
     LLVMTargetMachineRef tm = emit_llvm_target_machine(&t, e, sizeof e);
     if (!tm) {
       err = e;
@@ -244,11 +244,11 @@ TEST(LlvmVecmath, LaneSumsAndGatesInAModel) {
     arena_init(&a2);
     LoopModule *lm = pipeline_run(&a2, m, "t", &o2, err, sizeof err);
     ASSERT_NE(lm, nullptr) << err;
-    LlvmTarget t = {nullptr, nullptr, nullptr, 2};
+    LlvmTarget t = {nullptr, nullptr, nullptr};
     LLVMTargetMachineRef tm = emit_llvm_target_machine(&t, err, sizeof err);
     ASSERT_NE(tm, nullptr) << err;
     LLVMContextRef ctx = LLVMContextCreate();
-    LLVMModuleRef mod = emit_llvm_module(lm, ctx, tm, 2, err, sizeof err);
+    LLVMModuleRef mod = emit_llvm_module(lm, ctx, tm, err, sizeof err);
     ASSERT_NE(mod, nullptr) << err;
     char *txt = LLVMPrintModuleToString(mod);
     std::string ir = txt;
