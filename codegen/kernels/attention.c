@@ -96,11 +96,10 @@ typedef float gat_fa_v;
  *   an FMA on targets that have one), and every such expression in this file is a GAT_FA_FMA.
  *   min_vector_width: else clang may split 512-bit vectors in two.
  * - gcc (no contract(on)): contraction off, the FMA instructions by name where the target
- *   macros say the CPU has them.
- * So the bits agree wherever __FMA__ tells gcc what clang knows: x86 with FMA and -march of a
- * CPU that has it (native, haswell, skylake-avx512: what gattnc uses), or x86 without FMA.
- * Not covered: gcc with only -mavx512f or FMA4 (no __FMA__: no fusing, while clang fuses),
- * and targets other than x86 (gcc fuses nothing here, clang fuses). */
+ *   has them.
+ *   Whether it has them is __FP_FAST_FMAF (also set for -mavx512f alone, FMA4 and other
+ *   architectures); then the x86 intrinsics of the vector width, else a lane-by-lane fmaf
+ *   that gcc vectorizes back. */
 #define GAT_FA_V(x) ((x) - (gat_fa_v){0}) /* a float or vector as a vector, exactly (x - 0 == x, -0 too) */
 #if defined(__clang__) && defined(GAT_FA_VEC)
 #define GAT_FA_FMA_ATTR __attribute__((min_vector_width(GAT_FA_VL * 32)))
@@ -110,14 +109,19 @@ typedef float gat_fa_v;
 #elif defined(__GNUC__) && defined(GAT_FA_VEC)
 #define GAT_FA_FMA_ATTR __attribute__((optimize("fp-contract=off")))
 #define GAT_FA_FMA_BEGIN
-#if defined(__FMA__) && (GAT_FA_VL == 4 || GAT_FA_VL == 8 || (GAT_FA_VL == 16 && defined(__AVX512F__)))
+#if defined(__FP_FAST_FMAF) /* gcc: the target has a fused multiply-add for floats */
+#if (GAT_FA_VL == 16 && defined(__AVX512F__)) || ((GAT_FA_VL == 8 || GAT_FA_VL == 4) && defined(__FMA__))
 #include <immintrin.h>
-#if GAT_FA_VL == 16
+#endif
+#if GAT_FA_VL == 16 && defined(__AVX512F__)
 #define GAT_FA_FMA(a, b, c) ((gat_fa_v)_mm512_fmadd_ps(GAT_FA_V(a), GAT_FA_V(b), GAT_FA_V(c)))
-#elif GAT_FA_VL == 8
+#elif GAT_FA_VL == 8 && defined(__FMA__)
 #define GAT_FA_FMA(a, b, c) ((gat_fa_v)_mm256_fmadd_ps(GAT_FA_V(a), GAT_FA_V(b), GAT_FA_V(c)))
-#else
+#elif GAT_FA_VL == 4 && defined(__FMA__)
 #define GAT_FA_FMA(a, b, c) ((gat_fa_v)_mm_fmadd_ps(GAT_FA_V(a), GAT_FA_V(b), GAT_FA_V(c)))
+#else /* FMA4, other architectures: lane by lane, which gcc turns back into vector FMAs */
+#define GAT_FA_FMA(a, b, c) gat_fa_fma_lanes(GAT_FA_V(a), GAT_FA_V(b), GAT_FA_V(c))
+#define GAT_FA_FMA_LANES 1
 #endif
 #define GAT_FA_FMAS(a, b, c) __builtin_fmaf(a, b, c)
 #else /* no FMA instructions: multiply, round, add */
@@ -160,6 +164,12 @@ typedef float gat_fa_v;
 #endif
 
 static inline GAT_FA_FMA_ATTR gat_fa_v gat_fa_splat(float x) { return GAT_FA_V(x); }
+#ifdef GAT_FA_FMA_LANES
+static inline GAT_FA_FMA_ATTR gat_fa_v gat_fa_fma_lanes(gat_fa_v a, gat_fa_v b, gat_fa_v c) {
+  for (int l = 0; l < GAT_FA_VL; l++) c[l] = __builtin_fmaf(a[l], b[l], c[l]);
+  return c;
+}
+#endif
 
 /* e^x for x <= 0 (-inf allowed), lane-wise; 0 below -87 (where e^x < 2^-125).
  * 2^n * p(r), n = round(x log2 e), r = x - n ln 2 (two-part), p of degree 7:
