@@ -741,9 +741,13 @@ static void emit_call_attention(Emit *E, const LoopKernel *k, StrBuf *s) {
     sb_printf(o, "A.pos = b%d;\n", k->args[11]);
   }
   ind(o, 2);
-  if (k->attn_fast) { /* -O2 pass_attention: the flash kernel emitted into this file */
+  if (k->attn_fast) { /* -O2 pass_attention: the flash kernel emitted into this file; its part (pass block) */
     kernels_attention_fn_name(o, k);
-    sb_append(o, "(&A);\n");
+    if (k->attn_part == LOOP_ATTN_HEADS)
+      sb_printf(o, "(&A, %d, c->tile[%d], c->tile[%d] + %lld);\n", KERNELS_ATTENTION_HEADS, k->blk_var[1],
+                k->blk_var[1], (long long)k->blk_len[1]);
+    else
+      sb_printf(o, "(&A, %d, 0, 0);\n", k->attn_part);
   } else {
     sb_append(o, "gat_k_attention(&A);\n");
   }

@@ -275,6 +275,15 @@ static GAT_FA_UNUSED void gat_fa_append_pos(const gat_attn_args *a) {
 }
 
 
+/* What one call of a variant's entry does (its `part`; kernels_attention.h has the same values):
+ * the whole attention (append this call's K/V rows to the caches, then every head), the
+ * append alone, or heads h0 .. h1-1 of rows already appended. pass block splits an attention
+ * into an append and a loop over heads (loopir.h attn_part); a head reads only its own q rows,
+ * the caches and writes its own out columns, so heads are independent once appended. */
+#define GAT_FA_WHOLE 0
+#define GAT_FA_APPEND 1
+#define GAT_FA_HEADS 2
+
 /* ---- per variant: GAT_FA_DK, GAT_FA_DV, GAT_FA_POS, GAT_FA_REL, GAT_FA_NAME ---- */
 #ifdef GAT_FA_GENERIC
 #define GAT_FA_DK gat_fa_dk
@@ -556,16 +565,23 @@ static GAT_FA_FMA_ATTR void GAT_FA_NAME(gat_fa_row)(const gat_attn_args *a, int6
   for (int e = 0; e < VT - 1; e++) out[NVV * VL + e] = otl[e] * inv;
 }
 
-/* the whole call: append the new rows, then every head, prefill tiles or single rows */
-GAT_FA_ENTRY void GAT_FA_NAME(gat_flash_attn)(const gat_attn_args *a GAT_FA_PARAMS) {
+/* One call, by `part` (GAT_FA_WHOLE, GAT_FA_APPEND, GAT_FA_HEADS): append the new rows; then
+ * heads 0 .. H-1 (whole) or h0 .. min(h1, H)-1 (heads), each in prefill tiles or single rows */
+GAT_FA_ENTRY void GAT_FA_NAME(gat_flash_attn)(const gat_attn_args *a, int part, int64_t h0,
+                                              int64_t h1 GAT_FA_PARAMS) {
   GAT_FA_CONST(DM, GAT_FA_DK > GAT_FA_DV ? GAT_FA_DK : GAT_FA_DV);
   GAT_FA_CONST(QT, GAT_FA_NV_FOR(DM) * GAT_FA_VL);
   GAT_FA_CONST(MINQ, QT / 3 + 1); /* fewer queries left: one at a time */
-  if (GAT_FA_POS)
-    gat_fa_append_pos(a);
-  else
-    gat_fa_append(a);
-  for (int64_t h = 0; h < a->H; h++)
+  if (part != GAT_FA_HEADS) {
+    if (GAT_FA_POS)
+      gat_fa_append_pos(a);
+    else
+      gat_fa_append(a);
+  }
+  if (part == GAT_FA_APPEND) return;
+  if (part == GAT_FA_WHOLE) h0 = 0, h1 = a->H;
+  if (h1 > a->H) h1 = a->H;
+  for (int64_t h = h0; h < h1; h++)
     for (int64_t t0 = 0; t0 < a->T; t0 += QT) {
       const int nq = a->T - t0 < QT ? (int)(a->T - t0) : QT;
       if (nq >= MINQ)

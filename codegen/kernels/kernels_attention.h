@@ -23,6 +23,12 @@
 #define KERNELS_ATTENTION_POS 1
 #define KERNELS_ATTENTION_RELBIAS 2
 int kernels_attention_features(const LoopKernel *k);
+/* The `part` argument of a variant's entry, gat_flash_attn_DK_DV(&A, part, h0, h1): the whole
+ * call, the K/V append alone, or heads [h0, h1) of appended rows (LoopKernel.attn_part; the
+ * values of attention.c's GAT_FA_WHOLE, GAT_FA_APPEND, GAT_FA_HEADS). */
+#define KERNELS_ATTENTION_WHOLE LOOP_ATTN_WHOLE
+#define KERNELS_ATTENTION_APPEND LOOP_ATTN_APPEND
+#define KERNELS_ATTENTION_HEADS LOOP_ATTN_HEADS
 /* 1 if the module (regions included) has an LC_ATTENTION call marked attn_fast. */
 int kernels_attention_needed(const LoopModule *m);
 /* The support code and one gat_flash_attn_DK_DV[_p|_r|_pr] per variant in use. */

@@ -136,9 +136,9 @@ LLVMValueRef ll_tile_ptr(LL *L, int v) {
   return LLVMBuildInBoundsGEP2(L->B, L->t_ctx, L->ctx, idx, 3, "");
 }
 
-/* a blocked GEMM's rows (d = 0) or columns (d = 1): [c->tile[v], +len) of the enclosing tile loop
-   (loopir.h blk_var), or [0, n) */
-static void gemm_block_bounds(LL *L, const LoopKernel *k, int d, LLVMValueRef n, LLVMValueRef *lo, LLVMValueRef *hi) {
+/* a blocked GEMM's rows (d = 0) or columns (d = 1), an attention's heads (d = 1): [c->tile[v], +len)
+   of the enclosing tile loop (loopir.h blk_var), or [0, n) */
+static void block_bounds(LL *L, const LoopKernel *k, int d, LLVMValueRef n, LLVMValueRef *lo, LLVMValueRef *hi) {
   if (k->blk_var[d] < 0) {
     *lo = ll_i64(L, 0), *hi = n;
     return;
@@ -850,8 +850,10 @@ static void emit_attention(LL *L, const LoopKernel *k, LLVMValueRef *s) {
   }
   if (k->nargs > 11 && k->args[11] >= 0) AT(pos, p8(L, k->args[11])); /* `kv: previous` region (loopir.h) */
 #undef AT
-  if (k->attn_fast && k->sizes[3].tpow == 0 && k->sizes[4].tpow == 0) { /* -O2 pass_attention */
-    ll_flash_attn_call(L, k->sizes[3].k, k->sizes[4].k, kernels_attention_features(k), a8);
+  if (k->attn_fast && k->sizes[3].tpow == 0 && k->sizes[4].tpow == 0) { /* -O2 pass_attention, its part (pass block) */
+    LLVMValueRef h[2];
+    block_bounds(L, k, 1, ll_i64(L, 0), &h[0], &h[1]);
+    ll_flash_attn_call(L, k->sizes[3].k, k->sizes[4].k, kernels_attention_features(k), a8, k->attn_part, h);
     return;
   }
   rt_call(L, "gat_k_attention", "P", &a8);
@@ -949,7 +951,7 @@ void ll_emit_call_kernel(LL *L, const LoopKernel *k) {
         ns[c] = g.n, acts[c] = g.act;
       }
       LLVMValueRef rows[2] = {NULL, NULL}; /* pass block: a row block only */
-      if (k->blk_var[0] >= 0) gemm_block_bounds(L, k, 0, s[0], &rows[0], &rows[1]);
+      if (k->blk_var[0] >= 0) block_bounds(L, k, 0, s[0], &rows[0], &rows[1]);
       if (!L->failed) ll_gemm_seg_call(L, n, ptrs, ns, acts, p8(L, k->args[0]), p8(L, rs), s[0], s[2], rows);
       free(ptrs), free(ns), free(acts);
       break;
@@ -958,8 +960,8 @@ void ll_emit_call_kernel(LL *L, const LoopKernel *k) {
       LLVMValueRef v[15] = {p8(L, k->out), p8(L, k->args[0]), p8(L, k->args[1]), p8(L, k->args[7]), p8(L, k->args[2]),
                             p8(L, k->nargs > 8 ? k->args[8] : -1), p8(L, rs), s[0], s[1], s[2], ll_i32(L, kernels_gemm_act_code(k->epi_act))};
       if (k->blk_var[0] >= 0 || k->blk_var[1] >= 0) { /* pass block: one block of the result */
-        gemm_block_bounds(L, k, 0, s[0], &v[11], &v[12]);
-        gemm_block_bounds(L, k, 1, s[1], &v[13], &v[14]);
+        block_bounds(L, k, 0, s[0], &v[11], &v[12]);
+        block_bounds(L, k, 1, s[1], &v[13], &v[14]);
         rt_call(L, "gat_gemm_glu_f32_blk", "PPPPPPPIIIWIIII", v);
       } else {
         rt_call(L, "gat_gemm_glu_f32", "PPPPPPPIIIW", v);
@@ -970,8 +972,8 @@ void ll_emit_call_kernel(LL *L, const LoopKernel *k) {
                           ll_i64(L, k->w_sn), ll_i64(L, k->w_sk), p8(L, k->args[5]), p8(L, k->args[2]),
                           p8(L, k->args[3]), p8(L, rs), s[0], s[1], s[2], ll_i32(L, kernels_gemm_act_code(k->epi_act))};
     if (k->blk_var[0] >= 0 || k->blk_var[1] >= 0) { /* pass block: one block of the result */
-      gemm_block_bounds(L, k, 0, s[0], &v[14], &v[15]);
-      gemm_block_bounds(L, k, 1, s[1], &v[16], &v[17]);
+      block_bounds(L, k, 0, s[0], &v[14], &v[15]);
+      block_bounds(L, k, 1, s[1], &v[16], &v[17]);
       rt_call(L, "gat_gemm_f32_blk", "PPPPIIPPPPIIIWIIII", v);
     } else {
       rt_call(L, "gat_gemm_f32", "PPPPIIPPPPIIIW", v);

@@ -133,7 +133,7 @@ void ll_scan_chunk_call(LL *L, const LoopKernel *k, LLVMValueRef T, LLVMValueRef
 /* calls the flash attention kernel of codegen/kernels/attention.c for attn_fast calls with head dims dk, dv
    and features fe (kernels_attention_features) on the gat_attn_args at `args` (i8*); ll_link_kernels links
    that variant */
-void ll_flash_attn_call(LL *L, int64_t dk, int64_t dv, int fe, LLVMValueRef args);
+void ll_flash_attn_call(LL *L, int64_t dk, int64_t dv, int fe, LLVMValueRef args, int part, const LLVMValueRef *heads);
 /* links the kernels the module calls into it, internal (vecmath always-inline); before optimizing */
 void ll_link_kernels(LL *L);
 

@@ -180,15 +180,16 @@ static void link_module(LL *L, LLVMModuleRef km, const char *what, int inline_al
   sb_free(&defs);
 }
 
-/* void gat_flash_attn_DK_DV[_p|_r|_pr](gat_attn_args *, i32 dk, i32 dv, i32 fe): declared here, defined
- * by link_attention; the dims and features are passed too, though the definition ignores them */
-void ll_flash_attn_call(LL *L, int64_t dk, int64_t dv, int fe, LLVMValueRef args) {
+/* void gat_flash_attn_DK_DV[_p|_r|_pr](gat_attn_args *, i32 part, i64 h0, i64 h1, i32 dk, i32 dv, i32 fe):
+ * declared here, defined by link_attention; the dims and features are passed too, though the
+ * definition ignores them; part and the heads [h0, h1) as attention.c's entry takes them */
+void ll_flash_attn_call(LL *L, int64_t dk, int64_t dv, int fe, LLVMValueRef args, int part, const LLVMValueRef *heads) {
   char name[96];
   snprintf(name, sizeof name, "gat_flash_attn_%lld_%lld%s%s%s", (long long)dk, (long long)dv, fe ? "_" : "",
            fe & KERNELS_ATTENTION_POS ? "p" : "", fe & KERNELS_ATTENTION_RELBIAS ? "r" : "");
-  LLVMTypeRef t[4] = {L->tp8, L->ti32, L->ti32, L->ti32};
-  LLVMValueRef v[4] = {args, ll_i32(L, (int)dk), ll_i32(L, (int)dv), ll_i32(L, fe)};
-  ll_call(L, name, L->tv, t, 4, v);
+  LLVMTypeRef t[7] = {L->tp8, L->ti32, L->ti64, L->ti64, L->ti32, L->ti32, L->ti32};
+  LLVMValueRef v[7] = {args, ll_i32(L, part), heads[0], heads[1], ll_i32(L, (int)dk), ll_i32(L, (int)dv), ll_i32(L, fe)};
+  ll_call(L, name, L->tv, t, 7, v);
 }
 
 /* Links attention.c's bitcode once for the variant `name` (gat_flash_attn_DK_DV[_p|_r|_pr]): its
@@ -213,16 +214,16 @@ static void link_attention(LL *L, const char *name) {
   const int bad = LLVMParseBitcodeInContext2(L->C, buf, &km);
   LLVMDisposeMemoryBuffer(buf);
   LLVMValueRef f = bad ? NULL : LLVMGetNamedFunction(km, "gat_flash_attn");
-  if (!f || LLVMCountParams(f) != 4) {
+  if (!f || LLVMCountParams(f) != 7) {
     if (km) LLVMDisposeModule(km);
     ll_fail(L, "LLVM backend: the embedded kernel bitcode attention.bc does not load (this is a bug)");
     return;
   }
   LLVMSetValueName2(f, name, strlen(name));
-  const long long val[3] = {dk, dv, fe};
-  for (unsigned i = 1; i < 4; i++) {
+  const long long val[3] = {dk, dv, fe}; /* its last three parameters (GAT_FA_PARAMS) */
+  for (unsigned i = 4; i < 7; i++) {
     LLVMValueRef p = LLVMGetParam(f, i);
-    LLVMReplaceAllUsesWith(p, LLVMConstInt(LLVMTypeOf(p), (unsigned long long)val[i - 1], 0));
+    LLVMReplaceAllUsesWith(p, LLVMConstInt(LLVMTypeOf(p), (unsigned long long)val[i - 4], 0));
   }
   link_module(L, km, "attention.bc", 0);
 }

@@ -77,6 +77,7 @@ static double kernel_flops(const LoopKernel *k, int64_t T) {
     if (k->call == LC_GEMM) /* a GLU GEMM (args[7], pass_glu) does two products */
       return (k->nargs > 7 && k->args[7] >= 0 ? 4 : 2) * size_val(k->sizes[0], T) * size_val(k->sizes[1], T) *
              size_val(k->sizes[2], T);
+    if (k->call == LC_ATTENTION && k->attn_part == LOOP_ATTN_APPEND) return 0; /* pass block: the K/V copy */
     if (k->call == LC_ATTENTION) /* causal prefill: T^2/2 keys per head, q.k and p.v */
       return size_val(k->sizes[0], T) * (size_val(k->sizes[0], T) + 1) / 2 * size_val(k->sizes[1], T) * 2 *
              (size_val(k->sizes[3], T) + size_val(k->sizes[4], T));
@@ -411,11 +412,13 @@ static double find_flops(const LoopModule *lm, int id, int64_t T) {
 }
 
 /* the id of the -O0 kernel a top-level -O2 kernel compares with: its own, or for tile loops
-   (pass block) the id of the call they block */
+   (pass block) the id of the call they block; -1 for an attention's K/V append, which pass
+   block made (the -O0 attention's time compares with its loop over heads) */
 static int o0_id(const LoopModule *lm, int id) {
   for (int i = 0; i < lm->kernels.len; i++) {
     const LoopKernel *k = lm->kernels.data[i];
     if (k->id != id) continue;
+    if (k->kind == LK_CALL && k->call == LC_ATTENTION && k->attn_part == LOOP_ATTN_APPEND) return -1;
     while (k->kind == LK_TILE && k->regions[0]->kernels.len == 1) k = k->regions[0]->kernels.data[0];
     return k->id;
   }
@@ -506,7 +509,7 @@ int driver_bench(const IrModule *m, const DriverOptions *o) {
       int id = kernel_id(runs[1].kname[k]);
       double f = lm ? find_flops(lm, id, T) : 0, t0 = -1;
       const int id0 = lm ? o0_id(lm, id) : id;
-      for (int j = 0; j < runs[0].nk; j++)
+      for (int j = 0; j < runs[0].nk && id0 >= 0; j++)
         if (kernel_id(runs[0].kname[j]) == id0) t0 = runs[0].kns[j];
       const char *nm = runs[1].kname[k] + strlen(BENCH_NAME) + 1;
       printf("%-48.48s %10.4f %9.1f %6.1f%% %10.4f %8.2fx\n", nm, runs[1].kns[k] * 1e-6,

@@ -215,6 +215,13 @@ typedef struct LoopKernel {
                           kernel variant each), dk and dv are constants <= 256 and T is the
                           only row-dependent size; args[8] (the scores scratch) is unused then. A
                           backend may ignore the flag and call gat_k_attention. */
+  int attn_part;       /* LC_ATTENTION with attn_fast, -O2 (pass_block): LOOP_ATTN_WHOLE (0): the call
+                          appends its K/V rows and runs every head; LOOP_ATTN_APPEND: only the
+                          append; LOOP_ATTN_HEADS: only heads [v, v + blk_len[1]) (v the tile
+                          variable blk_var[1], clamped to H) of rows an APPEND call of the same
+                          arguments made earlier. pass_block writes an APPEND kernel followed by a
+                          tile loop over heads around a HEADS leaf; heads are independent (each
+                          reads its own q rows and the caches, writes its own out columns). */
   int scan_chunk;      /* LK_SCAN schedule hint, -O2 (pass_chunk): 0 = none; 1 = the region is GLA's
                           S' = diag(e^gk_t) S + k_t v_t^T, o_t = scale S'^T q_t per head; 2 = the delta
                           rule u = beta_t (v_t - a_t S^T k_t), S' = a_t S + k_t u^T, o_t = scale S'^T q_t
@@ -280,7 +287,8 @@ typedef struct LoopKernel {
      multiples of every target's micro-tile rows (LOOP_BLOCK_M) and column blocks of the
      packed panel width (LOOP_PACK_NR), so each element sees the same tile/row code and
      additions as without blocks (the same bits). Only packed, unsegmented GEMMs (plain or GLU)
-     take column blocks; segmented ones (pass_concat / pass_gate) take row blocks only. */
+     take column blocks; segmented ones (pass_concat / pass_gate) take row blocks only.
+     LC_ATTENTION (attn_part LOOP_ATTN_HEADS): blk_var[1] selects the heads, blk_var[0] is -1. */
   int blk_var[2];
   int64_t blk_len[2];
   int nstates;
@@ -303,6 +311,11 @@ typedef struct LoopTensorInfo { /* params, inputs, outputs, states as the API se
 /* A weight packed at init into the GEMM micro-kernel layout: panels of NR
  * output columns, each K rows of NR floats, zero-padded (NR <= LOOP_PACK_NR). */
 #define LOOP_PACK_NR 32
+/* LoopKernel.attn_part */
+#define LOOP_ATTN_WHOLE 0
+#define LOOP_ATTN_APPEND 1
+#define LOOP_ATTN_HEADS 2
+
 /* Row blocks of a blocked GEMM (pass_block, LoopKernel.blk_var) are multiples of this: of every
  * target's register-tile rows (4, 6, 12) and row-block (32, 48, 96) of codegen/kernels/gemm.c. */
 #define LOOP_BLOCK_M 96

@@ -178,7 +178,8 @@ static void pr_kernel(FILE *f, const LoopModule *m, const LoopKernel *k, int dep
     if (k->call == LC_GEMM && k->epi_act) fprintf(f, " epilogue %s", ir_fn_name((IrFn)(k->epi_act - 1)));
     for (int d = 0; d < 2; d++) /* pass_block: the block of the result this call computes */
       if (k->blk_var[d] >= 0)
-        fprintf(f, " %s [i%d, +%lld)", d ? "cols" : "rows", k->blk_var[d], (long long)k->blk_len[d]);
+        fprintf(f, " %s [i%d, +%lld)", !d ? "rows" : k->call == LC_ATTENTION ? "heads" : "cols", k->blk_var[d],
+                (long long)k->blk_len[d]);
     for (int c = 0; c < k->ncat; c++) { /* segmented GEMM (pass_concat) */
       const LoopGemmSeg *g = &k->cat[c];
       fprintf(f, "%s b%d = w b%d", c ? "," : " segments", g->out, g->w);
@@ -188,6 +189,7 @@ static void pr_kernel(FILE *f, const LoopModule *m, const LoopKernel *k, int dep
       fprintf(f, " [%lld]", (long long)g->n);
     }
     if (k->call == LC_ATTENTION && k->attn_fast) fputs(" flash", f);
+    if (k->call == LC_ATTENTION && k->attn_part == LOOP_ATTN_APPEND) fputs(" append-only", f);
     fputs("\n", f);
     break;
   case LK_COPY:

@@ -31,7 +31,17 @@
  * the whole weight once per row block instead: 96-row blocks measured 9%
  * slower on M1's prefill (512 x 512 x 512 projections, AVX2), so the row
  * blocks are large (768 rows: one block up to T = 768; -fblock-rows=N
- * sets them, a multiple of 96: the tests use 96 to cross blocks at small T). */
+ * sets them, a multiple of 96: the tests use 96 to cross blocks at small T).
+ *
+ * Flash attention (pass_attention's attn_fast calls) becomes the K/V append
+ * followed by a loop over heads (attn_part, loopir.h):
+ *
+ *   k40 attention: b30 = attention(b27, b28, b29, ...) flash append-only
+ *   k52 attention: tile i3 in 0..8 step 1 parallel {
+ *     k11 attention: b30 = attention(b27, b28, b29, ...) heads [i3, +1) flash
+ *
+ * Each head runs the same query tiles and key blocks as in the single call
+ * (the same bits); heads are independent once every row is appended. */
 #include "pass.h"
 
 #define BLOCK_N 256
@@ -82,12 +92,35 @@ static LoopKernel *block_gemm(LoopModule *m, LoopKernel *k, int64_t bm) {
   return outer;
 }
 
+/* A flash attention over H > 1 heads: pushes its append and the loop over heads onto out, or
+ * returns 0 (k stays as it is). */
+static int block_attention(LoopModule *m, LoopKernel *k, PtrVec *out) {
+  if (k->kind != LK_CALL || k->call != LC_ATTENTION || !k->attn_fast || k->attn_part != LOOP_ATTN_WHOLE ||
+      k->nsizes < 2 || k->sizes[1].tpow || k->sizes[1].k < 2)
+    return 0;
+  LoopKernel *app = loop_kernel_new(m, LK_CALL);
+  const int id = app->id;
+  *app = *k; /* a call's arguments and sizes are inline arrays */
+  app->id = id;
+  app->attn_part = LOOP_ATTN_APPEND;
+  k->attn_part = LOOP_ATTN_HEADS;
+  LoopKernel *t = tile_around(m, k, k->sizes[1], 1, &k->blk_var[1]);
+  k->blk_len[1] = 1;
+  ptrvec_push(&t->regions[0]->kernels, k);
+  ptrvec_push(out, app);
+  ptrvec_push(out, t);
+  return 1;
+}
+
 static void block_kernels(LoopModule *m, PtrVec *ks, int64_t bm) {
+  PtrVec out = {0};
   for (int i = 0; i < ks->len; i++) {
     LoopKernel *k = ks->data[i];
     for (int r = 0; r < k->nregions; r++) block_kernels(m, &k->regions[r]->kernels, bm);
-    ks->data[i] = block_gemm(m, k, bm);
+    if (!block_attention(m, k, &out)) ptrvec_push(&out, block_gemm(m, k, bm));
   }
+  ptrvec_free(ks);
+  *ks = out;
 }
 
 void pass_block(LoopModule *m, const PassOptions *o) {

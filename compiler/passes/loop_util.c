@@ -212,12 +212,19 @@ static void verify_kernels(VCtx *v, const PtrVec *ks) {
     }
     /* pass_block: a leaf's blocks name enclosing tile loops of the same step, multiples of
        what keeps the bits (loopir.h blk_var) */
+    const int attn = k->kind == LK_CALL && k->call == LC_ATTENTION;
+    if (attn && (k->attn_part < LOOP_ATTN_WHOLE || k->attn_part > LOOP_ATTN_HEADS ||
+                 (k->attn_part != LOOP_ATTN_WHOLE && !k->attn_fast) ||
+                 (k->attn_part == LOOP_ATTN_HEADS) != (k->blk_var[1] >= 0) || k->blk_var[0] >= 0))
+      return vfail(v, k, "attention part without the flash kernel, or heads without a head block");
+    if (!attn && k->attn_part) return vfail(v, k, "attention part on a kernel other than an attention");
     for (int d = 0; d < 2; d++) {
       if (k->blk_var[d] < 0) continue;
-      if (k->kind != LK_CALL || k->call != LC_GEMM) return vfail(v, k, "a block on a kernel other than a gemm");
+      if (k->kind != LK_CALL || (k->call != LC_GEMM && !attn))
+        return vfail(v, k, "a block on a kernel other than a gemm or an attention");
       if (k->blk_var[d] >= v->m->ntiles || v->tile_step[k->blk_var[d]] != k->blk_len[d])
         return vfail(v, k, "a block whose tile variable is not an enclosing tile loop of the same step");
-      if (k->blk_len[d] <= 0 || k->blk_len[d] % (d ? LOOP_PACK_NR : LOOP_BLOCK_M))
+      if (k->blk_len[d] <= 0 || (!attn && k->blk_len[d] % (d ? LOOP_PACK_NR : LOOP_BLOCK_M)))
         return vfail(v, k, "a gemm block that is not a multiple of the panel width / micro-tile rows");
     }
     if (k->kind == LK_TILE) {

@@ -40,7 +40,7 @@ def kernel_checks(args):
     c = Case(args, "mega_kernel", model_source(f"mega(x, zdim: {ZDIM}, hdim: {HDIM}, ndim: {NDIM})", D))
     set_weights(c, perturb(c.weights, seed=41, scale=0.3))
     results = []
-    for opts, want_c, want_ll in ((["-O2"], "gat_flash_attn_16_48_r(&A);", "_16_48_r"),
+    for opts, want_c, want_ll in ((["-O2"], "gat_flash_attn_16_48_r(&A, ", "_16_48_r"),
                                   (["-O2", "-fno-tile"], "gat_k_attention(&A);", "@gat_k_attention")):
         tag = "".join(opts)
         for llvm in ((False, True) if c.backend == "jit" else (False,)):

@@ -205,7 +205,9 @@ for ci, (H, HKV, DK, DV, window, biased) in enumerate(CASES):
 # 64 queries spanning several 64-key blocks), row counts around the tile size and below the
 # row threshold, a cache start past 0, GQA, a window, FoX-style qb/kb. The harness runs under
 # ASan + UBSan (the kernel reads nothing out of bounds). Metric: max |flash - ref| / max |ref|
-# <= 1e-5 per case, and the appended cache rows identical.
+# <= 1e-5 per case, and the appended cache rows identical. The flash kernel runs whole (part 0)
+# and as pass block splits it, the append (part 1) and then one head at a time (part 2, heads
+# [h, h + 1)): the split must give the whole call's bits.
 PR_GAT = """import std
 layer attn_branch(h: f32[T, D], heads: int, rel: bool) -> f32[T, D] {
   q = linear(h, D) @ "q_proj" as [T, heads, D / heads]
@@ -248,20 +250,20 @@ static float *fa(size_t n) { float *p = malloc(n * sizeof *p); for (size_t i = 0
 static int one(int T, int p0, int gap, int H, int Hkv, int w, int bias, int rl) {
   float *q = fa((size_t)T * H * DK), *k = fa((size_t)T * Hkv * DK), *v = fa((size_t)T * Hkv * DK);
   float *qb = fa((size_t)T * H), *kb = fa((size_t)T * H), *rb = fa(rl > 0 ? (size_t)rl : 1);
-  float *ck[2], *cv[2], *ckb[2], *out[2];
+  float *ck[3], *cv[3], *ckb[3], *out[3];
   int32_t *pos = malloc(sizeof(int32_t) * (size_t)T);
   double *scratch = malloc(sizeof(double) * MAXT);
   int p = p0;
   for (int t = 0; t < T; t++) { pos[t] = p; p += 1 + (int)((rnd() + 1) * 0.5f * (float)(gap + 1)) % (gap + 1); }
   if (pos[T - 1] >= MAXT) { printf("bad case\n"); return 1; }
   ck[0] = fa((size_t)MAXT * Hkv * DK); cv[0] = fa((size_t)MAXT * Hkv * DK); ckb[0] = fa((size_t)MAXT * H);
-  for (int c = 1; c < 2; c++) {
+  for (int c = 1; c < 3; c++) {
     ck[c] = malloc(sizeof(float) * MAXT * Hkv * DK); memcpy(ck[c], ck[0], sizeof(float) * MAXT * Hkv * DK);
     cv[c] = malloc(sizeof(float) * MAXT * Hkv * DK); memcpy(cv[c], cv[0], sizeof(float) * MAXT * Hkv * DK);
     ckb[c] = malloc(sizeof(float) * MAXT * H); memcpy(ckb[c], ckb[0], sizeof(float) * MAXT * H);
   }
-  for (int c = 0; c < 2; c++) out[c] = malloc(sizeof(float) * (size_t)T * H * DK);
-  for (int c = 0; c < 2; c++) {
+  for (int c = 0; c < 3; c++) out[c] = malloc(sizeof(float) * (size_t)T * H * DK);
+  for (int c = 0; c < 3; c++) {
     gat_attn_args A;
     memset(&A, 0, sizeof A);
     A.out = out[c]; A.q = q; A.k = k; A.v = v; A.qb = bias ? qb : NULL; A.kb = bias ? kb : NULL;
@@ -269,9 +271,13 @@ static int one(int T, int p0, int gap, int H, int Hkv, int w, int bias, int rl) 
     A.T = T; A.H = H; A.Hkv = Hkv; A.dk = DK; A.dv = DK; A.pos0 = 7777; /* unused with pos */
     A.max_T = MAXT; A.window = w; A.scale = 0.25; A.scratch = scratch; A.pos = pos;
     if (rl > 0) { A.relbias = rb; A.relbias_len = rl; }
+    void (*flash)(const gat_attn_args *, int, int64_t, int64_t) = rl > 0 ? gat_flash_attn_32_32_pr : gat_flash_attn_32_32_p;
     if (c == 0) gat_k_attention(&A);
-    else if (rl > 0) gat_flash_attn_32_32_pr(&A);
-    else gat_flash_attn_32_32_p(&A);
+    else if (c == 1) flash(&A, 0, 0, 0);
+    else {
+      flash(&A, 1, 0, 0);
+      for (int h = 0; h < H; h++) flash(&A, 2, h, h + 1);
+    }
   }
   double err = 0, mx = 0;
   for (size_t i = 0; i < (size_t)T * H * DK; i++) {
@@ -279,11 +285,16 @@ static int one(int T, int p0, int gap, int H, int Hkv, int w, int bias, int rl) 
     err = d > err ? d : err;
     mx = fabs((double)out[0][i]) > mx ? fabs((double)out[0][i]) : mx;
   }
-  int same = !memcmp(ck[0], ck[1], sizeof(float) * MAXT * Hkv * DK) && !memcmp(cv[0], cv[1], sizeof(float) * MAXT * Hkv * DK) &&
-             !memcmp(ckb[0], ckb[1], sizeof(float) * MAXT * H);
-  int ok = err / mx <= 1e-5 && same;
-  printf("positions T=%d from %d gaps<=%d (last %d) H%d/%d w%d b%d relbias %d: max |err| / max |ref| = %.3g, caches %s (tol 1e-5) %s\n",
-         T, p0, gap, pos[T - 1], H, Hkv, w, bias, rl, err / mx, same ? "equal" : "DIFFER", ok ? "ok" : "FAIL");
+  int same = 1;
+  for (int c = 1; c < 3; c++)
+    same &= !memcmp(ck[0], ck[c], sizeof(float) * MAXT * Hkv * DK) && !memcmp(cv[0], cv[c], sizeof(float) * MAXT * Hkv * DK) &&
+            !memcmp(ckb[0], ckb[c], sizeof(float) * MAXT * H);
+  const int split_same = !memcmp(out[1], out[2], sizeof(float) * (size_t)T * H * DK);
+  int ok = err / mx <= 1e-5 && same && split_same;
+  printf("positions T=%d from %d gaps<=%d (last %d) H%d/%d w%d b%d relbias %d: max |err| / max |ref| = %.3g, caches %s, "
+         "append + per-head calls %s the whole call (tol 1e-5) %s\n",
+         T, p0, gap, pos[T - 1], H, Hkv, w, bias, rl, err / mx, same ? "equal" : "DIFFER",
+         split_same ? "give the bits of" : "DIFFER from", ok ? "ok" : "FAIL");
   return !ok;
 }
 int main(void) {
@@ -310,8 +321,8 @@ gattnc(t.path("pr.gat"), "-O2", "-o", t.path("pr.c"))
 with open(t.path("pr.c")) as f:
     pr_c = f.read()
 t.count += 1
-variants_ok = all(n in pr_c for n in ("gat_flash_attn_32_32(&A)", "gat_flash_attn_32_32_p(&A)",
-                                        "gat_flash_attn_32_32_pr(&A)"))
+variants_ok = all(n in pr_c for n in ("gat_flash_attn_32_32(&A, ", "gat_flash_attn_32_32_p(&A, ",
+                                        "gat_flash_attn_32_32_pr(&A, "))
 print("%-52s %s" % ("kv: previous (+ relbias) attentions call _p / _pr", "ok" if variants_ok else "FAIL"))
 t.failures += 0 if variants_ok else 1
 with open(t.path("pos_harness.c"), "w") as f:

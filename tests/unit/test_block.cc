@@ -1,5 +1,6 @@
 // test_block.cc — pass block (-O2): GEMM row and column blocks as LK_TILE
-// loops around the micro-kernel calls. What the pass makes (the loops, their
+// loops around the micro-kernel calls, and flash attention as its K/V append
+// followed by a loop over heads. What the pass makes (the loops, their
 // steps and the leaves' blocks), what it leaves alone, the switches that turn
 // it off, what the verifier refuses, and the text of --dump-loops. That the
 // blocks change no bit is tests/e2e/test_block.py (every example and M1-M6,
@@ -21,6 +22,7 @@ void collect(const PtrVec *ks, LoopKernelKind kind, std::vector<LoopKernel *> &o
   for (int i = 0; i < ks->len; i++) {
     LoopKernel *k = (LoopKernel *)ks->data[i];
     if (k->kind == kind && (kind != LK_CALL || k->call == LC_GEMM)) out.push_back(k);
+    if (kind == LK_CALL && k->kind == LK_CALL && k->call == LC_ATTENTION && k->attn_fast) out.push_back(k);
     for (int r = 0; r < k->nregions; r++) collect(&k->regions[r]->kernels, kind, out);
   }
 }
@@ -56,6 +58,23 @@ model blk {
   z = linear(x, 24) @ "narrow"
   g = z * sigmoid(linear(x, 24) @ "gate")
   f = silu(linear(x, 32) @ "w1") * linear(x, 32) @ "w3"
+}
+)";
+
+// two attentions: 4 query heads over 2 KV heads, and one head (nothing to split)
+const char *kAttnModel = R"(import std
+model att {
+  max T = 64
+  input x : f32[T, 32]
+  output y : f32[T, 32]
+  output z : f32[T, 8]
+  q = linear(x, 32) @ "q" as [T, 4, 8]
+  k = linear(x, 16) @ "k" as [T, 2, 8]
+  v = linear(x, 16) @ "v" as [T, 2, 8]
+  y = attention(q, k, v) as [T, 32]
+  q1 = linear(x, 8) @ "q1" as [T, 1, 8]
+  k1 = linear(x, 8) @ "k1" as [T, 1, 8]
+  z = attention(q1, k1, k1) as [T, 8]
 }
 )";
 
@@ -180,6 +199,108 @@ TEST(Block, VerifierRefusesBadBlocks) {
   // a column block named after a loop that does not enclose the leaf (another GEMM's)
   wide->blk_var[1] = (wide->blk_var[1] + 2) % l.lm->ntiles;
   EXPECT_NE(loop_verify(l.lm, err, sizeof err), 0);
+}
+
+TEST(Block, AttentionBecomesItsAppendAndALoopOverHeads) {
+  Compiled c(kAttnModel);
+  ASSERT_NE(c.m, nullptr);
+  Lowered l(c.m, opts(2));
+  ASSERT_NE(l.lm, nullptr) << l.err;
+  int appends = 0, heads = 0, whole = 0;
+  for (LoopKernel *k : find(l.lm, LK_CALL)) {
+    if (k->call != LC_ATTENTION) continue;
+    appends += k->attn_part == LOOP_ATTN_APPEND;
+    whole += k->attn_part == LOOP_ATTN_WHOLE;
+    if (k->attn_part == LOOP_ATTN_HEADS) {
+      heads++;
+      EXPECT_EQ(k->blk_var[0], -1);
+      ASSERT_GE(k->blk_var[1], 0);
+      EXPECT_EQ(k->blk_len[1], 1);
+      EXPECT_EQ(k->sizes[1].k, 4);  // the loop runs over the 4 query heads
+    }
+  }
+  EXPECT_EQ(appends, 1);
+  EXPECT_EQ(heads, 1);
+  EXPECT_EQ(whole, 1);  // the one-head attention stays one call
+  // the append comes first, then the loop, in the same list (the text shows the order)
+  std::string d = dump(l.lm);
+  const size_t a = d.find("flash append-only"), t = d.find("in 0..4 step 1 parallel {"), h = d.find("heads [i");
+  ASSERT_NE(a, std::string::npos) << d;
+  ASSERT_NE(t, std::string::npos) << d;
+  ASSERT_NE(h, std::string::npos) << d;
+  EXPECT_LT(a, t);
+  EXPECT_LT(t, h);
+  // -fno-block: one whole call each
+  PassOptions o = opts(2);
+  o.block = 0;
+  Lowered l0(c.m, o);
+  ASSERT_NE(l0.lm, nullptr) << l0.err;
+  for (LoopKernel *k : find(l0.lm, LK_CALL))
+    if (k->call == LC_ATTENTION) EXPECT_EQ(k->attn_part, LOOP_ATTN_WHOLE);
+}
+
+TEST(Block, VerifierRefusesBadAttentionParts) {
+  Compiled c(kAttnModel);
+  ASSERT_NE(c.m, nullptr);
+  Lowered l(c.m, opts(2));
+  ASSERT_NE(l.lm, nullptr) << l.err;
+  char err[512];
+  ASSERT_EQ(loop_verify(l.lm, err, sizeof err), 0) << err;
+  LoopKernel *hd = nullptr, *app = nullptr;
+  for (LoopKernel *k : find(l.lm, LK_CALL))
+    if (k->call == LC_ATTENTION && k->attn_part == LOOP_ATTN_HEADS) hd = k;
+    else if (k->call == LC_ATTENTION && k->attn_part == LOOP_ATTN_APPEND) app = k;
+  ASSERT_NE(hd, nullptr);
+  ASSERT_NE(app, nullptr);
+  const int v = hd->blk_var[1];
+  hd->blk_var[1] = -1;  // heads without a head block
+  EXPECT_NE(loop_verify(l.lm, err, sizeof err), 0);
+  EXPECT_NE(std::string(err).find("head block"), std::string::npos) << err;
+  hd->blk_var[1] = v;
+  hd->attn_fast = 0;  // a part of the reference kernel, which has none
+  EXPECT_NE(loop_verify(l.lm, err, sizeof err), 0);
+  hd->attn_fast = 1;
+  app->blk_var[1] = v;  // an append with a block
+  app->blk_len[1] = 1;
+  EXPECT_NE(loop_verify(l.lm, err, sizeof err), 0);
+  app->blk_var[1] = -1;
+  hd->blk_len[1] = 2;  // not its loop's step
+  EXPECT_NE(loop_verify(l.lm, err, sizeof err), 0);
+  EXPECT_NE(std::string(err).find("same step"), std::string::npos) << err;
+  hd->blk_len[1] = 1;
+  ASSERT_EQ(loop_verify(l.lm, err, sizeof err), 0) << err;
+}
+
+// The loop IR users see for a wide linear layer, a multi-head attention and a GLA scan at -O2:
+// tests/golden/blocks.loops is `gattnc tests/golden/blocks.gat -O2 --dump-loops`, compared
+// whole. After a deliberate change of the passes, check the difference and rewrite the file
+// with GAT_UPDATE_GOLDEN=1 ./test_block --gtest_filter=Block.GoldenLoopIr.
+TEST(Block, GoldenLoopIr) {
+  const std::string gat = GAT_SOURCE_DIR "/tests/golden/blocks.gat", golden = GAT_SOURCE_DIR "/tests/golden/blocks.loops";
+  const std::string cmd = GAT_BINARY_DIR "/gattnc '" + gat + "' -O2 --dump-loops";
+  FILE *p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr) << cmd;
+  std::string got;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) got.append(buf, n);
+  ASSERT_EQ(pclose(p), 0) << cmd << "\n" << got;
+  if (getenv("GAT_UPDATE_GOLDEN")) {
+    FILE *f = fopen(golden.c_str(), "wb");
+    ASSERT_NE(f, nullptr) << golden;
+    fwrite(got.data(), 1, got.size(), f);
+    fclose(f);
+  }
+  FILE *f = fopen(golden.c_str(), "rb");
+  ASSERT_NE(f, nullptr) << golden;
+  std::string want;
+  for (size_t n; (n = fread(buf, 1, sizeof buf, f)) > 0;) want.append(buf, n);
+  fclose(f);
+  // the three forms, so a difference in them reads plainly before the whole-text comparison
+  EXPECT_NE(got.find("tile i0 in 0..320 step 256 parallel {"), std::string::npos);
+  EXPECT_NE(got.find("flash append-only"), std::string::npos);
+  EXPECT_NE(got.find("chunked gla("), std::string::npos);
+  EXPECT_EQ(got, want) << "the -O2 loop IR of " << gat << " differs from " << golden
+                       << " (GAT_UPDATE_GOLDEN=1 rewrites it)";
 }
 
 }  // namespace
